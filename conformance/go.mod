@@ -1,0 +1,3 @@
+module github.com/txoutbox/txoutbox/conformance
+
+go 1.26

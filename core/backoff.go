@@ -1,0 +1,86 @@
+package outbox
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// exponential returns base*2^(n-1) capped at limit, with up to half of it
+// taken off at random so that relays and records retrying together spread
+// out. n counts from 1.
+func exponential(n int, base, limit time.Duration) time.Duration {
+	d := base
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2
+	}
+	d = min(d, limit)
+	if half := int64(d / 2); half > 0 {
+		d -= time.Duration(rand.Int64N(half + 1))
+	}
+	return d
+}
+
+// breaker pauses every worker of a relay while a backend (the store or the
+// broker) is failing as a whole, and logs once per backoff step rather
+// than once per failed call or record.
+type breaker struct {
+	what   string // "store" or "broker"
+	log    *slog.Logger
+	base   time.Duration
+	limit  time.Duration
+	mu     sync.Mutex
+	fails  int
+	resume time.Time
+}
+
+// failure records one failed call and starts (or lengthens) the pause.
+func (b *breaker) failure(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	if now.Before(b.resume) {
+		return // another worker already counted this step
+	}
+	b.fails++
+	wait := exponential(b.fails, b.base, b.limit)
+	b.resume = now.Add(wait)
+	b.log.Warn("outbox: "+b.what+" unavailable; pausing the relay",
+		slog.Int("failures", b.fails), slog.Duration("retry_in", wait), slog.Any("error", err))
+}
+
+// success ends the failure streak.
+func (b *breaker) success() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fails > 0 {
+		b.log.Info("outbox: "+b.what+" is back", slog.Int("after_failures", b.fails))
+		b.fails = 0
+		b.resume = time.Time{}
+	}
+}
+
+// wait blocks until the pause, if any, is over or ctx ends.
+func (b *breaker) wait(ctx context.Context) error {
+	b.mu.Lock()
+	d := time.Until(b.resume)
+	b.mu.Unlock()
+	if d <= 0 {
+		return ctx.Err()
+	}
+	return sleep(ctx, d)
+}
+
+// sleep waits for d or until ctx ends, and returns ctx.Err() in that case.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,101 @@
+package outbox
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Validation errors. Enqueue functions of every store return an error that
+// matches [ErrInvalidMessage] and one of the more specific errors below
+// (with errors.Is), before anything is written.
+var (
+	// ErrInvalidMessage matches every message validation error.
+	ErrInvalidMessage = errors.New("outbox: invalid message")
+	// ErrMissingID: the message has no ID (Enqueue assigns one when it is empty).
+	ErrMissingID = errors.New("outbox: message ID is empty")
+	// ErrInvalidID: the ID is not a UUID in its canonical text form.
+	ErrInvalidID = errors.New("outbox: message ID is not a UUID")
+	// ErrMissingTopic: the message has no topic.
+	ErrMissingTopic = errors.New("outbox: message topic is empty")
+	// ErrInvalidTopic: the topic is too long or holds characters brokers reject.
+	ErrInvalidTopic = errors.New("outbox: message topic is invalid")
+	// ErrInvalidKey: the key is longer than [MaxKeyBytes].
+	ErrInvalidKey = errors.New("outbox: message key is invalid")
+	// ErrPayloadTooLarge: the payload is larger than [Limits.MaxPayloadBytes].
+	ErrPayloadTooLarge = errors.New("outbox: message payload too large")
+	// ErrInvalidHeader: a header name is empty, too long or not an HTTP token,
+	// or a value holds a line break.
+	ErrInvalidHeader = errors.New("outbox: invalid message header")
+)
+
+// Relay and store errors.
+var (
+	// ErrInvalidConfig matches every configuration error returned by
+	// constructors (NewRelay and the adapters' New functions).
+	ErrInvalidConfig = errors.New("outbox: invalid configuration")
+	// ErrNotAttempted is the publish result of a message that the publisher
+	// did not send because an earlier message with the same key in the same
+	// batch failed. The relay returns such messages to the outbox without
+	// counting an attempt.
+	ErrNotAttempted = errors.New("outbox: not attempted: an earlier message with the same key failed")
+	// ErrPermanent marks a publish error that retrying cannot fix (for
+	// example a message larger than the broker accepts). The relay
+	// dead-letters such a message at once instead of retrying it. Wrap an
+	// error with [Permanent] to mark it.
+	ErrPermanent = errors.New("outbox: permanent failure")
+	// ErrNotFound: a dead letter or record with that ID does not exist.
+	ErrNotFound = errors.New("outbox: not found")
+	// ErrUnavailable: the database or broker could not be reached. It is
+	// transient; the relay retries with backoff.
+	ErrUnavailable = errors.New("outbox: backend unavailable")
+	// ErrNoTransaction: Enqueue was called outside a transaction where the
+	// store needs one to keep its atomicity promise.
+	ErrNoTransaction = errors.New("outbox: enqueue needs a transaction")
+	// ErrUnsupported: the server version or deployment lacks a feature the
+	// adapter needs. The error text says which one.
+	ErrUnsupported = errors.New("outbox: unsupported server")
+	// ErrSchemaMissing: the outbox tables do not exist; run Migrate (or
+	// `outbox migrate`) first.
+	ErrSchemaMissing = errors.New("outbox: outbox schema is missing; run Migrate first")
+	// ErrRelayRunning: Run was called on a relay that is already running.
+	ErrRelayRunning = errors.New("outbox: relay is already running")
+)
+
+// ValidationError describes why one message of an Enqueue call was rejected.
+// It matches [ErrInvalidMessage] and its more specific cause with errors.Is.
+type ValidationError struct {
+	// Index of the message in the slice given to Enqueue.
+	Index int
+	// ID of the message, when it has one.
+	ID string
+	// Err is the specific sentinel, such as [ErrPayloadTooLarge].
+	Err error
+	// Detail says what exactly is wrong.
+	Detail string
+}
+
+func (e *ValidationError) Error() string {
+	return fmt.Sprintf("outbox: message %d (id %q) rejected: %v: %s", e.Index, e.ID, e.Err, e.Detail)
+}
+
+// Unwrap returns the specific cause.
+func (e *ValidationError) Unwrap() error { return e.Err }
+
+// Is reports whether target is [ErrInvalidMessage].
+func (e *ValidationError) Is(target error) bool { return target == ErrInvalidMessage }
+
+// Permanent marks err as an error that retrying cannot fix; the relay
+// dead-letters the message at once. errors.Is(Permanent(err), ErrPermanent)
+// and errors.Is(Permanent(err), err) both hold. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string        { return e.err.Error() }
+func (e permanentError) Unwrap() error        { return e.err }
+func (e permanentError) Is(target error) bool { return target == ErrPermanent }

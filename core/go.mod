@@ -1,0 +1,3 @@
+module github.com/txoutbox/txoutbox/core
+
+go 1.26
