@@ -51,6 +51,15 @@ func NewPublisher(cfg PublisherConfig) *Publisher {
 	return p
 }
 
+// CreateTopic makes a topic exist, for a publisher configured with Topics.
+func (p *Publisher) CreateTopic(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.topics != nil {
+		p.topics[name] = true
+	}
+}
+
 // SetReject installs a function that can refuse messages (return an error)
 // before the publisher's own checks, to simulate a broker failing; nil
 // removes it.

@@ -1,0 +1,259 @@
+package conformance
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+var deadLetterTests = []storeTest{
+	{"ListReplayPurge", func(t *testing.T, h StoreHarness) {
+		ctx := testContext(t)
+		ob := h.New(t, OutboxOptions{})
+		dls := needCapability[outbox.DeadLetterStore](t, ob.Store, "DeadLetterStore")
+		var msgs []outbox.Message
+		for i := range 3 {
+			msgs = append(msgs, write(t, ctx, ob, outbox.Message{Topic: "t", Key: keyName(i), Payload: []byte{byte(i)}})...)
+		}
+		alive := write(t, ctx, ob, outbox.Message{Topic: "t", Key: "alive"})
+		recs := claim(t, ctx, ob.Store, "a", 10, hour)
+		for _, r := range recs {
+			if r.ID == alive[0].ID {
+				release(t, ctx, ob.Store, "a", r)
+			} else {
+				deadLetter(t, ctx, ob.Store, "a", "rejected: "+r.Key, r)
+			}
+		}
+
+		list, err := dls.ListDead(ctx, outbox.ListDeadParams{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != 3 {
+			t.Fatalf("ListDead returned %d dead letters, want 3", len(list))
+		}
+		for i, d := range list {
+			if d.ID != msgs[i].ID || d.LastError != "rejected: "+msgs[i].Key || d.DeadAt.IsZero() || d.Payload[0] != byte(i) {
+				t.Fatalf("dead letter %d = %+v; want %s in write order with its error, payload and DeadAt", i, d, msgs[i].ID)
+			}
+		}
+		page, err := dls.ListDead(ctx, outbox.ListDeadParams{AfterSeq: list[0].Seq, Limit: 1})
+		if err != nil || len(page) != 1 || page[0].ID != msgs[1].ID {
+			t.Fatalf("ListDead(AfterSeq first, Limit 1) = %v, %v; want the second dead letter", page, err)
+		}
+		one, err := dls.ListDead(ctx, outbox.ListDeadParams{IDs: []string{msgs[2].ID}})
+		if err != nil || len(one) != 1 || one[0].ID != msgs[2].ID {
+			t.Fatalf("ListDead(IDs) = %v, %v; want just %s", one, err, msgs[2].ID)
+		}
+		if n, err := dls.ReplayDead(ctx, outbox.SelectDead{IDs: []string{msgs[0].ID, alive[0].ID}}); err != nil || n != 1 {
+			t.Fatalf("ReplayDead(one dead, one alive) = %d, %v; want 1", n, err)
+		}
+		got := claim(t, ctx, ob.Store, "b", 10, hour)
+		if !hasID(got, msgs[0].ID) || !hasID(got, alive[0].ID) || len(got) != 2 {
+			t.Fatalf("after replay claimed %v; want the replayed and the live record", recordIDs(got))
+		}
+		for _, r := range got {
+			if r.ID == msgs[0].ID && r.Attempts != 1 {
+				t.Fatalf("replayed record has Attempts %d, want 1 (replay resets the count)", r.Attempts)
+			}
+		}
+		if n, err := dls.PurgeDead(ctx, outbox.SelectDead{All: true}); err != nil || n != 2 {
+			t.Fatalf("PurgeDead(All) = %d, %v; want 2", n, err)
+		}
+		if list, err := dls.ListDead(ctx, outbox.ListDeadParams{}); err != nil || len(list) != 0 {
+			t.Fatalf("after purge ListDead = %d, %v; want none", len(list), err)
+		}
+		if n, err := dls.ReplayDead(ctx, outbox.SelectDead{All: true}); err != nil || n != 0 {
+			t.Fatalf("ReplayDead(All) with no dead letters = %d, %v; want 0", n, err)
+		}
+	}},
+	{"DeliveredRecordLeavesDeadLetters", func(t *testing.T, h StoreHarness) {
+		ctx := testContext(t)
+		ob := h.New(t, OutboxOptions{})
+		dls := needCapability[outbox.DeadLetterStore](t, ob.Store, "DeadLetterStore")
+		write(t, ctx, ob, outbox.Message{Topic: "t", Key: "k"})
+		a := claim(t, ctx, ob.Store, "a", 1, hour)
+		deadLetter(t, ctx, ob.Store, "a", "timed out", a...)
+		// The broker acknowledged after all (a late ack): delivery wins.
+		markDelivered(t, ctx, ob.Store, "a", a...)
+		if list, err := dls.ListDead(ctx, outbox.ListDeadParams{}); err != nil || len(list) != 0 {
+			t.Fatalf("ListDead = %d, %v after the dead letter was marked delivered; want none", len(list), err)
+		}
+	}},
+}
+
+var capabilityTests = []storeTest{
+	{"CleanupIsBounded", func(t *testing.T, h StoreHarness) {
+		ctx := testContext(t)
+		ob := h.New(t, OutboxOptions{})
+		c := needCapability[outbox.Cleaner](t, ob.Store, "Cleaner")
+		write(t, ctx, ob, newMessages("t", "k", 10)...)
+		drain(t, ctx, ob.Store, "a")
+		write(t, ctx, ob, outbox.Message{Topic: "t", Key: "pending"}, outbox.Message{Topic: "t", Key: "dead"})
+		for _, r := range claim(t, ctx, ob.Store, "a", 10, hour) {
+			if r.Key == "dead" {
+				deadLetter(t, ctx, ob.Store, "a", "x", r)
+			} else {
+				release(t, ctx, ob.Store, "a", r)
+			}
+		}
+		if n, err := c.Cleanup(ctx, outbox.CleanupParams{OlderThan: hour, Limit: 100}); err != nil || n != 0 {
+			t.Fatalf("Cleanup(older than 1h) = %d, %v; want 0: nothing was delivered that long ago", n, err)
+		}
+		var total []int
+		eventually(t, ctx, "cleanup of records delivered more than 1ms ago", func() bool {
+			n, err := c.Cleanup(ctx, outbox.CleanupParams{OlderThan: time.Millisecond, Limit: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n > 4 {
+				t.Fatalf("Cleanup(Limit 4) deleted %d", n)
+			}
+			if n > 0 {
+				total = append(total, n)
+			}
+			return sum(total) >= 10
+		})
+		if sum(total) != 10 {
+			t.Fatalf("Cleanup deleted %v, want 10 in all", total)
+		}
+		got := claim(t, ctx, ob.Store, "b", 10, hour)
+		if len(got) != 1 || got[0].Key != "pending" {
+			t.Fatalf("after cleanup claimed %v; the pending record must survive", recordIDs(got))
+		}
+		if dls, ok := ob.Store.(outbox.DeadLetterStore); ok {
+			if list, _ := dls.ListDead(ctx, outbox.ListDeadParams{}); len(list) != 1 {
+				t.Fatalf("cleanup removed a dead letter")
+			}
+		}
+	}},
+	{"Stats", func(t *testing.T, h StoreHarness) {
+		ctx := testContext(t)
+		ob := h.New(t, OutboxOptions{})
+		sr := needCapability[outbox.StatsReader](t, ob.Store, "StatsReader")
+		if st, err := sr.Stats(ctx); err != nil || st.Pending != 0 || !st.OldestPending.IsZero() {
+			t.Fatalf("Stats of an empty outbox = %+v, %v", st, err)
+		}
+		oldest := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
+		write(t, ctx, ob, outbox.Message{Topic: "t", Key: "old", CreatedAt: oldest})
+		write(t, ctx, ob, newMessages("t", "k", 4)...)
+		write(t, ctx, ob, outbox.Message{Topic: "t", Key: "dead"}, outbox.Message{Topic: "t", Key: "retry"})
+		for _, r := range claim(t, ctx, ob.Store, "a", 10, hour) {
+			switch r.Key {
+			case "dead":
+				deadLetter(t, ctx, ob.Store, "a", "x", r)
+			case "retry":
+				scheduleRetry(t, ctx, ob.Store, "a", "x", hour, r)
+			case "old":
+				// stays leased to a
+			default:
+				release(t, ctx, ob.Store, "a", r)
+			}
+		}
+		st, err := sr.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Pending != 6 || st.Leased != 1 || st.Dead != 1 || st.Retrying != 1 {
+			t.Fatalf("Stats = pending %d leased %d dead %d retrying %d; want 6, 1, 1, 1", st.Pending, st.Leased, st.Dead, st.Retrying)
+		}
+		if st.OldestPending.Sub(oldest).Abs() > time.Millisecond {
+			t.Fatalf("OldestPending = %v, want %v", st.OldestPending, oldest)
+		}
+		if len(st.Relays) != 1 || st.Relays[0].Owner != "a" || st.Relays[0].Leased != 1 || st.Relays[0].Until.Before(time.Now()) {
+			t.Fatalf("Relays = %+v, want owner a holding 1 lease into the future", st.Relays)
+		}
+	}},
+	{"ListenWakesOnCommit", func(t *testing.T, h StoreHarness) {
+		ctx := testContext(t)
+		ob := h.New(t, OutboxOptions{})
+		l := needCapability[outbox.Listener](t, ob.Store, "Listener")
+		ch, err := l.Listen(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A notification may arrive before the listener is ready to hear it;
+		// keep writing until one arrives. The relay polls for the same reason.
+		for {
+			write(t, ctx, ob, outbox.Message{Topic: "t", Key: "k"})
+			select {
+			case _, ok := <-ch:
+				if !ok {
+					t.Fatal("the listener channel closed while the context is live")
+				}
+				return
+			case <-time.After(200 * time.Millisecond):
+			case <-ctx.Done():
+				t.Fatal("no notification after commits")
+			}
+		}
+	}},
+	{"ListenStopsWithContext", func(t *testing.T, h StoreHarness) {
+		ctx := testContext(t)
+		ob := h.New(t, OutboxOptions{})
+		l := needCapability[outbox.Listener](t, ob.Store, "Listener")
+		lctx, cancel := context.WithCancel(ctx)
+		ch, err := l.Listen(lctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		for {
+			select {
+			case _, ok := <-ch:
+				if !ok {
+					return
+				}
+			case <-ctx.Done():
+				t.Fatal("the listener channel stayed open after its context ended")
+			}
+		}
+	}},
+	{"MigrateIsIdempotentAndConcurrent", func(t *testing.T, h StoreHarness) {
+		ctx := testContext(t)
+		ob := h.New(t, OutboxOptions{})
+		m := needCapability[outbox.Migrator](t, ob.Store, "Migrator")
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				if err := m.Migrate(ctx); err != nil {
+					t.Errorf("Migrate: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		write(t, ctx, ob, outbox.Message{Topic: "t"})
+		if got := drain(t, ctx, ob.Store, "a"); len(got) != 1 {
+			t.Fatalf("after repeated migrations drained %d records, want 1", len(got))
+		}
+	}},
+	{"Ping", func(t *testing.T, h StoreHarness) {
+		ctx := testContext(t)
+		ob := h.New(t, OutboxOptions{})
+		p := needCapability[outbox.Pinger](t, ob.Store, "Pinger")
+		if err := p.Ping(ctx); err != nil {
+			t.Fatalf("Ping: %v", err)
+		}
+	}},
+}
+
+// needCapability returns v as a T or skips t naming the missing capability.
+func needCapability[T any](t *testing.T, v any, name string) T {
+	t.Helper()
+	c, ok := v.(T)
+	if !ok {
+		t.Skipf("the store is not an outbox.%s", name)
+	}
+	return c
+}
+
+func sum(ns []int) int {
+	s := 0
+	for _, n := range ns {
+		s += n
+	}
+	return s
+}
