@@ -96,17 +96,17 @@ func (r *Relay) Run(ctx context.Context) error {
 	if c, ok := r.store.(Cleaner); ok && r.cfg.Retention >= 0 {
 		wg.Go(func() { r.cleanup(ctx, c) })
 	}
-	for i := range r.cfg.Concurrency {
-		poller := i == 0 // one worker polls; the others wait to be woken
-		wg.Go(func() { r.work(ctx, poller) })
+	for range r.cfg.Concurrency {
+		wg.Go(func() { r.work(ctx) })
 	}
 	wg.Wait()
 	r.log.Info("outbox: relay stopped")
 	return nil
 }
 
-// work is one claim-publish-settle loop.
-func (r *Relay) work(ctx context.Context, poller bool) {
+// work is one claim-publish-settle loop. Every worker polls when idle, so
+// that a worker busy with a slow batch never leaves new records unseen.
+func (r *Relay) work(ctx context.Context) {
 	idle := 0 // consecutive empty claims, for the adaptive poll
 	for {
 		if r.storeDown.wait(ctx) != nil || r.brokerDown.wait(ctx) != nil {
@@ -119,7 +119,7 @@ func (r *Relay) work(ctx context.Context, poller bool) {
 		}
 		r.storeDown.success()
 		if len(recs) == 0 {
-			if !r.idle(ctx, poller, idle) {
+			if !r.idle(ctx, idle) {
 				return
 			}
 			idle++
@@ -154,25 +154,22 @@ func (r *Relay) claim(ctx context.Context) ([]Record, error) {
 	return recs, nil
 }
 
-// idle waits for a wake-up; the poller also wakes on its adaptive timer.
-// It reports false when ctx ended.
-func (r *Relay) idle(ctx context.Context, poller bool, idleRounds int) bool {
-	var timeout <-chan time.Time
-	if poller {
-		wait := r.cfg.MinPollInterval << min(idleRounds, 30)
-		if wait <= 0 || wait > r.cfg.PollInterval {
-			wait = r.cfg.PollInterval
-		}
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		timeout = t.C
+// idle waits for a wake-up or its adaptive poll timer: MinPollInterval,
+// doubling with every empty claim up to PollInterval. It reports false when
+// ctx ended.
+func (r *Relay) idle(ctx context.Context, idleRounds int) bool {
+	wait := r.cfg.MinPollInterval << min(idleRounds, 30)
+	if wait <= 0 || wait > r.cfg.PollInterval {
+		wait = r.cfg.PollInterval
 	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
 	case <-r.kick:
 		return true
-	case <-timeout:
+	case <-t.C:
 		return true
 	}
 }
