@@ -1,0 +1,343 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/txoutbox/txoutbox/conformance"
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+// Result is the verdict of one scenario on one pair.
+type Result struct {
+	Pair     string
+	Scenario string
+	conformance.Report
+	// Relays is how many relays ran at once.
+	Relays int
+	// Faults counts the injected faults: kills, connection kills, outages.
+	Faults int
+	// DuplicateBound is the most duplicates the faults can explain:
+	// faults × relays × messages in flight per relay.
+	DuplicateBound int
+	// Recovery is how long after the last fault ended the last committed
+	// message arrived.
+	Recovery time.Duration
+	// Skipped, when set, says why the scenario did not run.
+	Skipped string
+}
+
+// OK reports whether the scenario kept every promise.
+func (r Result) OK() bool {
+	return r.Skipped != "" || r.Clean() && r.Duplicates <= r.DuplicateBound
+}
+
+type scenario struct {
+	name string
+	run  func(s *session) (skip string)
+}
+
+var scenarios = []scenario{
+	{"relay killed", func(s *session) string { return s.killRelays(1) }},
+	{"2 relays, one killed", func(s *session) string { return s.killRelays(2) }},
+	{"3 relays, one killed", func(s *session) string { return s.killRelays(3) }},
+	{"broker outage", (*session).brokerOutage},
+	{"db connections killed", (*session).connectionLoss},
+	{"writers fail", (*session).writersFail},
+	{"poison message", (*session).poison},
+	{"late commit", (*session).lateCommit},
+}
+
+// Run runs every scenario against fresh targets of one pair, each as a
+// subtest of t (one after the other: faults and timings of one must not
+// disturb another), and returns the results in order. A subtest fails when
+// its scenario breaks a promise.
+func Run(t *testing.T, pair string, newTarget NewTarget, o Options) []Result {
+	var results []Result
+	for _, sc := range scenarios {
+		res := Result{Pair: pair, Scenario: sc.name}
+		t.Run(strings.ReplaceAll(sc.name, " ", "_"), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), o.Timeout)
+			defer cancel()
+			tg := newTarget(t)
+			s := &session{t: t, ctx: ctx, tg: tg, o: o, ledger: conformance.NewLedger(), res: &res}
+			conformance.ConsumeInto(t, ctx, tg.Broker, s.ledger, tg.Topic)
+			if skip := sc.run(s); skip != "" {
+				res.Skipped = skip
+				t.Skip(skip)
+			}
+			s.stopRelays()
+			res.Report = s.ledger.Report()
+			spec := relaySpec("")
+			res.DuplicateBound = max(res.Faults, 1) * max(res.Relays, 1) * spec.BatchSize * spec.Concurrency
+			t.Logf("%s: %s faults=%d relays=%d recovery=%s", sc.name, res.Report, res.Faults, res.Relays, res.Recovery.Round(time.Millisecond))
+			if !res.OK() {
+				t.Errorf("%s broke a promise: %s (duplicate bound %d)", sc.name, res.Report, res.DuplicateBound)
+			}
+		})
+		results = append(results, res)
+	}
+	return results
+}
+
+// session is one scenario run.
+type session struct {
+	t      *testing.T
+	ctx    context.Context
+	tg     Target
+	o      Options
+	ledger *conformance.Ledger
+	res    *Result
+
+	mu       sync.Mutex
+	relays   []Relay
+	owners   int
+	lastHurt time.Time // when the last fault ended
+}
+
+func (s *session) startRelay(slot int) {
+	s.t.Helper()
+	s.mu.Lock()
+	s.owners++
+	owner := fmt.Sprintf("chaos-%d-%d", slot, s.owners)
+	s.mu.Unlock()
+	r, err := s.tg.StartRelay(s.ctx, relaySpec(owner))
+	if err != nil {
+		s.t.Fatalf("starting relay %s: %v", owner, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.relays) <= slot {
+		s.relays = append(s.relays, nil)
+	}
+	s.relays[slot] = r
+}
+
+func (s *session) startRelays(n int) {
+	s.res.Relays = n
+	for i := range n {
+		s.startRelay(i)
+	}
+}
+
+func (s *session) stopRelays() {
+	s.mu.Lock()
+	relays := s.relays
+	s.relays = nil
+	s.mu.Unlock()
+	for _, r := range relays {
+		if r != nil {
+			if err := r.Stop(); err != nil {
+				s.t.Errorf("stopping a relay: %v", err)
+			}
+		}
+	}
+}
+
+func (s *session) faultEnded() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.res.Faults++
+	s.lastHurt = time.Now()
+}
+
+// waitAll waits for every committed message and records the recovery time.
+func (s *session) waitAll() {
+	s.t.Helper()
+	if err := s.ledger.WaitAll(s.ctx); err != nil {
+		s.t.Fatalf("%v; %s", err, s.ledger.Report())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.lastHurt.IsZero() {
+		s.res.Recovery = time.Since(s.lastHurt)
+	}
+}
+
+// during runs the writers and, meanwhile, fault at n evenly spread moments
+// (with jitter) of the time the writers are expected to take.
+func (s *session) during(load loadMode, n int, fault func(i int)) {
+	s.t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.write(load)
+	}()
+	span := s.expectedWriteTime()
+	start := time.Now()
+	rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), 3))
+	for i := range n {
+		at := time.Duration(float64(span) * (float64(i) + 0.5 + rng.Float64()*0.5) / float64(n+1))
+		select {
+		case <-time.After(time.Until(start.Add(at))):
+		case <-s.ctx.Done():
+			s.t.Fatalf("scenario timed out while injecting faults")
+		}
+		fault(i)
+	}
+	<-done
+}
+
+func (s *session) expectedWriteTime() time.Duration {
+	if s.o.Rate <= 0 {
+		return time.Second
+	}
+	return time.Duration(float64(s.o.Events) / float64(s.o.Rate) * float64(time.Second))
+}
+
+func (s *session) killRelays(n int) string {
+	s.startRelays(n)
+	s.during(loadCommit, s.o.Kills, func(int) {
+		s.mu.Lock()
+		victim := s.relays[0]
+		s.mu.Unlock()
+		if err := victim.Kill(); err != nil {
+			s.t.Errorf("killing a relay: %v", err)
+		}
+		s.faultEnded()
+		s.startRelay(0)
+	})
+	s.waitAll()
+	return ""
+}
+
+func (s *session) brokerOutage() string {
+	if s.tg.StopBroker == nil || s.tg.StartBroker == nil {
+		return "the target cannot stop and start its broker"
+	}
+	s.startRelays(2)
+	s.during(loadCommit, 1, func(int) {
+		if err := s.tg.StopBroker(); err != nil {
+			s.t.Fatalf("stopping the broker: %v", err)
+		}
+		select {
+		case <-time.After(s.o.Outage):
+		case <-s.ctx.Done():
+		}
+		if err := s.tg.StartBroker(); err != nil {
+			s.t.Fatalf("starting the broker: %v", err)
+		}
+		s.faultEnded()
+	})
+	s.waitAll()
+	return ""
+}
+
+func (s *session) connectionLoss() string {
+	if s.tg.KillConnections == nil {
+		return "the target cannot kill database connections"
+	}
+	s.startRelays(2)
+	killed := 0
+	s.during(loadCommit, s.o.ConnectionKills, func(int) {
+		n, err := s.tg.KillConnections(s.ctx)
+		if err != nil {
+			s.t.Errorf("killing connections: %v", err)
+		}
+		killed += n
+		s.faultEnded()
+	})
+	s.waitAll()
+	s.t.Logf("killed %d database connections in %d rounds", killed, s.o.ConnectionKills)
+	return ""
+}
+
+func (s *session) writersFail() string {
+	s.startRelays(2)
+	s.during(loadFailing, 0, nil)
+	s.waitAll()
+	return ""
+}
+
+func (s *session) lateCommit() string {
+	s.startRelays(2)
+	tx, err := s.tg.Outbox.Begin(s.ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(s.ctx) }()
+	held := []outbox.Message{{Topic: s.tg.Topic, Key: "late", Payload: []byte("late")}}
+	if err := tx.Enqueue(s.ctx, held...); err != nil { // takes a low sequence number
+		s.t.Fatal(err)
+	}
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		select {
+		case <-time.After(s.o.Hold):
+		case <-s.ctx.Done():
+			return
+		}
+		if err := tx.Commit(s.ctx); err != nil {
+			s.t.Errorf("committing the held transaction: %v", err)
+			return
+		}
+		s.ledger.Committed(held...)
+		s.faultEnded()
+	}()
+	s.write(loadCommit)
+	<-committed
+	s.waitAll()
+	return ""
+}
+
+func (s *session) poison() string {
+	p := s.tg.Poison
+	if p == nil {
+		return "the target has no poison message"
+	}
+	dls, ok := s.tg.Outbox.Store.(outbox.DeadLetterStore)
+	if !ok {
+		return "the store is not an outbox.DeadLetterStore"
+	}
+	s.res.Relays = 1
+	spec := relaySpec("chaos-poison")
+	spec.MaxAttempts = 3
+	r, err := s.tg.StartRelay(s.ctx, spec)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.relays = append(s.relays, r)
+	s.mu.Unlock()
+
+	bad := []outbox.Message{{Topic: s.tg.Topic, Key: "poison", Payload: p.Payload}}
+	if err := writeTx(s.ctx, s.tg.Outbox, bad, commit); err != nil {
+		s.t.Fatal(err)
+	}
+	s.write(loadCommit)
+	s.waitAll() // every other key flowed past the poison message
+	var dead []outbox.DeadLetter
+	for len(dead) == 0 {
+		dead, err = dls.ListDead(s.ctx, outbox.ListDeadParams{IDs: []string{bad[0].ID}})
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if len(dead) == 0 {
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-s.ctx.Done():
+				s.t.Fatal("the poison message was never dead-lettered")
+			}
+		}
+	}
+	if dead[0].LastError == "" || dead[0].Attempts != spec.MaxAttempts {
+		s.t.Errorf("dead letter has attempts %d and error %q; want %d attempts and the broker's reason", dead[0].Attempts, dead[0].LastError, spec.MaxAttempts)
+	}
+	s.t.Logf("dead-lettered after %d attempts: %s", dead[0].Attempts, dead[0].LastError)
+	if err := p.Fix(s.ctx); err != nil {
+		s.t.Fatalf("fixing the broker: %v", err)
+	}
+	if n, err := dls.ReplayDead(s.ctx, outbox.SelectDead{IDs: []string{bad[0].ID}}); err != nil || n != 1 {
+		s.t.Fatalf("ReplayDead = %d, %v", n, err)
+	}
+	s.ledger.Committed(bad...)
+	s.faultEnded()
+	s.waitAll()
+	return ""
+}
