@@ -1,0 +1,256 @@
+package outboxprom
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+// ObserverConfig configures an [Observer]. The zero value is ready to use.
+type ObserverConfig struct {
+	// ConstLabels are added to every metric. Use them to tell apart
+	// several relays registered in one process (one Observer each, say
+	// {"outbox": "orders"} and {"outbox": "billing"}). Names must match
+	// [a-zA-Z_][a-zA-Z0-9_]* and must not be "topic" or "outcome".
+	ConstLabels prometheus.Labels
+
+	// TopicLabel, when set, adds a "topic" label to the per-message
+	// metrics (published, failed, publish lag) with the value it returns
+	// for a message's topic. Nil (the default) adds no topic label: every
+	// distinct value is a time series of its own in each of those metrics
+	// (times the lag buckets), and topics can be many (a NATS subject per
+	// customer or per aggregate). Set it when topics are a small fixed set,
+	// func(topic string) string { return topic }, or map them to a few
+	// groups (strip the variable tokens of a subject).
+	TopicLabel func(topic string) string
+
+	// DurationBuckets are the histogram buckets, in seconds, of the claim
+	// and publish durations. Default [DefaultDurationBuckets].
+	DurationBuckets []float64
+
+	// LagBuckets are the histogram buckets, in seconds, of the
+	// commit-to-publish lag. Default [DefaultLagBuckets].
+	LagBuckets []float64
+}
+
+// Observer records a relay's claims and batches as Prometheus metrics. It
+// implements [outbox.Observer] (set it as [outbox.RelayConfig.Observer])
+// and [prometheus.Collector] (register it). Safe for concurrent use.
+//
+// One Observer serves one relay; it may also serve several relays of one
+// outbox in one process, whose numbers it adds up.
+type Observer struct {
+	topic func(string) string
+
+	claims        prometheus.Counter
+	claimErrors   prometheus.Counter
+	claimed       prometheus.Counter
+	claimDuration prometheus.Histogram
+
+	// Vectors have a topic label only with TopicLabel; failed has outcome.
+	published       *prometheus.CounterVec
+	failed          *prometheus.CounterVec
+	settleErrors    prometheus.Counter
+	publishDuration prometheus.Histogram
+	lag             *prometheus.HistogramVec
+}
+
+var (
+	_ outbox.Observer      = (*Observer)(nil)
+	_ prometheus.Collector = (*Observer)(nil)
+)
+
+// Values of the outcome label of txoutbox_relay_failed_total.
+const (
+	OutcomeRetried      = "retried"
+	OutcomeDeadLettered = "dead_lettered"
+	OutcomeReleased     = "released"
+)
+
+// NewObserver returns an Observer; register it with a
+// [prometheus.Registerer] to expose its metrics. It reports an invalid
+// configuration with an error matching [outbox.ErrInvalidConfig].
+func NewObserver(cfg ObserverConfig) (*Observer, error) {
+	if err := checkConstLabels("ObserverConfig", cfg.ConstLabels, "topic", "outcome"); err != nil {
+		return nil, err
+	}
+	if cfg.DurationBuckets == nil {
+		cfg.DurationBuckets = DefaultDurationBuckets
+	}
+	if cfg.LagBuckets == nil {
+		cfg.LagBuckets = DefaultLagBuckets
+	}
+	if err := checkBuckets("DurationBuckets", cfg.DurationBuckets); err != nil {
+		return nil, err
+	}
+	if err := checkBuckets("LagBuckets", cfg.LagBuckets); err != nil {
+		return nil, err
+	}
+	var topic []string
+	if cfg.TopicLabel != nil {
+		topic = []string{"topic"}
+	}
+
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "relay", Name: name, Help: help, ConstLabels: cfg.ConstLabels,
+		})
+	}
+	counterVec := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "relay", Name: name, Help: help, ConstLabels: cfg.ConstLabels,
+		}, labels)
+	}
+	histogramOpts := func(name, help string, buckets []float64) prometheus.HistogramOpts {
+		return prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: "relay", Name: name, Help: help, ConstLabels: cfg.ConstLabels, Buckets: buckets,
+		}
+	}
+
+	o := &Observer{
+		topic: cfg.TopicLabel,
+		claims: counter("claims_total",
+			"Claims the relay made, successful or not, including those that found nothing."),
+		claimErrors: counter("claim_errors_total",
+			"Claims that failed; the relay backs off and tries again."),
+		claimed: counter("claimed_total",
+			"Messages claimed (one attempt each)."),
+		claimDuration: prometheus.NewHistogram(histogramOpts("claim_duration_seconds",
+			"How long claims took, successful or not.", cfg.DurationBuckets)),
+		published: counterVec("published_total",
+			"Messages the broker acknowledged.", topic...),
+		failed: counterVec("failed_total",
+			"Claimed messages not published, by outcome: retried (after a backoff), dead_lettered, or released (not attempted: held behind a failed message of its key, broker unavailable, or relay stopping; no attempt counted).",
+			append([]string{"outcome"}, topic...)...),
+		settleErrors: counter("settle_errors_total",
+			"Batches whose outcomes could not be recorded in the store; their messages are published again when their lease expires."),
+		publishDuration: prometheus.NewHistogram(histogramOpts("publish_duration_seconds",
+			"How long the publisher took for one batch.", cfg.DurationBuckets)),
+		lag: prometheus.NewHistogramVec(histogramOpts("publish_lag_seconds",
+			"Time from enqueue (Message.CreatedAt) to the broker's acknowledgement, per published message.", cfg.LagBuckets), topic),
+	}
+	if topic == nil {
+		// Make every series exist from the start, so that rate() and
+		// alerts see a zero instead of nothing.
+		o.published.WithLabelValues()
+		o.lag.WithLabelValues()
+		for _, outcome := range []string{OutcomeRetried, OutcomeDeadLettered, OutcomeReleased} {
+			o.failed.WithLabelValues(outcome)
+		}
+	}
+	return o, nil
+}
+
+// ObserveClaim implements [outbox.Observer].
+func (o *Observer) ObserveClaim(e outbox.ClaimEvent) {
+	o.claims.Inc()
+	o.claimDuration.Observe(e.Duration.Seconds())
+	if e.Err != nil {
+		o.claimErrors.Inc()
+		return
+	}
+	o.claimed.Add(float64(e.Claimed))
+}
+
+// ObserveBatch implements [outbox.Observer].
+func (o *Observer) ObserveBatch(e outbox.BatchEvent) {
+	if e.PublishDuration > 0 { // zero: nothing in the batch was handed to the publisher
+		o.publishDuration.Observe(e.PublishDuration.Seconds())
+	}
+	if e.SettleErr != nil {
+		o.settleErrors.Inc()
+	}
+	if o.topic == nil {
+		o.observeTotals(e)
+		return
+	}
+	for i, rec := range e.Records {
+		if i >= len(e.Outcomes) {
+			break
+		}
+		topic := o.topic(rec.Topic)
+		switch st := e.Outcomes[i].Status; st {
+		case outbox.Delivered:
+			o.published.WithLabelValues(topic).Inc()
+			o.lag.WithLabelValues(topic).Observe(lagSeconds(e.PublishedAt, rec.CreatedAt))
+		default:
+			if outcome := outcomeLabel(st); outcome != "" {
+				o.failed.WithLabelValues(outcome, topic).Inc()
+			}
+		}
+	}
+}
+
+// observeTotals counts a batch without a topic label: one addition per
+// outcome rather than one per message.
+func (o *Observer) observeTotals(e outbox.BatchEvent) {
+	var delivered, retried, dead, released int
+	lag := o.lag.WithLabelValues()
+	for i, rec := range e.Records {
+		if i >= len(e.Outcomes) {
+			break
+		}
+		switch e.Outcomes[i].Status {
+		case outbox.Delivered:
+			delivered++
+			lag.Observe(lagSeconds(e.PublishedAt, rec.CreatedAt))
+		case outbox.Retried:
+			retried++
+		case outbox.DeadLettered:
+			dead++
+		case outbox.Released:
+			released++
+		}
+	}
+	add := func(c prometheus.Counter, n int) {
+		if n > 0 {
+			c.Add(float64(n))
+		}
+	}
+	add(o.published.WithLabelValues(), delivered)
+	add(o.failed.WithLabelValues(OutcomeRetried), retried)
+	add(o.failed.WithLabelValues(OutcomeDeadLettered), dead)
+	add(o.failed.WithLabelValues(OutcomeReleased), released)
+}
+
+func outcomeLabel(s outbox.OutcomeStatus) string {
+	switch s {
+	case outbox.Retried:
+		return OutcomeRetried
+	case outbox.DeadLettered:
+		return OutcomeDeadLettered
+	case outbox.Released:
+		return OutcomeReleased
+	}
+	return ""
+}
+
+// lagSeconds is the commit-to-publish lag. CreatedAt comes from the
+// writer's clock and PublishedAt from the relay's, so skew between hosts
+// can make it negative; it is then counted as zero.
+func lagSeconds(publishedAt, createdAt time.Time) float64 {
+	return max(0, publishedAt.Sub(createdAt).Seconds())
+}
+
+// Describe implements [prometheus.Collector].
+func (o *Observer) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range o.collectors() {
+		c.Describe(ch)
+	}
+}
+
+// Collect implements [prometheus.Collector].
+func (o *Observer) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range o.collectors() {
+		c.Collect(ch)
+	}
+}
+
+func (o *Observer) collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		o.claims, o.claimErrors, o.claimed, o.claimDuration,
+		o.published, o.failed, o.settleErrors, o.publishDuration, o.lag,
+	}
+}

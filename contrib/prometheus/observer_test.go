@@ -1,0 +1,234 @@
+package outboxprom_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	outboxprom "github.com/txoutbox/txoutbox/contrib/prometheus"
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+func newObserver(t testing.TB, cfg outboxprom.ObserverConfig) *outboxprom.Observer {
+	t.Helper()
+	obs, err := outboxprom.NewObserver(cfg)
+	if err != nil {
+		t.Fatalf("NewObserver: %v", err)
+	}
+	return obs
+}
+
+func record(topic string, createdAt time.Time) outbox.Record {
+	return outbox.Record{Message: outbox.Message{Topic: topic, CreatedAt: createdAt}}
+}
+
+func TestObserverCountsEvents(t *testing.T) {
+	t.Parallel()
+	obs := newObserver(t, outboxprom.ObserverConfig{})
+	reg := registry(t, obs)
+	now := time.Now()
+
+	obs.ObserveClaim(outbox.ClaimEvent{Claimed: 4, Duration: 3 * time.Millisecond})
+	obs.ObserveClaim(outbox.ClaimEvent{Claimed: 0, Duration: time.Millisecond})
+	obs.ObserveClaim(outbox.ClaimEvent{Duration: time.Second, Err: outbox.ErrUnavailable})
+	obs.ObserveBatch(outbox.BatchEvent{
+		Records: []outbox.Record{
+			record("a", now.Add(-2*time.Second)),
+			record("a", now.Add(-time.Second)),
+			record("b", now),
+			record("b", now),
+			record("c", now),
+		},
+		Outcomes: []outbox.Outcome{
+			{Status: outbox.Delivered},
+			{Status: outbox.Delivered},
+			{Status: outbox.Retried, Err: errors.New("no")},
+			{Status: outbox.Released},
+			{Status: outbox.DeadLettered, Err: outbox.Permanent(errors.New("too big"))},
+		},
+		PublishDuration: 20 * time.Millisecond,
+		PublishedAt:     now,
+	})
+	// A batch dead-lettered before publishing (claimed too often): Publish
+	// was not called, so no publish duration.
+	obs.ObserveBatch(outbox.BatchEvent{
+		Records:   []outbox.Record{record("d", now)},
+		Outcomes:  []outbox.Outcome{{Status: outbox.DeadLettered, Err: errors.New("gave up")}},
+		SettleErr: errors.New("store down"),
+	})
+
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"txoutbox_relay_claims_total", nil, 3},
+		{"txoutbox_relay_claim_errors_total", nil, 1},
+		{"txoutbox_relay_claimed_total", nil, 4},
+		{"txoutbox_relay_published_total", nil, 2},
+		{"txoutbox_relay_failed_total", []string{"outcome", "retried"}, 1},
+		{"txoutbox_relay_failed_total", []string{"outcome", "released"}, 1},
+		{"txoutbox_relay_failed_total", []string{"outcome", "dead_lettered"}, 2},
+		{"txoutbox_relay_settle_errors_total", nil, 1},
+	} {
+		if got := gather(t, reg, c.name, c.labels...).value; got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		want uint64
+		sum  float64
+	}{
+		{"txoutbox_relay_claim_duration_seconds", 3, 1.004},
+		{"txoutbox_relay_publish_duration_seconds", 1, 0.02},
+		{"txoutbox_relay_publish_lag_seconds", 2, 3},
+	} {
+		got := gather(t, reg, c.name)
+		if got.count != c.want || !near(got.sum, c.sum) {
+			t.Errorf("%s: %d samples summing to %v, want %d summing to %v", c.name, got.count, got.sum, c.want, c.sum)
+		}
+	}
+}
+
+func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+
+func TestObserverSeriesExistBeforeEvents(t *testing.T) {
+	t.Parallel()
+	reg := registry(t, newObserver(t, outboxprom.ObserverConfig{}))
+	for _, outcome := range []string{"retried", "dead_lettered", "released"} {
+		if got := gather(t, reg, "txoutbox_relay_failed_total", "outcome", outcome).value; got != 0 {
+			t.Errorf("failed{%s} = %v", outcome, got)
+		}
+	}
+	if got := gather(t, reg, "txoutbox_relay_published_total").value; got != 0 {
+		t.Errorf("published = %v", got)
+	}
+}
+
+func TestObserverTopicLabel(t *testing.T) {
+	t.Parallel()
+	// Subjects carry an order number; the label keeps their first tokens.
+	group := func(topic string) string {
+		if i := strings.LastIndexByte(topic, '.'); i >= 0 {
+			return topic[:i]
+		}
+		return topic
+	}
+	obs := newObserver(t, outboxprom.ObserverConfig{TopicLabel: group})
+	reg := registry(t, obs)
+	now := time.Now()
+	obs.ObserveBatch(outbox.BatchEvent{
+		Records: []outbox.Record{
+			record("orders.created.1", now), record("orders.created.2", now),
+			record("orders.paid.1", now), record("orders.paid.2", now),
+		},
+		Outcomes: []outbox.Outcome{
+			{Status: outbox.Delivered}, {Status: outbox.Delivered},
+			{Status: outbox.Delivered}, {Status: outbox.Retried, Err: errors.New("no")},
+		},
+		PublishDuration: time.Millisecond,
+		PublishedAt:     now,
+	})
+	if got := gather(t, reg, "txoutbox_relay_published_total", "topic", "orders.created").value; got != 2 {
+		t.Errorf("published{orders.created} = %v, want 2", got)
+	}
+	if got := gather(t, reg, "txoutbox_relay_published_total", "topic", "orders.paid").value; got != 1 {
+		t.Errorf("published{orders.paid} = %v, want 1", got)
+	}
+	if got := gather(t, reg, "txoutbox_relay_failed_total", "topic", "orders.paid", "outcome", "retried").value; got != 1 {
+		t.Errorf("failed{orders.paid,retried} = %v, want 1", got)
+	}
+	if got := gather(t, reg, "txoutbox_relay_publish_lag_seconds", "topic", "orders.created").count; got != 2 {
+		t.Errorf("lag{orders.created} has %d samples, want 2", got)
+	}
+	if n := testutil.CollectAndCount(obs, "txoutbox_relay_published_total"); n != 2 {
+		t.Errorf("%d published series, want one per topic group (2)", n)
+	}
+}
+
+// CreatedAt comes from the writer's clock: a writer ahead of the relay
+// must not produce a negative lag.
+func TestObserverClampsNegativeLag(t *testing.T) {
+	t.Parallel()
+	obs := newObserver(t, outboxprom.ObserverConfig{})
+	reg := registry(t, obs)
+	now := time.Now()
+	obs.ObserveBatch(outbox.BatchEvent{
+		Records:     []outbox.Record{record("a", now.Add(time.Minute))},
+		Outcomes:    []outbox.Outcome{{Status: outbox.Delivered}},
+		PublishedAt: now,
+	})
+	if got := gather(t, reg, "txoutbox_relay_publish_lag_seconds"); got.count != 1 || got.sum != 0 {
+		t.Errorf("lag: %d samples summing to %v, want 1 summing to 0", got.count, got.sum)
+	}
+}
+
+func TestObserverConfigErrors(t *testing.T) {
+	t.Parallel()
+	for name, cfg := range map[string]outboxprom.ObserverConfig{
+		"unsorted buckets":     {DurationBuckets: []float64{1, 0.5}},
+		"repeated lag buckets": {LagBuckets: []float64{1, 1}},
+		"invalid label":        {ConstLabels: prometheus.Labels{"bad-name": "x"}},
+		"reserved label":       {ConstLabels: prometheus.Labels{"__name": "x"}},
+		"clashing label":       {ConstLabels: prometheus.Labels{"outcome": "x"}},
+		"clashing topic label": {ConstLabels: prometheus.Labels{"topic": "x"}},
+	} {
+		if _, err := outboxprom.NewObserver(cfg); !errors.Is(err, outbox.ErrInvalidConfig) {
+			t.Errorf("%s: NewObserver = %v, want ErrInvalidConfig", name, err)
+		}
+	}
+}
+
+// Several relays in one process: one observer each, told apart by a
+// constant label, in one registry.
+func TestObserversWithConstLabelsShareARegistry(t *testing.T) {
+	t.Parallel()
+	orders := newObserver(t, outboxprom.ObserverConfig{ConstLabels: prometheus.Labels{"outbox": "orders"}})
+	billing := newObserver(t, outboxprom.ObserverConfig{ConstLabels: prometheus.Labels{"outbox": "billing"}})
+	reg := registry(t, orders, billing)
+	orders.ObserveClaim(outbox.ClaimEvent{Claimed: 1})
+	if got := gather(t, reg, "txoutbox_relay_claims_total", "outbox", "orders").value; got != 1 {
+		t.Errorf("claims{orders} = %v", got)
+	}
+	if got := gather(t, reg, "txoutbox_relay_claims_total", "outbox", "billing").value; got != 0 {
+		t.Errorf("claims{billing} = %v", got)
+	}
+}
+
+func TestMetricsPassLint(t *testing.T) {
+	t.Parallel()
+	obs := newObserver(t, outboxprom.ObserverConfig{TopicLabel: func(s string) string { return s }})
+	stats, err := outboxprom.NewStatsCollector(fixedStats{stats: outbox.Stats{Relays: []outbox.RelayLeases{{Owner: "r", Leased: 1}}}}, outboxprom.StatsConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry(t, obs, stats)
+	obs.ObserveBatch(outbox.BatchEvent{
+		Records:  []outbox.Record{record("a", time.Now()), record("a", time.Now())},
+		Outcomes: []outbox.Outcome{{Status: outbox.Delivered}, {Status: outbox.Released}},
+	})
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+	for _, f := range must(reg.Gather()) {
+		if !strings.HasPrefix(f.GetName(), "txoutbox_") {
+			t.Errorf("metric %s is outside the txoutbox_ namespace", f.GetName())
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

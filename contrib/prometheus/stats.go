@@ -1,0 +1,182 @@
+package outboxprom
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+// StatsConfig configures a [StatsCollector]. The zero value is ready to use.
+type StatsConfig struct {
+	// ConstLabels are added to every metric, to tell apart several
+	// outboxes exported by one process. Names must match
+	// [a-zA-Z_][a-zA-Z0-9_]* and must not be "owner".
+	ConstLabels prometheus.Labels
+
+	// Timeout bounds one Stats call. Default 5s, below Prometheus's
+	// default scrape timeout of 10s, so that a slow database costs the
+	// stats, not the whole scrape.
+	Timeout time.Duration
+
+	// MaxAge lets a scrape reuse the result of a Stats call younger than
+	// this instead of querying the store again. Zero (the default) queries
+	// on every scrape, as Prometheus collectors usually do: the numbers are
+	// as fresh as the scrape, and one query per scrape interval is little
+	// load. Raise it when many scrapers (an HA Prometheus pair, dashboards
+	// hitting the endpoint) would query a large outbox often. Scrapes that
+	// arrive while a Stats call runs share its result in any case.
+	MaxAge time.Duration
+
+	// OmitRelays leaves out txoutbox_relay_leased_messages, the leases per
+	// relay owner. Owners change at every relay restart, so each restart
+	// starts new series; they exist only while that relay holds leases.
+	OmitRelays bool
+
+	// Logger receives a warning for each failed Stats call. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultStatsTimeout is the default of [StatsConfig.Timeout].
+const DefaultStatsTimeout = 5 * time.Second
+
+// StatsCollector is a [prometheus.Collector] that reads an outbox's
+// statistics ([outbox.StatsReader]) when Prometheus scrapes. When the call
+// fails, it exports txoutbox_stats_up 0 and leaves the other stats out
+// rather than repeat stale numbers; the scrape itself succeeds, so relay
+// metrics registered beside it are still collected.
+//
+// Every relay process of one outbox that exports it reports the same
+// outbox-wide numbers: aggregate them with max, not sum. Collect waits for
+// the store, so the store's Stats must honour its context's deadline.
+type StatsCollector struct {
+	sr      outbox.StatsReader
+	timeout time.Duration
+	maxAge  time.Duration
+	relays  bool
+	log     *slog.Logger
+
+	up, duration, pending, leased, retrying, dead, oldestAge, relayLeased *prometheus.Desc
+
+	mu     sync.Mutex // held while Stats runs, so concurrent scrapes share one call
+	last   outbox.Stats
+	lastAt time.Time // when the last call returned; zero before the first
+	took   time.Duration
+	err    error
+}
+
+var _ prometheus.Collector = (*StatsCollector)(nil)
+
+// NewStatsCollector returns a collector of sr's statistics; register it
+// with a [prometheus.Registerer]. It reports a missing store or an invalid
+// configuration with an error matching [outbox.ErrInvalidConfig].
+func NewStatsCollector(sr outbox.StatsReader, cfg StatsConfig) (*StatsCollector, error) {
+	if sr == nil {
+		return nil, fmt.Errorf("%w: NewStatsCollector needs a store that is an outbox.StatsReader", outbox.ErrInvalidConfig)
+	}
+	if cfg.Timeout < 0 || cfg.MaxAge < 0 {
+		return nil, fmt.Errorf("%w: StatsConfig.Timeout and MaxAge must not be negative", outbox.ErrInvalidConfig)
+	}
+	if err := checkConstLabels("StatsConfig", cfg.ConstLabels, "owner"); err != nil {
+		return nil, err
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultStatsTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(namespace+"_"+name, help, labels, cfg.ConstLabels)
+	}
+	return &StatsCollector{
+		sr:      sr,
+		timeout: cfg.Timeout,
+		maxAge:  cfg.MaxAge,
+		relays:  !cfg.OmitRelays,
+		log:     cfg.Logger,
+
+		up:        desc("stats_up", "1 if the last read of the outbox statistics succeeded, 0 if it failed (the other txoutbox_ stats are then absent)."),
+		duration:  desc("stats_duration_seconds", "How long the last read of the outbox statistics took."),
+		pending:   desc("pending_messages", "Messages not yet delivered and not dead, leased or not."),
+		leased:    desc("leased_messages", "Pending messages leased to a relay right now."),
+		retrying:  desc("retrying_messages", "Pending messages that failed at least once."),
+		dead:      desc("dead_letters", "Dead-lettered messages, waiting to be replayed or purged."),
+		oldestAge: desc("oldest_pending_age_seconds", "Age of the oldest pending message (now minus its enqueue time); 0 when nothing is pending."),
+		relayLeased: desc("relay_leased_messages",
+			"Messages leased to each relay, by the relay's owner identity.", "owner"),
+	}, nil
+}
+
+// Describe implements [prometheus.Collector].
+func (c *StatsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.up, c.duration, c.pending, c.leased, c.retrying, c.dead, c.oldestAge} {
+		ch <- d
+	}
+	if c.relays {
+		ch <- c.relayLeased
+	}
+}
+
+// Collect implements [prometheus.Collector]: it reads the statistics (or
+// reuses a result, see [StatsConfig.MaxAge]) and sends them.
+func (c *StatsCollector) Collect(ch chan<- prometheus.Metric) {
+	st, took, err := c.read()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(c.duration, took.Seconds())
+	if err != nil {
+		gauge(c.up, 0)
+		return
+	}
+	gauge(c.up, 1)
+	gauge(c.pending, float64(st.Pending))
+	gauge(c.leased, float64(st.Leased))
+	gauge(c.retrying, float64(st.Retrying))
+	gauge(c.dead, float64(st.Dead))
+	age := 0.0
+	if !st.OldestPending.IsZero() {
+		age = max(0, time.Since(st.OldestPending).Seconds())
+	}
+	gauge(c.oldestAge, age)
+	if c.relays {
+		// A store should list each owner once; adding up guards the
+		// scrape against a duplicate, which Prometheus would reject.
+		leases := make(map[string]int64, len(st.Relays))
+		for _, r := range st.Relays {
+			leases[r.Owner] += r.Leased
+		}
+		for owner, n := range leases {
+			gauge(c.relayLeased, float64(n), owner)
+		}
+	}
+}
+
+// read returns fresh statistics, or the last ones when they are younger
+// than maxAge or were read while this call waited for the lock.
+func (c *StatsCollector) read() (outbox.Stats, time.Duration, error) {
+	asked := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.lastAt.IsZero() && (c.lastAt.After(asked) || time.Since(c.lastAt) < c.maxAge) {
+		return c.last, c.took, c.err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	start := time.Now()
+	st, err := c.sr.Stats(ctx)
+	c.lastAt = time.Now()
+	c.took = c.lastAt.Sub(start)
+	c.last, c.err = st, err
+	if err != nil {
+		c.log.Warn("outboxprom: could not read the outbox statistics", slog.Any("error", err))
+	}
+	return st, c.took, err
+}
