@@ -17,6 +17,9 @@ type Publisher interface {
 	// them in one request that succeeds or fails as a whole.
 	//
 	// An error that retrying cannot fix should be wrapped with [Permanent].
+	// When the broker cannot be reached, results should match
+	// [ErrUnavailable]: the relay then returns the batch without counting
+	// attempts and pauses before trying again.
 	// Publish must return when ctx ends; results not yet known are then
 	// errors.
 	Publish(ctx context.Context, msgs []Message) []error

@@ -227,6 +227,9 @@ func (r *Relay) process(ctx context.Context, recs []Record) {
 	var firstErr error
 	for j, i := range index {
 		rec, err := recs[i], results[j]
+		if errors.Is(err, ErrUnavailable) {
+			outage = err // whatever else the error says, the broker is down: pause
+		}
 		if rec.Key != "" && held[rec.Key] {
 			if err == nil {
 				// The broker has it, so it is delivered; but the publisher
@@ -245,11 +248,8 @@ func (r *Relay) process(ctx context.Context, recs []Record) {
 			outcomes[i] = Outcome{Status: Delivered}
 			delivered++
 			continue
-		case errors.Is(err, ErrNotAttempted):
+		case errors.Is(err, ErrNotAttempted), errors.Is(err, ErrUnavailable):
 			outcomes[i] = Outcome{Status: Released}
-		case errors.Is(err, ErrUnavailable):
-			outcomes[i] = Outcome{Status: Released}
-			outage = err
 		case errors.Is(err, ErrPermanent) || rec.Attempts >= r.cfg.MaxAttempts:
 			outcomes[i] = Outcome{Status: DeadLettered, Err: err}
 		default:

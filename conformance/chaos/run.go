@@ -326,8 +326,12 @@ func (s *session) poison() string {
 			}
 		}
 	}
-	if dead[0].LastError == "" || dead[0].Attempts != spec.MaxAttempts {
-		s.t.Errorf("dead letter has attempts %d and error %q; want %d attempts and the broker's reason", dead[0].Attempts, dead[0].LastError, spec.MaxAttempts)
+	wantAttempts := spec.MaxAttempts
+	if p.Permanent {
+		wantAttempts = 1
+	}
+	if dead[0].LastError == "" || dead[0].Attempts != wantAttempts {
+		s.t.Errorf("dead letter has attempts %d and error %q; want %d attempts and the broker's reason", dead[0].Attempts, dead[0].LastError, wantAttempts)
 	}
 	s.t.Logf("dead-lettered after %d attempts: %s", dead[0].Attempts, dead[0].LastError)
 	if err := p.Fix(s.ctx); err != nil {

@@ -46,6 +46,10 @@ type Poison struct {
 	Payload []byte
 	// Fix makes the broker accept Payload.
 	Fix func(ctx context.Context) error
+	// Permanent says the broker's refusal is permanent (outbox.ErrPermanent,
+	// e.g. a size limit): the message is dead-lettered at its first attempt
+	// instead of after MaxAttempts.
+	Permanent bool
 }
 
 // RelaySpec configures one relay started by [Target.StartRelay].
