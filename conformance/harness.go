@@ -50,6 +50,11 @@ type StoreHarness struct {
 	// that need a rollback or a transaction held open skip with it.
 	WithoutTransactions string
 
+	// SingleWriter, when set, says why the database lets one write
+	// transaction in at a time (SQLite); tests that hold a write
+	// transaction open while other writers go on skip with it.
+	SingleWriter string
+
 	// Scale multiplies the message counts of the heavier tests; zero
 	// means 1. Use less than 1 for slow servers.
 	Scale float64

@@ -175,3 +175,13 @@ func requireTransactions(t *testing.T, h StoreHarness) {
 		t.Skipf("needs transactions: %s", h.WithoutTransactions)
 	}
 }
+
+// requireConcurrentWriters skips tests that keep a write transaction open
+// while other transactions write.
+func requireConcurrentWriters(t *testing.T, h StoreHarness) {
+	t.Helper()
+	requireTransactions(t, h)
+	if h.SingleWriter != "" {
+		t.Skipf("needs concurrent write transactions: %s", h.SingleWriter)
+	}
+}

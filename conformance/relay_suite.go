@@ -164,7 +164,7 @@ func writeOrRollback(ctx context.Context, ob Outbox, msgs []outbox.Message, roll
 }
 
 func relayLongTransaction(t *testing.T, h RelayHarness) {
-	requireTransactions(t, h.Store)
+	requireConcurrentWriters(t, h.Store)
 	ctx := testContext(t)
 	ob := h.Store.New(t, OutboxOptions{})
 	b := h.Broker.New(t)

@@ -206,7 +206,7 @@ var orderTests = []storeTest{
 		}
 	}},
 	{"LateCommitLeavesNoGap", func(t *testing.T, h StoreHarness) {
-		requireTransactions(t, h)
+		requireConcurrentWriters(t, h)
 		ctx := testContext(t)
 		ob := h.New(t, OutboxOptions{})
 		late, err := ob.Begin(ctx)

@@ -1,0 +1,202 @@
+package sqlitestore_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+	"github.com/txoutbox/txoutbox/core/memory"
+	sqlitestore "github.com/txoutbox/txoutbox/stores/sqlite"
+)
+
+// BenchmarkEnqueue measures what the outbox adds to a business transaction:
+// an UPDATE of one row alone, then with 1 and 10 messages enqueued, committed
+// with synchronous=FULL (the default of Open) and NORMAL.
+//
+//	go test -run '^$' -bench Enqueue -benchtime 2s
+func BenchmarkEnqueue(b *testing.B) {
+	for _, sync := range []string{"FULL", "NORMAL"} {
+		for _, n := range []int{0, 1, 10} {
+			name := fmt.Sprintf("sync=%s/messages=%d", sync, n)
+			b.Run(name, func(b *testing.B) {
+				ctx := context.Background()
+				db := openSync(b, filepath.Join(b.TempDir(), "bench.db"), sync)
+				store := newStore(b, db, sqlitestore.Config{})
+				if _, err := db.ExecContext(ctx, `CREATE TABLE users (user_id TEXT PRIMARY KEY, name TEXT NOT NULL, updated_on INTEGER NOT NULL);
+					INSERT INTO users VALUES ('user-42', 'Ada', 0)`); err != nil {
+					b.Fatal(err)
+				}
+				payload := []byte(`{"user_id":"user-42","name":"Ada Lovelace","email":"ada@example.com"}`)
+				msgs := make([]outbox.Message, n)
+				b.ResetTimer()
+				for i := range b.N {
+					for j := range msgs {
+						msgs[j] = outbox.Message{Topic: "user_updated", Key: "user-42", Payload: payload}
+					}
+					tx, err := db.BeginTx(ctx, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := tx.ExecContext(ctx, `UPDATE users SET name = ?, updated_on = ? WHERE user_id = ?`,
+						fmt.Sprint("Ada ", i), i, "user-42"); err != nil {
+						b.Fatal(err)
+					}
+					if n > 0 {
+						if err := store.Enqueue(ctx, tx, msgs...); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if err := tx.Commit(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkDrain measures a relay draining a backlog of 100,000 messages
+// (1,000 keys) into the in-memory publisher, at three batch sizes. The
+// backlog is written before the timer starts; msgs/s is the figure to read.
+//
+//	go test -run '^$' -bench Drain -benchtime 1x
+func BenchmarkDrain(b *testing.B) {
+	const backlog, keys = 100_000, 1000
+	for _, sc := range benchCases() {
+		b.Run(sc.name, func(b *testing.B) {
+			batch := sc.batch
+			var total time.Duration
+			for range b.N {
+				b.StopTimer()
+				db, store := backlogStore(b, backlog, keys, sc.sync)
+				pub := memory.NewPublisher(memory.PublisherConfig{})
+				relay, err := outbox.NewRelay(store, pub, outbox.RelayConfig{
+					BatchSize: batch,
+					Retention: -1,
+					Logger:    slog.New(slog.DiscardHandler),
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ctx, stop := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				b.StartTimer()
+				start := time.Now()
+				go func() { done <- relay.Run(ctx) }()
+				if err := pub.WaitFor(context.Background(), backlog); err != nil {
+					b.Fatal(err)
+				}
+				total += time.Since(start)
+				b.StopTimer()
+				stop()
+				if err := <-done; err != nil {
+					b.Fatal(err)
+				}
+				_ = db.Close()
+			}
+			b.ReportMetric(float64(backlog*b.N)/total.Seconds(), "msgs/s")
+		})
+	}
+}
+
+// openSync opens path like Open, with synchronous set to sync.
+func openSync(b *testing.B, path, sync string) *sql.DB {
+	b.Helper()
+	db, err := sqlitestore.OpenDSN(strings.Replace(sqlitestore.DSN(path), "_synchronous=FULL", "_synchronous="+sync, 1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// backlogStore returns a migrated store holding n undelivered messages.
+func backlogStore(b *testing.B, n, keys int, sync string) (*sql.DB, *sqlitestore.Store) {
+	b.Helper()
+	ctx := context.Background()
+	db := openSync(b, filepath.Join(b.TempDir(), "bench.db"), sync)
+	store := newStore(b, db, sqlitestore.Config{})
+	payload := []byte(`{"user_id":"user-42","name":"Ada Lovelace","email":"ada@example.com"}`)
+	for written := 0; written < n; {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs := make([]outbox.Message, min(1000, n-written))
+		for i := range msgs {
+			msgs[i] = outbox.Message{Topic: "user_updated", Key: fmt.Sprint("user-", (written+i)%keys), Payload: payload}
+		}
+		if err := store.Enqueue(ctx, tx, msgs...); err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		written += len(msgs)
+	}
+	return db, store
+}
+
+// BenchmarkClaimDeliver measures the store alone: one claimer claims and
+// marks delivered a 100,000-message backlog (1,000 keys), without a relay
+// or publisher. ns/op is per message.
+//
+//	go test -run '^$' -bench ClaimDeliver -benchtime 1x
+func BenchmarkClaimDeliver(b *testing.B) {
+	const backlog, keys = 100_000, 1000
+	for _, sc := range benchCases() {
+		b.Run(sc.name, func(b *testing.B) {
+			batch := sc.batch
+			ctx := context.Background()
+			var claim, deliver time.Duration
+			for range b.N {
+				b.StopTimer()
+				db, store := backlogStore(b, backlog, keys, sc.sync)
+				b.StartTimer()
+				for done := 0; done < backlog; {
+					t0 := time.Now()
+					recs, err := store.Claim(ctx, outbox.ClaimParams{Owner: "bench", Limit: batch, Lease: time.Minute})
+					if err != nil || len(recs) == 0 {
+						b.Fatalf("claimed %d: %v", len(recs), err)
+					}
+					t1 := time.Now()
+					if err := store.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: "bench", IDs: ids(recs)}); err != nil {
+						b.Fatal(err)
+					}
+					claim += t1.Sub(t0)
+					deliver += time.Since(t1)
+					done += len(recs)
+				}
+				b.StopTimer()
+				_ = db.Close()
+			}
+			n := float64(backlog * b.N)
+			b.ReportMetric(float64(claim.Microseconds())/n, "claim-µs/msg")
+			b.ReportMetric(float64(deliver.Microseconds())/n, "deliver-µs/msg")
+		})
+	}
+}
+
+type benchCase struct {
+	name  string
+	sync  string
+	batch int
+}
+
+// benchCases are the drain settings: batch sizes 100, 500 and 1000 with
+// synchronous=FULL (Open's default) and NORMAL.
+func benchCases() []benchCase {
+	var cases []benchCase
+	for _, sync := range []string{"FULL", "NORMAL"} {
+		for _, batch := range []int{100, 500, 1000} {
+			cases = append(cases, benchCase{fmt.Sprintf("sync=%s/batch=%d", sync, batch), sync, batch})
+		}
+	}
+	return cases
+}

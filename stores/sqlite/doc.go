@@ -1,0 +1,55 @@
+// Package sqlitestore is the SQLite store of txoutbox: application code
+// enqueues events in its own *sql.Tx, and a relay ([outbox.Relay]) claims and
+// publishes them. It uses database/sql with the pure-Go driver
+// modernc.org/sqlite, so it needs no cgo; it is the embedded default of
+// txoutbox and a real option for edge services.
+//
+//	db, err := sqlitestore.Open("app.db") // WAL, busy_timeout, _txlock=immediate
+//	store, err := sqlitestore.New(db, sqlitestore.Config{})
+//	err = store.Migrate(ctx)
+//
+//	tx, err := db.BeginTx(ctx, nil)
+//	_, err = tx.ExecContext(ctx, `UPDATE users SET name = ? WHERE user_id = ?`, name, id)
+//	err = store.Enqueue(ctx, tx, outbox.Message{Topic: "user_updated", Key: id, Payload: body})
+//	err = tx.Commit() // the event exists if and only if this commit succeeds
+//
+//	relay, err := outbox.NewRelay(store, publisher, outbox.RelayConfig{})
+//	err = relay.Run(ctx)
+//
+// # Concurrency
+//
+// SQLite has one writer at a time, in this process and any other that opens
+// the file. The store leans on that instead of row locks: a claim selects
+// the claimable records and leases them in one UPDATE ... RETURNING
+// statement, which holds the write lock from start to end, so no other
+// claimer can interleave with it and per-key order holds with any number of
+// relays and processes. Records carry leases (owner and expiry), not locks,
+// so a relay that dies leaves nothing locked: its records are claimed again
+// once their lease expires. An idle relay's claim is a read that takes no
+// lock (WAL readers never block the writer), so polling does not slow
+// writers.
+//
+// Because a write transaction excludes every other writer, commit order is
+// Seq order: SQLite has no late-commit gaps, and a transaction held open
+// holds every other writer, the relay's outcomes included, back until it
+// ends. Keep write transactions short.
+//
+// Within one process, write transactions of databases from [Open] and the
+// store's own writes queue for the file's write lock in Go, in arrival
+// order, before SQLite's lock; SQLite's busy timeout, a sleep-and-retry
+// loop, then only arbitrates between processes. See [Open] for pool
+// settings.
+//
+// # Time
+//
+// The store stamps leases, retries and deliveries with the local clock, in
+// INTEGER Unix microseconds (exact round trips). SQLite is embedded, so
+// every process that shares the file shares that clock; SQLite's own
+// clock functions have millisecond precision at best.
+//
+// # Wake-ups
+//
+// A database opened with [Open] reports commits that inserted into the
+// outbox table to [Store.Listen] in the same process, so a relay there
+// publishes at once; see [Store.Listen] for the limits.
+package sqlitestore

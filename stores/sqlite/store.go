@@ -1,0 +1,240 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+// Config configures a [Store]. The zero value of every field selects the
+// default named in its comment.
+type Config struct {
+	// Table is the outbox table. Default "outbox". It takes 1 to 63
+	// letters, digits or underscores, not starting with a digit or
+	// "sqlite_". The store also creates "<Table>_migrations" and indexes
+	// named "<Table>_<purpose>".
+	Table string
+
+	// Limits bound what Enqueue accepts.
+	Limits outbox.Limits
+
+	// LockTimeout is how long the store's own writes (claims, outcomes,
+	// cleanup, dead-letter changes, migrations) wait for the write lock,
+	// first in this process's queue for the file, then in SQLite, before
+	// failing with an error matching [outbox.ErrUnavailable]. Default 30s.
+	// The wait also ends with the context. It does not apply to Enqueue,
+	// which writes in the caller's transaction: there the connection's
+	// busy timeout rules (see [Open]).
+	LockTimeout time.Duration
+}
+
+// Defaults of Config.
+const (
+	DefaultTable       = "outbox"
+	DefaultLockTimeout = 30 * time.Second
+)
+
+// Store is an outbox in an SQLite database. It implements [outbox.Store]
+// and the capabilities [outbox.Listener], [outbox.Cleaner],
+// [outbox.StatsReader], [outbox.DeadLetterStore], [outbox.Migrator] and
+// [outbox.Pinger]. Safe for concurrent use; any number of Store values, in
+// any number of processes, may share one database file.
+type Store struct {
+	db          *sql.DB
+	table       string
+	limits      outbox.Limits
+	lockTimeout time.Duration
+	q           queries
+	now         func() time.Time
+
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt
+
+	hubMu    sync.Mutex // guards fileHub and hubKnown
+	fileHub  *fileHub   // nil for a database without a file
+	hubKnown bool
+}
+
+var (
+	_ outbox.Store           = (*Store)(nil)
+	_ outbox.Listener        = (*Store)(nil)
+	_ outbox.Cleaner         = (*Store)(nil)
+	_ outbox.StatsReader     = (*Store)(nil)
+	_ outbox.DeadLetterStore = (*Store)(nil)
+	_ outbox.Migrator        = (*Store)(nil)
+	_ outbox.Pinger          = (*Store)(nil)
+)
+
+// New returns a store on db, a database of the modernc.org/sqlite driver,
+// preferably opened with [Open]; the store recognizes that driver's errors
+// (SQLITE_BUSY and the like). It does no I/O: run [Store.Migrate] (or
+// `outbox migrate`) before use. A configuration error matches
+// [outbox.ErrInvalidConfig].
+func New(db *sql.DB, cfg Config) (*Store, error) {
+	if db == nil {
+		return nil, fmt.Errorf("%w: sqlitestore.New needs a *sql.DB (see sqlitestore.Open)", outbox.ErrInvalidConfig)
+	}
+	if cfg.Table == "" {
+		cfg.Table = DefaultTable
+	}
+	if err := checkTable(cfg.Table); err != nil {
+		return nil, fmt.Errorf("%w: sqlitestore: %v", outbox.ErrInvalidConfig, err)
+	}
+	if cfg.LockTimeout < 0 {
+		return nil, fmt.Errorf("%w: sqlitestore: Config.LockTimeout is %v; it must be positive (or zero for %v)",
+			outbox.ErrInvalidConfig, cfg.LockTimeout, DefaultLockTimeout)
+	}
+	if cfg.LockTimeout == 0 {
+		cfg.LockTimeout = DefaultLockTimeout
+	}
+	if cfg.Limits.MaxPayloadBytes < 0 {
+		return nil, fmt.Errorf("%w: sqlitestore: Config.Limits.MaxPayloadBytes is %d; it must be positive (or zero for the default)",
+			outbox.ErrInvalidConfig, cfg.Limits.MaxPayloadBytes)
+	}
+	return &Store{
+		db:          db,
+		table:       cfg.Table,
+		limits:      cfg.Limits,
+		lockTimeout: cfg.LockTimeout,
+		q:           newQueries(cfg.Table),
+		now:         time.Now,
+	}, nil
+}
+
+// Table returns the name of the outbox table.
+func (s *Store) Table() string { return s.table }
+
+// Execer is the transaction Enqueue writes in: a *sql.Tx, or a *sql.Conn on
+// which the caller began a transaction.
+type Execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// rowsPerInsert bounds the rows of one INSERT statement: 6 parameters a row
+// stay far below SQLite's limit of 32766 parameters a statement.
+const rowsPerInsert = 1000
+
+// Enqueue writes msgs to the outbox in tx, the caller's transaction: they
+// exist if and only if tx commits. It fills empty IDs and CreatedAt in msgs
+// in place (see [outbox.Prepare]) and rejects an invalid message before
+// writing anything, with an error matching [outbox.ErrInvalidMessage].
+// It writes with one multi-row INSERT (one per 1000 messages), never
+// commits, and never creates tables.
+//
+// tx must be a transaction: a *sql.DB is refused with
+// [outbox.ErrNoTransaction], since its statements would commit on their own.
+// After an error, roll tx back. An error matches [outbox.ErrSchemaMissing]
+// when the outbox table does not exist, and [outbox.ErrUnavailable] when
+// the write lock could not be had within the connection's busy_timeout.
+//
+// Writers in the same process as the relay wake it at once when the
+// database was opened with [Open]; see [Store.Listen].
+func (s *Store) Enqueue(ctx context.Context, tx Execer, msgs ...outbox.Message) error {
+	switch t := tx.(type) {
+	case nil:
+		return fmt.Errorf("sqlitestore: Enqueue needs the caller's *sql.Tx: %w", outbox.ErrNoTransaction)
+	case *sql.Tx:
+		if t == nil {
+			return fmt.Errorf("sqlitestore: Enqueue needs the caller's *sql.Tx, got a nil one: %w", outbox.ErrNoTransaction)
+		}
+	case *sql.Conn:
+		if t == nil {
+			return fmt.Errorf("sqlitestore: Enqueue needs the caller's transaction, got a nil *sql.Conn: %w", outbox.ErrNoTransaction)
+		}
+	case *sql.DB:
+		return fmt.Errorf("sqlitestore: Enqueue got a *sql.DB, whose statements commit on their own; pass the *sql.Tx of the business change: %w",
+			outbox.ErrNoTransaction)
+	}
+	if err := outbox.Prepare(msgs, s.limits); err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	seen := make(map[string]struct{}, len(msgs))
+	for _, m := range msgs {
+		if _, dup := seen[m.ID]; dup {
+			return fmt.Errorf("sqlitestore: Enqueue: message ID %s appears twice in one call", m.ID)
+		}
+		seen[m.ID] = struct{}{}
+	}
+	for start := 0; start < len(msgs); start += rowsPerInsert {
+		chunk := msgs[start:min(start+rowsPerInsert, len(msgs))]
+		var b strings.Builder
+		b.Grow(len(s.q.insertPrefix) + len(chunk)*(len(s.q.insertRow)+2))
+		b.WriteString(s.q.insertPrefix)
+		args := make([]any, 0, 6*len(chunk))
+		for i, m := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(s.q.insertRow)
+			headers, err := encodeHeaders(m.Headers)
+			if err != nil {
+				return err
+			}
+			payload := m.Payload
+			if payload == nil {
+				payload = []byte{} // nil binds as NULL
+			}
+			args = append(args, m.ID, m.Topic, m.Key, payload, headers, m.CreatedAt.UnixMicro())
+		}
+		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+			if isUniqueViolation(err) {
+				return fmt.Errorf("sqlitestore: Enqueue: a message ID is already in the outbox: %w", err)
+			}
+			return translate("Enqueue", err)
+		}
+	}
+	return nil
+}
+
+// encodeHeaders stores headers as a JSON object, or NULL when there are none.
+func encodeHeaders(h map[string]string) (any, error) {
+	if len(h) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: encoding headers: %w", err)
+	}
+	return string(b), nil
+}
+
+func decodeHeaders(s sql.NullString) (map[string]string, error) {
+	if !s.Valid || s.String == "" {
+		return nil, nil
+	}
+	var h map[string]string
+	if err := json.Unmarshal([]byte(s.String), &h); err != nil {
+		return nil, fmt.Errorf("sqlitestore: decoding headers %q: %w", s.String, err)
+	}
+	return h, nil
+}
+
+// micros converts a stored time to a time.Time in UTC.
+func micros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// toJSON encodes a list bound as one parameter and read with json_each, so
+// that one prepared statement serves any number of records.
+func toJSON(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("sqlitestore: encoding parameters: %w", err)
+	}
+	return string(b), nil
+}
+
+// Ping implements [outbox.Pinger]: it checks that the database file can be
+// read.
+func (s *Store) Ping(ctx context.Context) error {
+	var n int
+	err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n)
+	return translate("Ping", err)
+}
