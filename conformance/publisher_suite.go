@@ -3,6 +3,7 @@ package conformance
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"sync"
@@ -144,8 +145,10 @@ var publisherTests = []publisherTest{
 		}
 		ctx := testContext(t)
 		topic := b.Topic(t)
+		big := make([]byte, b.MaxMessageBytes+1)
+		_, _ = rand.Read(big) // incompressible: brokers check the compressed size
 		msgs := []outbox.Message{
-			{Topic: topic, Key: "big", Payload: bytes.Repeat([]byte("x"), b.MaxMessageBytes+1)},
+			{Topic: topic, Key: "big", Payload: big},
 			{Topic: topic, Key: "small", Payload: []byte("fits")},
 		}
 		prepare(t, msgs)

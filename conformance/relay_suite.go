@@ -20,7 +20,8 @@ import (
 // back) and several relays lose nothing, keep per-key order and never
 // deliver a rolled-back message; a transaction held open is delivered after
 // it commits; a poison message is dead-lettered while other keys flow; a
-// stopped relay releases its leases and a new one resumes.
+// stopped relay releases its leases and a new one resumes; a deep backlog
+// of a few keys drains with several relays whose batches outnumber the keys.
 func RunRelaySuite(t *testing.T, h RelayHarness) {
 	if h.Store.New == nil || h.Broker.New == nil {
 		t.Fatal("conformance: RelayHarness needs Store.New and Broker.New")
@@ -33,6 +34,7 @@ func RunRelaySuite(t *testing.T, h RelayHarness) {
 		{"LongTransactionIsDelivered", relayLongTransaction},
 		{"PoisonIsDeadLetteredOthersFlow", relayPoison},
 		{"StopReleasesAndRestartResumes", relayRestart},
+		{"DeepBacklogOfFewKeys", relayDeepBacklog},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -331,6 +333,42 @@ func relayRestart(t *testing.T, h RelayHarness) {
 	}
 	cfg.Owner = "second"
 	StartRelay(t, ob.Store, b.Publisher, cfg)
+	if err := ledger.WaitAll(ctx); err != nil {
+		t.Fatalf("%v; %s", err, ledger.Report())
+	}
+	if rep := ledger.Report(); !rep.Clean() {
+		t.Fatalf("ledger: %s", rep)
+	}
+}
+
+// relayDeepBacklog drains a backlog where every key has many records and a
+// batch could hold every key: a claim must find the next record of each key
+// as soon as its predecessor is delivered, however deep the backlog behind.
+func relayDeepBacklog(t *testing.T, h RelayHarness) {
+	ctx := testContext(t)
+	ob := h.Store.New(t, OutboxOptions{})
+	b := h.Broker.New(t)
+	topic := b.Topic(t)
+	ledger := NewLedger()
+	ConsumeInto(t, ctx, b, ledger, topic)
+
+	const keys = 8
+	perKey := h.Store.scale(150)
+	for i := 0; i < perKey; i += 10 {
+		var msgs []outbox.Message
+		for k := range keys {
+			for j := range 10 {
+				msgs = append(msgs, outbox.Message{Topic: topic, Key: fmt.Sprintf("k%d", k), Payload: fmt.Appendf(nil, "%d", i+j)})
+			}
+		}
+		ledger.Committed(write(t, ctx, ob, msgs...)...)
+	}
+	for i := range 2 {
+		cfg := TestRelayConfig(t)
+		cfg.Owner = fmt.Sprintf("deep-%d", i)
+		cfg.BatchSize = 4 * keys
+		StartRelay(t, ob.Store, b.Publisher, cfg)
+	}
 	if err := ledger.WaitAll(ctx); err != nil {
 		t.Fatalf("%v; %s", err, ledger.Report())
 	}

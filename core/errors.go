@@ -34,10 +34,10 @@ var (
 	// constructors (NewRelay and the adapters' New functions).
 	ErrInvalidConfig = errors.New("outbox: invalid configuration")
 	// ErrNotAttempted is the publish result of a message that the publisher
-	// did not send because an earlier message with the same key in the same
-	// batch failed. The relay returns such messages to the outbox without
-	// counting an attempt.
-	ErrNotAttempted = errors.New("outbox: not attempted: an earlier message with the same key failed")
+	// did not send: an earlier message with the same key in the same batch
+	// failed, or the context ended before its turn. The relay returns such
+	// messages to the outbox without counting an attempt.
+	ErrNotAttempted = errors.New("outbox: not attempted")
 	// ErrPermanent marks a publish error that retrying cannot fix (for
 	// example a message larger than the broker accepts). The relay
 	// dead-letters such a message at once instead of retrying it. Wrap an

@@ -29,6 +29,13 @@ func NewID() string {
 	return formatUUID(u)
 }
 
+// ValidID reports whether id is a UUID in its canonical 8-4-4-4-12 text
+// form (either case), as [Message.ID] must be.
+func ValidID(id string) bool {
+	_, ok := parseUUID(id)
+	return ok
+}
+
 // IDTime returns the timestamp embedded in a UUIDv7, and false when id is not
 // a version 7 UUID.
 func IDTime(id string) (time.Time, bool) {

@@ -73,3 +73,19 @@ func TestIDTimeRejectsOtherUUIDs(t *testing.T) {
 		}
 	}
 }
+
+func TestValidID(t *testing.T) {
+	t.Parallel()
+	for id, want := range map[string]bool{
+		outbox.NewID():                         true,
+		"6BA7B810-9DAD-41D1-80B4-00C04FD430C8": true,
+		"":                                     false,
+		"6ba7b810-9dad-41d1-80b4-00c04fd430c":  false,
+		"6ba7b810x9dad-41d1-80b4-00c04fd430c8": false,
+		"6ba7b810-9dad-41d1-80b4-00c04fd430cg": false,
+	} {
+		if got := outbox.ValidID(id); got != want {
+			t.Errorf("ValidID(%q) = %v, want %v", id, got, want)
+		}
+	}
+}

@@ -26,10 +26,13 @@ type Record struct {
 //
 // A record is deliverable when it is not delivered, not dead, not leased
 // (or its lease has expired) and its retry time has come. Claim hands out
-// only deliverable records whose earlier records of the same key are all
-// delivered, or are deliverable and handed out earlier in the same result.
-// That rule, applied atomically across concurrent claimers, is what keeps
-// per-key order with any number of relays; see DESIGN.md for the pitfalls.
+// only deliverable records whose earlier records of the same key are each
+// delivered, dead (unless [ClaimParams.StrictOrder]), or deliverable and
+// handed out earlier in the same result. That rule, applied atomically
+// across concurrent claimers, is what keeps per-key order with any number
+// of relays (a plain FOR UPDATE SKIP LOCKED over each key's oldest record
+// does not: one claimer skips the record another holds and takes its
+// successor). Records with an empty key are ordered by nothing.
 //
 // Every method may be called concurrently. Owner identifies one relay
 // instance; methods other than Claim and MarkDelivered act only on records
@@ -37,7 +40,8 @@ type Record struct {
 // of the relay that took the record over.
 type Store interface {
 	// Claim leases up to p.Limit deliverable records to p.Owner for
-	// p.Lease and counts one attempt for each. The result is in
+	// p.Lease and counts one attempt for each. It fills the batch when that
+	// many records are claimable, oldest first. The result is in
 	// publication order: records of the same key appear in ascending Seq.
 	// An empty result and a nil error mean there is nothing to do now.
 	Claim(ctx context.Context, p ClaimParams) ([]Record, error)

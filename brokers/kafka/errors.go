@@ -1,0 +1,152 @@
+package kafkapub
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+// ErrUnknownTopic matches the publish error of a message whose topic does
+// not exist on the cluster (the error also matches
+// kerr.UnknownTopicOrPartition and names the topic). It is an ordinary
+// failure: the relay retries the message with backoff and dead-letters it
+// after MaxAttempts, so a topic created in the meantime receives it. With a
+// client from [Dial] a missing topic fails within about a second; see
+// [DialConfig.ClientOptions].
+var ErrUnknownTopic = errors.New("kafkapub: topic does not exist")
+
+// ErrClosed matches the publish error of every message given to a
+// [Publisher] after Close; that error also matches [outbox.ErrUnavailable].
+var ErrClosed = errors.New("kafkapub: publisher is closed")
+
+// notSent is the result of a message Publish did not hand to the client
+// because its context ended first. It matches outbox.ErrNotAttempted, so
+// the relay hands the message back without counting an attempt, and the
+// cause.
+type notSent struct{ cause error }
+
+func (e notSent) Error() string        { return "kafkapub: not sent: " + e.cause.Error() }
+func (e notSent) Unwrap() error        { return e.cause }
+func (e notSent) Is(target error) bool { return target == outbox.ErrNotAttempted }
+
+// heldBack is the result of a message not sent because an earlier message
+// of its key failed in the same Publish call.
+type heldBack struct{ id string }
+
+func (e heldBack) Error() string {
+	return fmt.Sprintf("%v (message %s of the key failed first)", outbox.ErrNotAttempted, e.id)
+}
+func (e heldBack) Is(target error) bool { return target == outbox.ErrNotAttempted }
+
+// permanentKafka lists broker answers that retrying the same record cannot
+// change: the record itself is refused.
+var permanentKafka = []error{
+	kerr.MessageTooLarge,       // larger than max.message.bytes (or the client's batch limit)
+	kerr.RecordListTooLarge,    // the same, from older brokers
+	kerr.InvalidRecord,         // e.g. no key on a compacted topic
+	kerr.InvalidTopicException, // a topic name Kafka can never accept
+}
+
+// unavailableKafka lists broker answers that no record can get past until
+// an operator or the cluster fixes something: they are outages of the
+// broker as far as the relay can tell, not failures of a message.
+var unavailableKafka = []error{
+	kerr.SaslAuthenticationFailed,
+	kerr.IllegalSaslState,
+	kerr.UnsupportedSaslMechanism,
+	kerr.ClusterAuthorizationFailed, // no IDEMPOTENT_WRITE on the cluster
+}
+
+// classify turns the failure of a record produced to topic into the error
+// Publish reports: [outbox.Permanent] for what retrying cannot fix,
+// [outbox.ErrUnavailable] for a cluster that cannot be reached or does not
+// answer in time, [ErrUnknownTopic] for a missing topic, and a plain error
+// otherwise. size is the record's key, value and header bytes.
+func classify(topic string, size int, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, outbox.ErrNotAttempted), errors.Is(err, outbox.ErrUnavailable), errors.Is(err, outbox.ErrPermanent):
+		return err // ours already
+	case anyIs(err, permanentKafka):
+		if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) {
+			return outbox.Permanent(fmt.Errorf("kafkapub: topic %q refused a record of %d bytes (key, value and headers) as too large: raise the topic's max.message.bytes (and the client's batch limit) or send smaller messages: %w",
+				topic, size, err))
+		}
+		return outbox.Permanent(fmt.Errorf("kafkapub: topic %q refused the record: %w", topic, err))
+	case errors.Is(err, kerr.UnknownTopicOrPartition), errors.Is(err, kerr.UnknownTopicID):
+		return fmt.Errorf("%w: %q (create it; the publisher does not create topics): %w", ErrUnknownTopic, topic, err)
+	case errors.Is(err, kerr.CorruptMessage):
+		// Marked retriable by Kafka, but kgo does not retry it: the
+		// broker refused this batch (a bad CRC, or a record it cannot
+		// accept), so it counts against the message.
+		return fmt.Errorf("kafkapub: topic %q refused the batch of the record: %w", topic, err)
+	case errors.Is(err, kerr.TopicAuthorizationFailed):
+		return fmt.Errorf("kafkapub: not allowed to write to topic %q (grant WRITE on it): %w", topic, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: kafkapub: topic %q: no acknowledgement before the deadline: %w", outbox.ErrUnavailable, topic, err)
+	case errors.Is(err, context.Canceled):
+		// kgo fails a record on a cancelled context only while it is
+		// safe, that is before it was written to a broker.
+		return notSent{fmt.Errorf("topic %q: %w", topic, err)}
+	case unreachable(err):
+		return fmt.Errorf("%w: kafkapub: topic %q: %w", outbox.ErrUnavailable, topic, err)
+	}
+	return fmt.Errorf("kafkapub: topic %q: %w", topic, err)
+}
+
+// unreachable reports whether err means that the cluster cannot take any
+// record now: no connection, no answer in time, refused credentials, a
+// closed client, or a broker error that kgo retries and gave up on.
+func unreachable(err error) bool {
+	if anyIs(err, unavailableKafka) || anyIs(err, []error{
+		kgo.ErrRecordTimeout, kgo.ErrRecordRetries, kgo.ErrClientClosed, kgo.ErrMaxBuffered, kgo.ErrAborting,
+		ErrClosed, io.EOF, io.ErrUnexpectedEOF, net.ErrClosed, syscall.ECONNREFUSED, syscall.ECONNRESET,
+	}) {
+		return true
+	}
+	if kgo.IsRetryableBrokerErr(err) {
+		return true
+	}
+	if ke, ok := errors.AsType[*kerr.Error](err); ok && ke.Retriable {
+		return true
+	}
+	if _, ok := errors.AsType[*kgo.ErrFirstReadEOF](err); ok {
+		return true // TLS or SASL mismatch with the broker
+	}
+	if _, ok := errors.AsType[net.Error](err); ok {
+		return true
+	}
+	if _, ok := errors.AsType[tls.RecordHeaderError](err); ok {
+		return true
+	}
+	if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
+		return true
+	}
+	if _, ok := errors.AsType[x509.HostnameError](err); ok {
+		return true
+	}
+	if _, ok := errors.AsType[x509.CertificateInvalidError](err); ok {
+		return true
+	}
+	return false
+}
+
+func anyIs(err error, targets []error) bool {
+	for _, t := range targets {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,72 @@
+package kafkapub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+// TestClassify: every kind of produce failure maps to the error the relay
+// needs, and keeps the client's error and the topic in the text.
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	dial := &net.OpError{Op: "dial", Net: "tcp", Err: &net.AddrError{Err: "connection refused"}}
+	tests := []struct {
+		err  error
+		want error // nil: a plain error, neither permanent nor unavailable nor not attempted
+	}{
+		{kerr.MessageTooLarge, outbox.ErrPermanent},
+		{fmt.Errorf("%w (uncompressed_bytes=9)", kerr.MessageTooLarge), outbox.ErrPermanent},
+		{kerr.RecordListTooLarge, outbox.ErrPermanent},
+		{kerr.InvalidRecord, outbox.ErrPermanent},
+		{kerr.InvalidTopicException, outbox.ErrPermanent},
+		{kerr.UnknownTopicOrPartition, ErrUnknownTopic},
+		{kerr.UnknownTopicID, ErrUnknownTopic},
+		{kerr.TopicAuthorizationFailed, nil},
+		{kerr.UnknownServerError, nil},
+		{kerr.CorruptMessage, nil},
+		{errors.New("something else"), nil},
+		{kerr.NotEnoughReplicas, outbox.ErrUnavailable},
+		{kerr.NotLeaderForPartition, outbox.ErrUnavailable},
+		{kerr.SaslAuthenticationFailed, outbox.ErrUnavailable},
+		{kerr.ClusterAuthorizationFailed, outbox.ErrUnavailable},
+		{kgo.ErrRecordTimeout, outbox.ErrUnavailable},
+		{fmt.Errorf("%w, last err: %w", kgo.ErrRecordTimeout, dial), outbox.ErrUnavailable},
+		{kgo.ErrRecordRetries, outbox.ErrUnavailable},
+		{kgo.ErrClientClosed, outbox.ErrUnavailable},
+		{kgo.ErrMaxBuffered, outbox.ErrUnavailable},
+		{dial, outbox.ErrUnavailable},
+		{syscall.ECONNREFUSED, outbox.ErrUnavailable},
+		{io.EOF, outbox.ErrUnavailable},
+		{context.DeadlineExceeded, outbox.ErrUnavailable},
+		{context.Canceled, outbox.ErrNotAttempted},
+	}
+	for _, tc := range tests {
+		got := classify("orders", 100, tc.err)
+		if !errors.Is(got, tc.err) {
+			t.Errorf("classify(%v) = %v, which lost the cause", tc.err, got)
+		}
+		if !strings.Contains(got.Error(), `"orders"`) {
+			t.Errorf("classify(%v) = %v, which does not name the topic", tc.err, got)
+		}
+		kinds := []error{outbox.ErrPermanent, outbox.ErrUnavailable, outbox.ErrNotAttempted, ErrUnknownTopic}
+		for _, k := range kinds {
+			if is := errors.Is(got, k); is != (k == tc.want) {
+				t.Errorf("classify(%v) = %v; errors.Is(%v) = %v", tc.err, got, k, is)
+			}
+		}
+	}
+	if classify("orders", 0, nil) != nil {
+		t.Error("classify(nil) is not nil")
+	}
+}

@@ -1,0 +1,103 @@
+package pgstore
+
+import (
+	"fmt"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+// Config configures a [Store]. The zero value of every field selects the
+// default named in its comment.
+type Config struct {
+	// Schema holds the outbox table. Default "public". Migrate creates it
+	// when it does not exist.
+	Schema string
+
+	// Table is the name of the outbox table. Default "outbox". The store
+	// also owns "<Table>_migrations" (the applied schema versions) and
+	// indexes named "<Table>_...", all in Schema.
+	Table string
+
+	// Limits bound what Enqueue accepts: a message over them is rejected
+	// before anything is written, so the caller's transaction never
+	// commits it.
+	Limits outbox.Limits
+
+	// DisableNotify stops Enqueue (and Release and ReplayDead) from
+	// issuing a NOTIFY. Relays then find new messages by polling alone.
+	// Set it when many transactions enqueue concurrently: PostgreSQL
+	// serializes the commits of all transactions that notify,
+	// database-wide, on one lock.
+	DisableNotify bool
+}
+
+// Defaults of Config.
+const (
+	DefaultSchema = "public"
+	DefaultTable  = "outbox"
+)
+
+// Longest names accepted. PostgreSQL cuts identifiers at 63 bytes; the
+// table's name is shorter so that the names derived from it
+// ("<Table>_pending_key_idx", "<Table>_migrations") stay whole.
+const (
+	MaxSchemaLen = 63
+	MaxTableLen  = 40
+)
+
+// Validate reports the first invalid field of c, as an error matching
+// [outbox.ErrInvalidConfig] that says how to fix it. [New] calls it; a
+// command line tool can call it to check its flags before connecting.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
+// withDefaults returns c with its zero fields set to their defaults, or the
+// first field that is invalid.
+func (c Config) withDefaults() (Config, error) {
+	if c.Schema == "" {
+		c.Schema = DefaultSchema
+	}
+	if c.Table == "" {
+		c.Table = DefaultTable
+	}
+	if err := checkIdentifier("Schema", c.Schema, MaxSchemaLen); err != nil {
+		return c, err
+	}
+	if err := checkIdentifier("Table", c.Table, MaxTableLen); err != nil {
+		return c, err
+	}
+	if c.Limits.MaxPayloadBytes < 0 {
+		return c, fmt.Errorf("%w: pgstore: Config.Limits.MaxPayloadBytes is %d; it must be positive, or zero for the default (%d bytes)",
+			outbox.ErrInvalidConfig, c.Limits.MaxPayloadBytes, outbox.DefaultMaxPayloadBytes)
+	}
+	return c, nil
+}
+
+// checkIdentifier accepts names made of ASCII letters, digits and
+// underscores that start with a letter or an underscore. Such a name needs
+// no escaping, so what the user configured is exactly what appears (quoted,
+// hence case-sensitive) in every statement.
+func checkIdentifier(field, name string, maxLen int) error {
+	bad := func(why string) error {
+		return fmt.Errorf("%w: pgstore: Config.%s %q %s; use ASCII letters, digits and underscores, starting with a letter or underscore, at most %d bytes",
+			outbox.ErrInvalidConfig, field, name, why, maxLen)
+	}
+	if len(name) > maxLen {
+		return bad(fmt.Sprintf("is %d bytes long", len(name)))
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '_', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case '0' <= c && c <= '9':
+			if i == 0 {
+				return bad("starts with a digit")
+			}
+		default:
+			return bad(fmt.Sprintf("has %q at byte %d", c, i))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,71 @@
+package pgstore
+
+import (
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/txoutbox/txoutbox/conformance"
+	"github.com/txoutbox/txoutbox/conformance/servers/pgserver"
+)
+
+func TestStoreSuite(t *testing.T) {
+	t.Parallel()
+	conformance.RunStoreSuite(t, harness(nil))
+}
+
+func TestRelaySuite(t *testing.T) {
+	t.Parallel()
+	conformance.RunRelaySuite(t, conformance.RelayHarness{
+		Store:  harness(nil),
+		Broker: conformance.MemoryBroker(),
+		// Longer than the suite's default: the relay keeps delivering
+		// later records while this writer's transaction stays open.
+		HoldOpen: 6 * time.Second,
+	})
+}
+
+// The claim's second path, the walk over keys past a clogged window, runs
+// only when the oldest records are blocked. With a window of one record it
+// runs at almost every claim: both suites again, to prove it keeps every
+// promise on its own.
+func TestSuitesWithKeyWalk(t *testing.T) {
+	t.Parallel()
+	narrow := harness(func(s *Store) { s.claimWindow = func(int) int { return 1 } })
+	t.Run("Store", func(t *testing.T) {
+		t.Parallel()
+		conformance.RunStoreSuite(t, narrow)
+	})
+	t.Run("Relay", func(t *testing.T) {
+		t.Parallel()
+		conformance.RunRelaySuite(t, conformance.RelayHarness{Store: narrow, Broker: conformance.MemoryBroker()})
+	})
+}
+
+// Sessions other than pgx's defaults. Behind PgBouncer in transaction mode,
+// pgx runs without prepared statements (QueryExecModeSimpleProtocol): a
+// batch is then one multi-statement query, which PostgreSQL still runs as
+// one implicit transaction. And a database whose default isolation is
+// REPEATABLE READ would give the claim (and Migrate) a snapshot older than
+// the lock they wait for, unless they ask for READ COMMITTED, as they do.
+// The store suite again, in both.
+func TestStoreSuiteOtherSessionDefaults(t *testing.T) {
+	t.Parallel()
+	conformance.RunStoreSuite(t, conformance.StoreHarness{New: func(t *testing.T, opts conformance.OutboxOptions) conformance.Outbox {
+		_, schema := pgserver.Schema(t)
+		pool := namedPool(t, "pgstore-session-defaults", func(cfg *pgxpool.Config) {
+			cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+			cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = "repeatable read"
+		})
+		s, err := New(pool, Config{Schema: schema, Limits: opts.Limits})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Migrate(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		return outboxOf(s, pool)
+	}})
+}

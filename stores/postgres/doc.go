@@ -1,0 +1,36 @@
+// Package pgstore is the PostgreSQL store of txoutbox, on pgx v5: the outbox
+// is a table that the application writes in its own transactions and that
+// relays claim from, any number of them at once, keeping per-key order.
+//
+// Writing: [Store.Enqueue] takes the caller's pgx.Tx (or anything with
+// SendBatch, see [DBTX]) and writes all its messages in one round trip. The
+// messages exist if and only if that transaction commits:
+//
+//	tx, err := pool.Begin(ctx)
+//	if err != nil { ... }
+//	defer tx.Rollback(ctx)
+//	_, err = tx.Exec(ctx, `UPDATE users SET name = $1, updated_on = now() WHERE user_id = $2`, name, id)
+//	err = store.Enqueue(ctx, tx, outbox.Message{Topic: "user_updated", Key: id, Payload: body})
+//	err = tx.Commit(ctx)
+//
+// Relaying: a [Store] is an outbox.Store with every optional capability, so
+// it plugs into outbox.NewRelay as it is:
+//
+//	store, err := pgstore.New(pool, pgstore.Config{Schema: "public", Table: "outbox"})
+//	err = store.Migrate(ctx) // or `outbox migrate` in a deployment step
+//	relay, err := outbox.NewRelay(store, publisher, outbox.RelayConfig{})
+//	err = relay.Run(ctx)
+//
+// Claims serialize on an advisory lock per table and pick records with one
+// UPDATE over partial indexes of undelivered records, so that concurrent
+// relays never publish a key's records out of order and the claim stays
+// cheap however many delivered records are kept. Enqueue sends a NOTIFY
+// that PostgreSQL delivers on commit, which [Store.Listen] turns into
+// wake-ups; the relay polls as well. The module's README.md describes the
+// table, the claim, its cost, and benchmarks.
+//
+// The store uses the database clock (now()) for leases and retries, so
+// relays with skewed clocks agree. Errors wrap the pgx error and, where one
+// fits, a sentinel of package outbox: ErrSchemaMissing when the table does
+// not exist (run Migrate), ErrUnavailable when the server cannot be reached.
+package pgstore

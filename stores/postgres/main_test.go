@@ -1,0 +1,86 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/txoutbox/txoutbox/conformance"
+	"github.com/txoutbox/txoutbox/conformance/servers"
+	"github.com/txoutbox/txoutbox/conformance/servers/pgserver"
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+func TestMain(m *testing.M) {
+	skipExamplesWithoutServer()
+	os.Exit(servers.Main(m))
+}
+
+// testStore returns a migrated store in a schema of t's own, and its pool.
+// The pool's connections have an empty search_path, so a statement that
+// forgets to qualify a name fails.
+func testStore(t testing.TB, cfg Config) (*Store, *pgxpool.Pool) {
+	t.Helper()
+	_, schema := pgserver.Schema(t)
+	pool := pgserver.Pool(t)
+	cfg.Schema = schema
+	s, err := New(pool, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	return s, pool
+}
+
+// harness builds outboxes for the conformance suites; tune, when set,
+// adjusts each store before use.
+func harness(tune func(*Store)) conformance.StoreHarness {
+	return conformance.StoreHarness{New: func(t *testing.T, opts conformance.OutboxOptions) conformance.Outbox {
+		s, pool := testStore(t, Config{Limits: opts.Limits})
+		if tune != nil {
+			tune(s)
+		}
+		return outboxOf(s, pool)
+	}}
+}
+
+func outboxOf(s *Store, pool *pgxpool.Pool) conformance.Outbox {
+	return conformance.Outbox{
+		Store: s,
+		Begin: func(ctx context.Context) (conformance.WriteTx, error) {
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return &writeTx{s: s, tx: tx}, nil
+		},
+	}
+}
+
+// writeTx is an application transaction as the suites see it.
+type writeTx struct {
+	s  *Store
+	tx pgx.Tx
+}
+
+func (w *writeTx) Enqueue(ctx context.Context, msgs ...outbox.Message) error {
+	return w.s.Enqueue(ctx, w.tx, msgs...)
+}
+
+func (w *writeTx) Commit(ctx context.Context) error { return w.tx.Commit(ctx) }
+
+func (w *writeTx) Rollback(ctx context.Context) error {
+	if err := w.tx.Rollback(ctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
+		return err
+	}
+	return nil
+}
