@@ -195,6 +195,24 @@ var orderTests = []storeTest{
 			t.Fatalf("after replay, claimed %v; want the replayed %s first", recordIDs(c), msgs[0].ID)
 		}
 	}},
+	{"BlockedBacklogDoesNotStallOthers", func(t *testing.T, h StoreHarness) {
+		ctx := testContext(t)
+		ob := h.New(t, OutboxOptions{})
+		// A deep backlog of one key whose oldest record waits an hour for
+		// its retry, written before everything else: a claim that scans a
+		// bounded window of the oldest records must still look past it.
+		clog := write(t, ctx, ob, newMessages("t", "clog", h.scale(3000))...)
+		a := claim(t, ctx, ob.Store, "a", 1, hour)
+		if len(a) != 1 || a[0].ID != clog[0].ID {
+			t.Fatalf("claimed %v, want the oldest record %s", recordIDs(a), clog[0].ID)
+		}
+		scheduleRetry(t, ctx, ob.Store, "a", "broker said no", hour, a...)
+		later := write(t, ctx, ob, outbox.Message{Topic: "t", Key: "other"}, outbox.Message{Topic: "t"})
+		b := claim(t, ctx, ob.Store, "b", 10, hour)
+		if len(b) != 2 || !hasID(b, later[0].ID) || !hasID(b, later[1].ID) {
+			t.Fatalf("claimed %v behind a blocked backlog; want the two later records %v", recordIDs(b), messageIDs(later))
+		}
+	}},
 	{"EmptyKeyIsUnordered", func(t *testing.T, h StoreHarness) {
 		ctx := testContext(t)
 		ob := h.New(t, OutboxOptions{})

@@ -1,0 +1,199 @@
+package mysqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	outbox "github.com/txoutbox/txoutbox/core"
+	"github.com/txoutbox/txoutbox/core/memory"
+)
+
+// Benchmarks run against the server the tests use, with the recommended
+// DSN option interpolateParams=true. See the README for numbers and the
+// command.
+
+func benchDB(b *testing.B) *sql.DB {
+	b.Helper()
+	db := openDB(b, testDSN(b, func(c *mysql.Config) {
+		c.InterpolateParams = true
+		c.Params = nil
+	}))
+	db.SetMaxOpenConns(8)
+	return db
+}
+
+// settle waits, up to two minutes, until InnoDB has written most pages a
+// bulk fill left dirty, so that the timed part does not pay for the fill.
+func settle(b *testing.B, db *sql.DB) {
+	b.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		var dirty, total int64
+		err := db.QueryRowContext(ctx, "SELECT"+
+			" (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'INNODB_BUFFER_POOL_PAGES_DIRTY'),"+
+			" (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'INNODB_BUFFER_POOL_PAGES_TOTAL')").Scan(&dirty, &total)
+		if err != nil {
+			return // MySQL 8 keeps these in performance_schema; do without
+		}
+		if dirty*10 < total {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// BenchmarkEnqueue measures what the outbox adds to a business
+// transaction: the transaction alone (an UPDATE and its commit), then with
+// one and with ten events enqueued.
+func BenchmarkEnqueue(b *testing.B) {
+	for _, events := range []int{0, 1, 10} {
+		name := "business-only"
+		if events > 0 {
+			name = fmt.Sprintf("plus-%d-events", events)
+		}
+		b.Run(name, func(b *testing.B) {
+			ctx := context.Background()
+			db := benchDB(b)
+			s := newStore(b, db, Config{})
+			if _, err := db.ExecContext(ctx, `CREATE TABLE users (user_id INT PRIMARY KEY, name VARCHAR(100) NOT NULL, updated_on DATETIME NOT NULL)`); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := db.ExecContext(ctx, `INSERT INTO users VALUES (42, 'Ada', NOW())`); err != nil {
+				b.Fatal(err)
+			}
+			payload := []byte(`{"user_id":42,"name":"Ada Lovelace","email":"ada@example.com"}`)
+			msgs := make([]outbox.Message, events)
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				tx, err := db.BeginTx(ctx, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := tx.ExecContext(ctx, `UPDATE users SET name = ?, updated_on = NOW() WHERE user_id = ?`, fmt.Sprint("Ada ", i), 42); err != nil {
+					b.Fatal(err)
+				}
+				if events > 0 {
+					for j := range msgs {
+						msgs[j] = outbox.Message{Topic: "user_updated", Key: "42", Payload: payload}
+					}
+					if err := s.Enqueue(ctx, tx, msgs...); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := tx.Commit(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDrain measures how fast one relay (Concurrency 2) empties a
+// backlog of 100,000 records over 1,000 keys into the in-memory publisher.
+func BenchmarkDrain(b *testing.B) {
+	const backlog = 100_000
+	for _, batch := range []int{100, 500, 1000} {
+		b.Run(fmt.Sprintf("batch-%d", batch), func(b *testing.B) {
+			ctx := context.Background()
+			db := benchDB(b)
+			s := newStore(b, db, Config{})
+			var total time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				if _, err := db.ExecContext(ctx, "DELETE FROM "+s.table); err != nil {
+					b.Fatal(err)
+				}
+				fillPending(b, ctx, db, s, backlog, 1000)
+				settle(b, db)
+				pub := memory.NewPublisher(memory.PublisherConfig{})
+				relay, err := outbox.NewRelay(s, pub, outbox.RelayConfig{
+					BatchSize:       batch,
+					MinPollInterval: time.Millisecond,
+					PollInterval:    10 * time.Millisecond,
+					Retention:       -1,
+					Logger:          slog.New(slog.DiscardHandler),
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				rctx, cancel := context.WithCancel(ctx)
+				done := make(chan error)
+				b.StartTimer()
+				start := time.Now()
+				go func() { done <- relay.Run(rctx) }()
+				if err := pub.WaitFor(ctx, backlog); err != nil {
+					b.Fatal(err)
+				}
+				total += time.Since(start)
+				b.StopTimer()
+				cancel()
+				<-done
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(backlog*b.N)/total.Seconds(), "msgs/s")
+		})
+	}
+}
+
+// BenchmarkClaimAck measures one claim of 100 records and their
+// MarkDelivered, in an outbox that retains no delivered record and in one
+// that retains 1,000,000.
+func BenchmarkClaimAck(b *testing.B) {
+	const batch = 100
+	for _, retained := range []int{0, 1_000_000} {
+		b.Run(fmt.Sprintf("retained-%d", retained), func(b *testing.B) {
+			ctx := context.Background()
+			db := benchDB(b)
+			s := newStore(b, db, Config{})
+			fillDelivered(b, ctx, db, s, retained, 1000)
+			settle(b, db)
+			b.ResetTimer()
+			for b.Loop() {
+				recs, err := s.Claim(ctx, outbox.ClaimParams{Owner: "bench", Limit: batch, Lease: time.Minute})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(recs) < batch {
+					b.StopTimer()
+					fillPending(b, ctx, db, s, 20*batch, 1000)
+					b.StartTimer()
+					if len(recs) == 0 {
+						continue
+					}
+				}
+				if err := s.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: "bench", IDs: recordIDs(recs)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkClaimNothing measures a claim that finds nothing because every
+// key is busy: a backlog of 10 keys whose first records are leased. Its
+// cost must not grow with the backlog.
+func BenchmarkClaimNothing(b *testing.B) {
+	for _, backlog := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("backlog-%d", backlog), func(b *testing.B) {
+			ctx := context.Background()
+			db := benchDB(b)
+			s := newStore(b, db, Config{})
+			fillPending(b, ctx, db, s, backlog, 10)
+			settle(b, db)
+			if got := claimOK(b, ctx, s, "busy", 10, time.Hour); len(got) != 10 {
+				b.Fatalf("claimed %d heads, want 10", len(got))
+			}
+			for b.Loop() {
+				if got := claimOK(b, ctx, s, "idle", 100, time.Hour); len(got) != 0 {
+					b.Fatalf("claimed %d records of busy keys", len(got))
+				}
+			}
+		})
+	}
+}

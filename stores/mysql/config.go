@@ -1,0 +1,61 @@
+package mysqlstore
+
+import (
+	"fmt"
+	"regexp"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+// Config configures a [Store]. The zero value is ready to use.
+type Config struct {
+	// Table is the outbox table, in the database the connection uses. The
+	// store also creates <Table>_lock (one row that claimers lock) and
+	// <Table>_migrations (the applied schema versions). ASCII letters,
+	// digits and underscores, starting with a letter or an underscore, at
+	// most 53 characters so that the companion names fit MySQL's 64.
+	// Default "outbox".
+	Table string
+
+	// Limits bound what Enqueue accepts. The zero value selects the
+	// defaults of [outbox.Limits] (1 MiB payloads).
+	Limits outbox.Limits
+}
+
+// DefaultTable is the default of [Config.Table].
+const DefaultTable = "outbox"
+
+// maxTableLen leaves room for the longest suffix, "_migrations", within
+// MySQL's 64-character identifiers.
+const maxTableLen = 64 - len("_migrations")
+
+var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// withDefaults returns c with its zero fields set, or an error matching
+// [outbox.ErrInvalidConfig] that says what to change.
+func (c Config) withDefaults() (Config, error) {
+	if c.Table == "" {
+		c.Table = DefaultTable
+	}
+	if len(c.Table) > maxTableLen || !tableName.MatchString(c.Table) {
+		return c, fmt.Errorf("%w: mysqlstore.Config.Table %q: use ASCII letters, digits and underscores, starting with a letter or underscore, at most %d characters",
+			outbox.ErrInvalidConfig, c.Table, maxTableLen)
+	}
+	if c.Limits.MaxPayloadBytes < 0 {
+		return c, fmt.Errorf("%w: mysqlstore.Config.Limits.MaxPayloadBytes is %d; use a positive size, or zero for %d",
+			outbox.ErrInvalidConfig, c.Limits.MaxPayloadBytes, outbox.DefaultMaxPayloadBytes)
+	}
+	return c, nil
+}
+
+// maxPayload is the effective payload limit.
+func (c Config) maxPayload() int {
+	if c.Limits.MaxPayloadBytes <= 0 {
+		return outbox.DefaultMaxPayloadBytes
+	}
+	return c.Limits.MaxPayloadBytes
+}
+
+// quote returns name as a MySQL identifier. Names are validated, so there
+// is no backquote to escape.
+func quote(name string) string { return "`" + name + "`" }

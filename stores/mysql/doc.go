@@ -1,0 +1,45 @@
+// Package mysqlstore is the MySQL and MariaDB store of txoutbox: a
+// transactional outbox table written in the application's own *sql.Tx and
+// read by an [outbox.Relay].
+//
+// It needs MySQL 8.0 or later, or MariaDB 10.6 or later, with InnoDB, and
+// the go-sql-driver/mysql driver (or any database/sql driver that speaks to
+// those servers the same way).
+//
+// # Writing
+//
+// [Store.Enqueue] inserts messages with one multi-row INSERT in the caller's
+// transaction. It never commits and never creates tables (DDL would commit
+// the caller's transaction in MySQL):
+//
+//	tx, err := db.BeginTx(ctx, nil)
+//	...
+//	_, err = tx.ExecContext(ctx, `UPDATE users SET name = ?, updated_on = NOW() WHERE user_id = ?`, name, id)
+//	err = store.Enqueue(ctx, tx, outbox.Message{Topic: "user_updated", Key: id, Payload: body})
+//	err = tx.Commit() // the event exists if and only if this commit succeeds
+//
+// # Relaying
+//
+// The store implements [outbox.Store] and the optional [outbox.Cleaner],
+// [outbox.StatsReader], [outbox.DeadLetterStore], [outbox.Migrator] and
+// [outbox.Pinger]. MySQL has no LISTEN/NOTIFY, so it is not an
+// [outbox.Listener]: the relay polls, quickly while there is work and backing
+// off to [outbox.RelayConfig.PollInterval] while idle. A writer in the same
+// process as the relay calls [outbox.Relay.Notify] after its commit to have
+// the message relayed at once.
+//
+// Claims on one outbox take turns on a one-row lock table, in short
+// transactions that see every lease committed by the claims before them;
+// that is what keeps per-key order with any number of relays. They read
+// only pending records, through indexes led by the record's state, so
+// delivered records kept for a while cost them nothing. See the README for
+// the design, the indexes and their EXPLAIN output.
+//
+// # Connection settings
+//
+// The store needs no particular DSN option: it reads times whether or not
+// parseTime is set, in any loc, and it uses UTC_TIMESTAMP(6) so the session
+// time_zone does not matter. interpolateParams=true is recommended: it saves
+// a round trip (a server-side prepare) on every statement with arguments.
+// Run [Store.Migrate] once before use; it checks the server version.
+package mysqlstore

@@ -1,0 +1,103 @@
+package mysqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+// Execer is what Enqueue writes through: a *sql.Tx, or a *sql.Conn in a
+// transaction the caller started. Enqueue refuses a *sql.DB, whose
+// statements commit on their own.
+type Execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// Bounds of one INSERT statement: rows, and bytes of payload and headers
+// (a single larger message goes alone). Together they keep a statement
+// under max_allowed_packet and its placeholders under the 65,535 a
+// prepared statement may have.
+const (
+	insertRows   = 1000
+	insertBudget = 1 << 20
+)
+
+// Enqueue writes msgs to the outbox within tx, with one multi-row INSERT
+// (one per 1,000 messages or 1 MiB of payload). The messages exist if and
+// only if the caller's transaction commits; Enqueue never commits, never
+// rolls back and never creates tables.
+//
+// It first calls [outbox.Prepare], which fills in missing IDs and CreatedAt
+// in msgs, so the caller can read the assigned IDs afterwards, and rejects
+// an invalid message with an error matching [outbox.ErrInvalidMessage]
+// before writing anything. A message whose ID is already in the outbox
+// fails the statement (MySQL error 1062). After an error, roll the
+// transaction back. A nil tx or a *sql.DB is refused with
+// [outbox.ErrNoTransaction].
+func (s *Store) Enqueue(ctx context.Context, tx Execer, msgs ...outbox.Message) error {
+	if tx == nil {
+		return fmt.Errorf("mysqlstore: Enqueue needs the caller's *sql.Tx: %w", outbox.ErrNoTransaction)
+	}
+	if _, ok := tx.(*sql.DB); ok {
+		return fmt.Errorf("mysqlstore: Enqueue was given a *sql.DB, whose statements commit on their own; pass the *sql.Tx of the business change: %w", outbox.ErrNoTransaction)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := outbox.Prepare(msgs, s.cfg.Limits); err != nil {
+		return err
+	}
+	for start := 0; start < len(msgs); {
+		query, args, n := s.insert(msgs[start:])
+		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+			if code, ok := serverError(err); ok && code == erDupEntry {
+				return fmt.Errorf("mysqlstore: enqueue: a message with one of these IDs is already in the outbox: %w", err)
+			}
+			return translate("enqueue", err)
+		}
+		start += n
+	}
+	return nil
+}
+
+// insert builds an INSERT of the first messages of msgs that fit in one
+// statement, and says how many it took.
+func (s *Store) insert(msgs []outbox.Message) (query string, args []any, n int) {
+	var b strings.Builder
+	b.WriteString("INSERT INTO ")
+	b.WriteString(s.table)
+	b.WriteString(" (id, created_at, topic, msg_key, order_key, payload, headers) VALUES ")
+	bytes := 0
+	for n < len(msgs) && n < insertRows {
+		m := msgs[n]
+		var headers any // NULL without headers
+		size := len(m.Payload)
+		if len(m.Headers) > 0 {
+			h, _ := json.Marshal(m.Headers) // a map[string]string always marshals
+			headers = string(h)
+			size += len(h)
+		}
+		if n > 0 && bytes+size > insertBudget {
+			break
+		}
+		bytes += size
+		payload := m.Payload
+		if payload == nil {
+			payload = []byte{} // NULL is not a payload
+		}
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?,?,?,?)")
+		args = append(args, m.ID, m.CreatedAt.UTC().Format(datetimeLayout), m.Topic, m.Key, m.Key, payload, headers)
+		n++
+	}
+	return b.String(), args, n
+}
