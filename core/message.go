@@ -63,8 +63,8 @@ func (l Limits) maxPayload() int {
 
 // Prepare readies messages for an Enqueue: it assigns an ID ([NewID]) to
 // each message without one, normalizes IDs to lowercase, sets a zero
-// CreatedAt to now (UTC, truncated to microseconds, the precision every
-// store keeps), and validates every message against limits. It changes the
+// CreatedAt to now (UTC, truncated to microseconds; stores keep at least
+// milliseconds), and validates every message against limits. It changes the
 // elements of msgs in place, so a caller can read the assigned IDs after
 // Enqueue. The first invalid message stops it with a [*ValidationError].
 //

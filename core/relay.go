@@ -385,6 +385,10 @@ func (r *Relay) listen(ctx context.Context, l Listener) {
 	fails := 0
 	for ctx.Err() == nil {
 		ch, err := l.Listen(ctx)
+		if errors.Is(err, ErrUnsupported) {
+			r.log.Info("outbox: the store cannot send notifications here; polling only", slog.Any("reason", err))
+			return
+		}
 		if err != nil {
 			fails++
 			wait := exponential(fails, time.Second, time.Minute)

@@ -515,3 +515,37 @@ func (l *logCounter) count(substr string) int {
 	}
 	return n
 }
+
+// unsupportedListener is a store whose deployment cannot notify.
+type unsupportedListener struct {
+	outbox.Store
+	calls atomic.Int32
+}
+
+func (u *unsupportedListener) Listen(context.Context) (<-chan struct{}, error) {
+	u.calls.Add(1)
+	return nil, fmt.Errorf("%w: no change streams on a standalone server", outbox.ErrUnsupported)
+}
+
+func TestRelayPollsOnlyWhenNotificationsAreUnsupported(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	mem := memory.NewStore(memory.StoreConfig{})
+	store := &unsupportedListener{Store: mem}
+	pub := memory.NewPublisher(memory.PublisherConfig{})
+	logs := &logCounter{}
+	cfg := fastConfig(t)
+	cfg.Logger = slog.New(logs)
+	_, stop := run(t, store, pub, cfg)
+	enqueue(t, mem, outbox.Message{Topic: "t"})
+	if err := pub.WaitFor(ctx, 1); err != nil {
+		t.Fatalf("the relay did not fall back to polling: %v", err)
+	}
+	stop()
+	if n := store.calls.Load(); n != 1 {
+		t.Fatalf("Listen was called %d times; an unsupported listener must not be retried", n)
+	}
+	if n := logs.count("notifications"); n != 0 {
+		t.Fatalf("logged %d warnings about notifications; unsupported is not a failure", n)
+	}
+}

@@ -126,7 +126,9 @@ type Listener interface {
 	// Listen returns a channel that receives a value soon after records
 	// are committed. The store reconnects on its own; the channel is
 	// closed when ctx ends or the store gives up, and the relay then calls
-	// Listen again after a backoff.
+	// Listen again after a backoff. An error matching [ErrUnsupported]
+	// means this deployment cannot notify (e.g. MongoDB without change
+	// streams): the relay then polls only.
 	Listen(ctx context.Context) (<-chan struct{}, error)
 }
 

@@ -1,0 +1,108 @@
+package mongostore
+
+import (
+	"context"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+// ListDead implements [outbox.DeadLetterStore]: dead letters by sequence
+// number (write order within a key, roughly write time across keys).
+// Sequence numbers of different keys may be equal, so a page that ends on
+// such a tie can hide its twin from the next page (AfterSeq); list by IDs
+// to be exhaustive.
+func (s *Store) ListDead(ctx context.Context, p outbox.ListDeadParams) ([]outbox.DeadLetter, error) {
+	ctx = withoutSession(ctx)
+	if err := s.ready(ctx); err != nil {
+		return nil, err
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	filter := bson.D{inState(stateDead), {Key: fSeq, Value: bson.D{{Key: "$gt", Value: p.AfterSeq}}}}
+	if len(p.IDs) > 0 {
+		filter = append(filter, idsIn(p.IDs))
+	}
+	cur, err := s.records.Find(ctx, filter, options.Find().
+		SetSort(bson.D{{Key: fSeq, Value: 1}, {Key: fID, Value: 1}}).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, fail("list dead letters", err)
+	}
+	var docs []recordDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fail("list dead letters", err)
+	}
+	out := make([]outbox.DeadLetter, len(docs))
+	for i := range docs {
+		out[i] = outbox.DeadLetter{Record: docs[i].record()}
+		if docs[i].DeadAt != nil {
+			out[i].DeadAt = docs[i].DeadAt.UTC()
+		}
+	}
+	return out, nil
+}
+
+// ReplayDead implements [outbox.DeadLetterStore]: the dead letters become
+// pending again with no attempts and no retry delay. It takes the claim
+// lock, so that a claim never sees a key half replayed.
+func (s *Store) ReplayDead(ctx context.Context, p outbox.SelectDead) (int, error) {
+	filter, ok := selectDead(p)
+	if !ok {
+		return 0, nil
+	}
+	ctx = withoutSession(ctx)
+	if err := s.ready(ctx); err != nil {
+		return 0, err
+	}
+	var lock *heldLock
+	for lock == nil {
+		var err error
+		if lock, err = s.lock.acquire(ctx, "replay"); err != nil {
+			return 0, err
+		}
+	}
+	defer lock.release(ctx)
+	res, err := s.records.UpdateMany(ctx, filter, bson.D{
+		{Key: "$set", Value: append(notLeased(), inState(statePending),
+			bson.E{Key: fAttempts, Value: int32(0)}, bson.E{Key: fAvailableAt, Value: epoch})},
+		{Key: "$unset", Value: bson.D{{Key: fDeadAt, Value: ""}}},
+	})
+	if err != nil {
+		return 0, fail("replay dead letters", err)
+	}
+	return int(res.ModifiedCount), nil
+}
+
+// PurgeDead implements [outbox.DeadLetterStore]: one deleteMany.
+func (s *Store) PurgeDead(ctx context.Context, p outbox.SelectDead) (int, error) {
+	filter, ok := selectDead(p)
+	if !ok {
+		return 0, nil
+	}
+	ctx = withoutSession(ctx)
+	if err := s.ready(ctx); err != nil {
+		return 0, err
+	}
+	res, err := s.records.DeleteMany(ctx, filter)
+	if err != nil {
+		return 0, fail("purge dead letters", err)
+	}
+	return int(res.DeletedCount), nil
+}
+
+// selectDead is the filter of the dead letters p selects, and false when
+// it selects none.
+func selectDead(p outbox.SelectDead) (bson.D, bool) {
+	filter := bson.D{inState(stateDead)}
+	switch {
+	case p.All:
+		return filter, true
+	case len(p.IDs) > 0:
+		return append(filter, idsIn(p.IDs)), true
+	}
+	return nil, false
+}

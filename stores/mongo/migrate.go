@@ -1,0 +1,208 @@
+package mongostore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+// index is one index the store needs.
+type index struct {
+	name    string
+	keys    bson.D
+	partial bson.D // partialFilterExpression, where the server supports it
+	unique  bool
+}
+
+// recordIndexes are the outbox collection's indexes. Each holds the records
+// of one state only (a partial index), so their size follows the backlog,
+// not the number of delivered records kept for Retention.
+var recordIndexes = []index{
+	// The claim scans pending records in sequence order. The index holds
+	// every field the scan projects, so that MongoDB can answer the scan
+	// from the index alone; it also counts pending records for Stats.
+	{name: "pending", keys: bson.D{{Key: fState, Value: 1}, {Key: fSeq, Value: 1}, {Key: fKey, Value: 1},
+		{Key: fLeaseUntil, Value: 1}, {Key: fAvailableAt, Value: 1}, {Key: fID, Value: 1}}, partial: bson.D{inState(statePending)}},
+	// The claim checks a key's earlier pending records.
+	{name: "pending_key", keys: bson.D{{Key: fKey, Value: 1}, {Key: fSeq, Value: 1}}, partial: bson.D{inState(statePending)}},
+	// Dead letters in write order.
+	{name: "dead", keys: bson.D{{Key: fSeq, Value: 1}, {Key: fID, Value: 1}}, partial: bson.D{inState(stateDead)}},
+	// Cleanup of delivered records, oldest first.
+	{name: "delivered", keys: bson.D{{Key: fDeliveredAt, Value: 1}}, partial: bson.D{inState(stateDelivered)}},
+}
+
+// lockIndexes make the claim lock exclusive.
+var lockIndexes = []index{
+	{name: "name", keys: bson.D{{Key: lockName, Value: 1}}, unique: true},
+}
+
+// Migrate creates the store's collections and indexes where they are
+// missing. It implements [outbox.Migrator]: it is idempotent and safe to run
+// from several processes at once. Run it before the first Enqueue, outside
+// any transaction: MongoDB cannot create indexes inside one.
+//
+// On servers without partial indexes (FerretDB) it creates the same indexes
+// without the partial filter; the store's queries work with either.
+func (s *Store) Migrate(ctx context.Context) error {
+	ctx = withoutSession(ctx)
+	for _, coll := range []*mongo.Collection{s.records, s.keys, s.locks} {
+		err := coll.Database().CreateCollection(ctx, coll.Name())
+		if err != nil && !hasCode(err, codeNamespaceExists) {
+			return fail("migrate: create collection "+coll.Name(), err)
+		}
+	}
+	if err := ensureIndexes(ctx, s.records, recordIndexes); err != nil {
+		return err
+	}
+	if err := ensureIndexes(ctx, s.locks, lockIndexes); err != nil {
+		return err
+	}
+	s.migrated.Store(true)
+	return nil
+}
+
+// ensureIndexes creates the indexes of want that coll lacks. It tries
+// again after a network error, because FerretDB 1.24 drops the connection
+// when two clients create indexes at once.
+func ensureIndexes(ctx context.Context, coll *mongo.Collection, want []index) error {
+	var err error
+	for attempt := 1; attempt <= 5; attempt++ {
+		if err = createMissing(ctx, coll, want); err == nil || !unavailable(err) || ctx.Err() != nil {
+			break
+		}
+		if sleep(ctx, time.Duration(attempt)*50*time.Millisecond) != nil {
+			break
+		}
+	}
+	if err != nil {
+		return fail("migrate: create indexes of "+coll.Name(), err)
+	}
+	return nil
+}
+
+func createMissing(ctx context.Context, coll *mongo.Collection, want []index) error {
+	have, err := indexNames(ctx, coll)
+	if err != nil {
+		return err
+	}
+	for _, ix := range want {
+		if slices.Contains(have, ix.name) {
+			continue
+		}
+		err := createIndex(ctx, coll, ix, true)
+		if err != nil && ix.partial != nil && partialUnsupported(err) {
+			err = createIndex(ctx, coll, ix, false)
+		}
+		if err != nil && !indexRaced(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+func createIndex(ctx context.Context, coll *mongo.Collection, ix index, partial bool) error {
+	opts := options.Index().SetName(ix.name)
+	if ix.unique {
+		opts.SetUnique(true)
+	}
+	if partial && ix.partial != nil {
+		opts.SetPartialFilterExpression(ix.partial)
+	}
+	_, err := coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: ix.keys, Options: opts})
+	return err
+}
+
+// indexNames lists the names of coll's indexes; none when it does not exist.
+func indexNames(ctx context.Context, coll *mongo.Collection) ([]string, error) {
+	cur, err := coll.Indexes().List(ctx)
+	if err != nil {
+		if hasCode(err, codeNamespaceNotFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var specs []struct {
+		Name string `bson:"name"`
+	}
+	if err := cur.All(ctx, &specs); err != nil {
+		return nil, err
+	}
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.Name
+	}
+	return names, nil
+}
+
+// partialUnsupported reports whether the server refused a partial index
+// because it has none (FerretDB).
+func partialUnsupported(err error) bool {
+	return hasCode(err, codeNotImplemented, codeCommandNotSupported) ||
+		strings.Contains(err.Error(), "partialFilterExpression")
+}
+
+// indexRaced reports whether another Migrate created the index first.
+func indexRaced(err error) bool {
+	const indexAlreadyExists, indexBuildAlreadyInProgress = 68, 276
+	return hasCode(err, indexAlreadyExists, indexBuildAlreadyInProgress, codeNamespaceExists)
+}
+
+// ready checks, once per Store, that Migrate has run: the collections and
+// the indexes the claim depends on exist. Otherwise it returns an error
+// matching [outbox.ErrSchemaMissing].
+func (s *Store) ready(ctx context.Context) error {
+	if s.migrated.Load() {
+		return nil
+	}
+	db := s.records.Database()
+	names, err := db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: bson.D{{Key: "$in",
+		Value: bson.A{s.records.Name(), s.keys.Name(), s.locks.Name()}}}}})
+	if err != nil {
+		return fail("check the schema", err)
+	}
+	missing := func(what string) error {
+		return fmt.Errorf("mongostore: %s is missing in database %q (run Store.Migrate or `outbox migrate`): %w",
+			what, db.Name(), outbox.ErrSchemaMissing)
+	}
+	for _, c := range []*mongo.Collection{s.records, s.keys, s.locks} {
+		if !slices.Contains(names, c.Name()) {
+			return missing("collection " + c.Name())
+		}
+	}
+	for _, c := range []struct {
+		coll *mongo.Collection
+		want []index
+	}{{s.records, recordIndexes}, {s.locks, lockIndexes}} {
+		have, err := indexNames(ctx, c.coll)
+		if err != nil {
+			return fail("check the schema", err)
+		}
+		for _, ix := range c.want {
+			if !slices.Contains(have, ix.name) {
+				return missing(fmt.Sprintf("index %q of %s", ix.name, c.coll.Name()))
+			}
+		}
+	}
+	s.migrated.Store(true)
+	return nil
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
