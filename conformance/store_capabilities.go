@@ -41,7 +41,7 @@ var deadLetterTests = []storeTest{
 				t.Fatalf("dead letter %d = %+v; want %s in write order with its error, payload and DeadAt", i, d, msgs[i].ID)
 			}
 		}
-		page, err := dls.ListDead(ctx, outbox.ListDeadParams{AfterSeq: list[0].Seq, Limit: 1})
+		page, err := dls.ListDead(ctx, outbox.ListDeadParams{AfterSeq: list[0].Seq, AfterID: list[0].ID, Limit: 1})
 		if err != nil || len(page) != 1 || page[0].ID != msgs[1].ID {
 			t.Fatalf("ListDead(AfterSeq first, Limit 1) = %v, %v; want the second dead letter", page, err)
 		}

@@ -192,8 +192,13 @@ type DeadLetterStore interface {
 type ListDeadParams struct {
 	// IDs, when set, lists only these dead letters.
 	IDs []string
-	// AfterSeq lists dead letters with a Seq above it (for paging).
+	// AfterSeq lists dead letters with a Seq above it (for paging: pass
+	// the Seq and ID of the last dead letter of the previous page).
 	AfterSeq int64
+	// AfterID, with AfterSeq, also lists dead letters with a Seq equal to
+	// AfterSeq and an ID above AfterID. Stores whose Seq is unique across
+	// keys (all but MongoDB) may ignore it.
+	AfterID string
 	// Limit is the most to return; zero means 100.
 	Limit int
 }

@@ -11,9 +11,8 @@ import (
 
 // ListDead implements [outbox.DeadLetterStore]: dead letters by sequence
 // number (write order within a key, roughly write time across keys).
-// Sequence numbers of different keys may be equal, so a page that ends on
-// such a tie can hide its twin from the next page (AfterSeq); list by IDs
-// to be exhaustive.
+// Sequence numbers of different keys may be equal, so pages are ordered by
+// (Seq, ID) and resume after AfterSeq and AfterID.
 func (s *Store) ListDead(ctx context.Context, p outbox.ListDeadParams) ([]outbox.DeadLetter, error) {
 	ctx = withoutSession(ctx)
 	if err := s.ready(ctx); err != nil {
@@ -23,7 +22,14 @@ func (s *Store) ListDead(ctx context.Context, p outbox.ListDeadParams) ([]outbox
 	if limit <= 0 {
 		limit = 100
 	}
-	filter := bson.D{inState(stateDead), {Key: fSeq, Value: bson.D{{Key: "$gt", Value: p.AfterSeq}}}}
+	after := bson.E{Key: fSeq, Value: bson.D{{Key: "$gt", Value: p.AfterSeq}}}
+	if p.AfterID != "" {
+		after = bson.E{Key: "$or", Value: bson.A{
+			bson.D{after},
+			bson.D{{Key: fSeq, Value: p.AfterSeq}, {Key: fID, Value: bson.D{{Key: "$gt", Value: p.AfterID}}}},
+		}}
+	}
+	filter := bson.D{inState(stateDead), after}
 	if len(p.IDs) > 0 {
 		filter = append(filter, idsIn(p.IDs))
 	}
