@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/txoutbox/txoutbox/conformance/ledger"
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
@@ -84,16 +85,7 @@ type Broker struct {
 }
 
 // Received is a message as a consumer sees it on the broker.
-type Received struct {
-	// ID is the message ID, read from where the adapter puts it (a Kafka
-	// header, the NATS Nats-Msg-Id header).
-	ID      string
-	Topic   string
-	Key     string
-	Payload []byte
-	// Headers are the message's headers; adapters may add their own.
-	Headers map[string]string
-}
+type Received = ledger.Received
 
 // PublisherHarness builds brokers of one publisher adapter for the publisher
 // and relay suites.
