@@ -30,10 +30,16 @@ type Result struct {
 	Recovery time.Duration
 	// Skipped, when set, says why the scenario did not run.
 	Skipped string
+	// Failed says the scenario's test failed, whatever the report shows
+	// (it may have stopped before the report was taken).
+	Failed bool
 }
 
 // OK reports whether the scenario kept every promise.
 func (r Result) OK() bool {
+	if r.Failed {
+		return false
+	}
 	return r.Skipped != "" || r.Clean() && r.Duplicates <= r.DuplicateBound
 }
 
@@ -62,6 +68,7 @@ func Run(t *testing.T, pair string, newTarget NewTarget, o Options) []Result {
 	for _, sc := range scenarios {
 		res := Result{Pair: pair, Scenario: sc.name}
 		t.Run(strings.ReplaceAll(sc.name, " ", "_"), func(t *testing.T) {
+			defer func() { res.Failed = t.Failed() }() // also when t.Fatal stopped the scenario early
 			ctx, cancel := context.WithTimeout(t.Context(), o.Timeout)
 			defer cancel()
 			tg := newTarget(t)

@@ -14,7 +14,7 @@ func Table(results []Result) string {
 	b.WriteString("| pair | scenario | relays | faults | committed | delivered | lost | duplicates (bound) | order violations | rolled back | leaked | recovery | verdict |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
-		if r.Skipped != "" {
+		if r.Skipped != "" && !r.Failed {
 			fmt.Fprintf(&b, "| %s | %s | | | | | | | | | | | skipped: %s |\n", r.Pair, r.Scenario, r.Skipped)
 			continue
 		}
