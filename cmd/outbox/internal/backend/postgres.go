@@ -1,0 +1,48 @@
+package backend
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	pgstore "github.com/txoutbox/txoutbox/stores/postgres"
+)
+
+// defaultConnectTimeout bounds one connection attempt when the URL does not
+// say (a database behind a firewall that drops packets would otherwise
+// hold a claim until its context ends).
+const defaultConnectTimeout = 10 * time.Second
+
+func openPostgres(ctx context.Context, raw string, o StoreOptions, bad func(string) error) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(raw) // its errors hide the password
+	if err != nil {
+		return nil, bad(err.Error())
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = o.appName()
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
+	scfg := pgstore.Config{Schema: o.Schema, Table: o.Table}
+	if err := scfg.Validate(); err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg) // connects lazily
+	if err != nil {
+		return nil, bad(err.Error())
+	}
+	store, err := pgstore.New(pool, scfg)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	c := store.Config()
+	return &Store{
+		Outbox:  store,
+		Kind:    Postgres,
+		Display: Redact(raw) + " table " + c.Schema + "." + c.Table,
+		closers: []func() error{func() error { pool.Close(); return nil }},
+	}, nil
+}

@@ -1,0 +1,235 @@
+// Package backend turns the store and broker URLs of the outbox command into
+// adapters: pgstore, mysqlstore, mongostore and sqlitestore on the store
+// side, kafkapub and natspub on the broker side. Opening does no I/O where
+// the drivers allow it (connection pools are lazy), so a relay starts while
+// its database or broker is down and waits for it.
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+// StoreOptions say which outbox to open. Commands bind them to flags with
+// [StoreOptions.AddFlags].
+type StoreOptions struct {
+	// URL is the database: postgres://, mysql:// (or a go-sql-driver DSN),
+	// mongodb:// or mongodb+srv://, sqlite:.
+	URL string
+	// Table is the outbox table (the collection in MongoDB). Empty selects
+	// the adapter's default, "outbox".
+	Table string
+	// Schema is the PostgreSQL schema of the table. Empty selects "public".
+	Schema string
+
+	// Source names where URL came from, for error messages ("--store",
+	// "OUTBOX_STORE_URL"). Default "--store".
+	Source string
+	// AppName names the connections in the server's session list
+	// (PostgreSQL application_name, MongoDB appName) unless the URL does.
+	// Default "outbox".
+	AppName string
+}
+
+// AddFlags binds --store, --table and --schema to o.
+func (o *StoreOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.URL, "store", "", "outbox database URL: postgres://…, mysql://…, mongodb://…/db or sqlite:///path.db")
+	fs.StringVar(&o.Table, "table", "", `outbox table (MongoDB: collection); default "outbox"`)
+	fs.StringVar(&o.Schema, "schema", "", `PostgreSQL schema of the outbox table; default "public"`)
+}
+
+func (o StoreOptions) source() string {
+	if o.Source == "" {
+		return "--store"
+	}
+	return o.Source
+}
+
+func (o StoreOptions) appName() string {
+	if o.AppName == "" {
+		return "outbox"
+	}
+	return o.AppName
+}
+
+// Store kinds, as [Store.Kind] names them.
+const (
+	Postgres = "postgres"
+	MySQL    = "mysql"
+	MongoDB  = "mongodb"
+	SQLite   = "sqlite"
+)
+
+// storeExamples are shown with every store URL error.
+var storeExamples = map[string]string{
+	Postgres: "postgres://user:password@localhost:5432/app?sslmode=disable",
+	MySQL:    "mysql://user:password@localhost:3306/app",
+	MongoDB:  "mongodb://localhost:27017/app?replicaSet=rs0",
+	SQLite:   "sqlite:///var/lib/app/outbox.db",
+}
+
+// Store is an opened outbox.
+type Store struct {
+	// Outbox is the adapter. Its optional capabilities are reached through
+	// the methods below, which say in one line when it lacks one.
+	Outbox outbox.Store
+	// Kind is Postgres, MySQL, MongoDB or SQLite.
+	Kind string
+	// Display names the outbox for people and logs, secrets hidden:
+	// "postgres://app:xxxxx@db:5432/app table public.outbox".
+	Display string
+
+	closers []func() error
+}
+
+// Close releases the store's connections.
+func (s *Store) Close() error {
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i]())
+	}
+	s.closers = nil
+	return errors.Join(errs...)
+}
+
+// Stats returns the store's statistics reader, or an error saying that this
+// kind of store has none.
+func (s *Store) Stats() (outbox.StatsReader, error) {
+	if sr, ok := s.Outbox.(outbox.StatsReader); ok {
+		return sr, nil
+	}
+	return nil, s.lacks("report statistics (outbox.StatsReader)")
+}
+
+// DeadLetters returns the store's dead-letter operations, or an error
+// saying that this kind of store has none.
+func (s *Store) DeadLetters() (outbox.DeadLetterStore, error) {
+	if d, ok := s.Outbox.(outbox.DeadLetterStore); ok {
+		return d, nil
+	}
+	return nil, s.lacks("list, replay or purge dead letters (outbox.DeadLetterStore)")
+}
+
+// Migrator returns the store's migrator, or an error saying that this kind
+// of store creates no schema of its own.
+func (s *Store) Migrator() (outbox.Migrator, error) {
+	if m, ok := s.Outbox.(outbox.Migrator); ok {
+		return m, nil
+	}
+	return nil, s.lacks("create its schema (outbox.Migrator)")
+}
+
+// Ping checks that the database answers; a store that cannot tell is
+// assumed to.
+func (s *Store) Ping(ctx context.Context) error {
+	if p, ok := s.Outbox.(outbox.Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+func (s *Store) lacks(what string) error {
+	return fmt.Errorf("the %s store cannot %s", s.Kind, what)
+}
+
+// URLError is a store or broker URL that cannot be used. Its message names
+// where the URL came from and shows an example of the right form.
+type URLError struct {
+	// Source is the flag or variable, e.g. "--store".
+	Source string
+	// URL is the value, secrets hidden.
+	URL string
+	// Reason says what is wrong.
+	Reason string
+	// Example is a URL of the expected form.
+	Example string
+}
+
+func (e *URLError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s", e.Source)
+	if e.URL != "" {
+		fmt.Fprintf(&b, " %q", e.URL)
+	}
+	fmt.Fprintf(&b, ": %s", e.Reason)
+	if e.Example != "" {
+		fmt.Fprintf(&b, " (example: %s %s)", flagOf(e.Source), e.Example)
+	}
+	return b.String()
+}
+
+// flagOf turns a source label into the flag to show in an example.
+func flagOf(source string) string {
+	switch {
+	case strings.HasPrefix(source, "--"):
+		return source
+	case strings.Contains(source, "BROKER"), strings.Contains(source, "broker"):
+		return "--broker"
+	case strings.Contains(source, "TOPIC_MAP"), strings.Contains(source, "topic-map"):
+		return "--topic-map"
+	}
+	return "--store"
+}
+
+// OpenStore opens the outbox that o describes. A URL that cannot be used is
+// a *[URLError]; a configuration the adapter refuses matches
+// outbox.ErrInvalidConfig. It does not wait for the database: the
+// connections are made when the store is first used.
+func OpenStore(ctx context.Context, o StoreOptions) (*Store, error) {
+	raw := strings.TrimSpace(o.URL)
+	if raw == "" {
+		return nil, &URLError{Source: o.source(), Reason: "no store given; set the flag or OUTBOX_STORE_URL", Example: storeExamples[Postgres]}
+	}
+	kind, err := storeKind(raw)
+	if err != nil {
+		return nil, &URLError{Source: o.source(), URL: Redact(raw), Reason: err.Error(), Example: storeExamples[Postgres]}
+	}
+	if o.Schema != "" && kind != Postgres {
+		return nil, &URLError{Source: "--schema", URL: o.Schema,
+			Reason: fmt.Sprintf("only PostgreSQL stores have a schema; the %s store takes its database from the URL", kind)}
+	}
+	bad := func(reason string) error {
+		return &URLError{Source: o.source(), URL: Redact(raw), Reason: reason, Example: storeExamples[kind]}
+	}
+	switch kind {
+	case Postgres:
+		return openPostgres(ctx, raw, o, bad)
+	case MySQL:
+		return openMySQL(raw, o, bad)
+	case MongoDB:
+		return openMongo(raw, o, bad)
+	default:
+		return openSQLite(raw, o, bad)
+	}
+}
+
+// storeKind tells the store kind from a URL's scheme, or a go-sql-driver
+// DSN from its protocol part.
+func storeKind(raw string) (string, error) {
+	scheme, _, ok := strings.Cut(raw, ":")
+	if ok {
+		switch strings.ToLower(scheme) {
+		case "postgres", "postgresql":
+			return Postgres, nil
+		case "mysql", "mariadb":
+			return MySQL, nil
+		case "mongodb", "mongodb+srv":
+			return MongoDB, nil
+		case "sqlite", "sqlite3":
+			return SQLite, nil
+		}
+	}
+	if strings.Contains(raw, "@tcp(") || strings.Contains(raw, "@unix(") || strings.HasPrefix(raw, "tcp(") {
+		return MySQL, nil // user:password@tcp(host:3306)/app
+	}
+	if !strings.Contains(raw, "://") {
+		return "", errors.New("not a URL; give the store as a URL whose scheme names the database (postgres, mysql, mongodb, mongodb+srv or sqlite)")
+	}
+	return "", fmt.Errorf("unknown database %q; use a postgres, mysql, mongodb, mongodb+srv or sqlite URL", scheme)
+}

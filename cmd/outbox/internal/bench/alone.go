@@ -1,0 +1,331 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+// The backlog and the raw insert are written in transactions of fillPerTx
+// rows from fillWriters concurrent writers.
+const fillPerTx, fillWriters = 1_000, 4
+
+// storeAlone measures what concerns the store alone: its raw insert rate,
+// the enqueue overhead and the cost of table growth.
+func (b *bencher) storeAlone(ctx context.Context, s storeTarget, sr *StoreReport) error {
+	c := b.cfg
+	if c.runs(ScenarioInsert) {
+		b.progress.step("%s: raw batched INSERT of %s rows, %d per statement and transaction, %d writers (%d rounds)",
+			sr.Kind, number(float64(c.Backlog)), fillPerTx, fillWriters, c.Rounds)
+		var m Measure
+		var err error
+		for range c.Rounds {
+			var r float64
+			if r, err = b.rawInsert(ctx, s); err != nil {
+				break
+			}
+			m.add(r)
+		}
+		switch {
+		case skip(&sr.Skipped, ScenarioInsert, err):
+			b.progress.done("skipped: %s", sr.Skipped[ScenarioInsert])
+		case err != nil:
+			if err := b.failed(ctx, sr.Kind+" raw insert", err); err != nil {
+				return err
+			}
+		default:
+			sr.RawInsert = &m
+			b.progress.done("%s rows/s", number(m.Median))
+		}
+	}
+	if c.runs(ScenarioEnqueue) {
+		b.progress.step("%s: enqueue overhead, %d writers, %v per case (%d rounds)", sr.Kind, c.Writers, c.EnqueueDuration, c.Rounds)
+		res, err := b.enqueue(ctx, s, sr.Kind)
+		switch {
+		case skip(&sr.Skipped, ScenarioEnqueue, err):
+			b.progress.done("skipped: %s", sr.Skipped[ScenarioEnqueue])
+		case err != nil:
+			if err := b.failed(ctx, sr.Kind+" enqueue overhead", err); err != nil {
+				return err
+			}
+		default:
+			sr.Enqueue = res
+			b.progress.done("+1 message: %.2f×, +10 messages: %.2f×", res.Cases[1].Ratio, res.Cases[2].Ratio)
+		}
+	}
+	if c.runs(ScenarioGrowth) {
+		b.progress.step("%s: claim + mark with 0 and %s retained delivered records", sr.Kind, number(float64(c.Retained)))
+		res, err := b.growth(ctx, s)
+		switch {
+		case skip(&sr.Skipped, ScenarioGrowth, err):
+			b.progress.done("skipped: %s", sr.Skipped[ScenarioGrowth])
+		case err != nil:
+			if err := b.failed(ctx, sr.Kind+" table growth", err); err != nil {
+				return err
+			}
+		default:
+			sr.Growth = res
+			b.progress.done("claim %.2f ms → %.2f ms (%.2f×)", res.Empty.ClaimMs.Median, res.Full.ClaimMs.Median, res.ClaimRatio)
+		}
+	}
+	return nil
+}
+
+// enqueue runs business transactions from c.Writers writers: alone, with 1
+// and with 10 outbox messages (and, on PostgreSQL, 1 without NOTIFY), the
+// cases interleaved round after round so that drift hits them alike.
+func (b *bencher) enqueue(ctx context.Context, s storeTarget, kind string) (*EnqueueResult, error) {
+	if kind == "memory" {
+		return nil, unsupported("the memory store has no business table to compare with")
+	}
+	c := b.cfg
+	o, err := s.newOutbox(ctx, tag("enqueue"), c.Writers)
+	if err != nil {
+		return nil, err
+	}
+	defer o.drop(context.WithoutCancel(ctx)) //nolint:errcheck // best effort
+	res := &EnqueueResult{Writers: c.Writers, Cases: []EnqueueCase{
+		{Name: "transaction alone"},
+		{Name: "+1 message", Messages: 1},
+		{Name: "+10 messages", Messages: 10},
+	}}
+	if kind == "postgres" {
+		for i := range res.Cases[1:] {
+			res.Cases[1+i].Notify = NotifyInTx
+		}
+		res.Cases = append(res.Cases,
+			EnqueueCase{Name: "+1 message, no NOTIFY (DisableNotify)", Messages: 1, Notify: NotifyNone},
+			EnqueueCase{Name: "+1 message, NOTIFY after commit (experiment)", Messages: 1, Notify: NotifyAfterCommit})
+	}
+	// A short warm-up: connections, prepared statements, caches.
+	for i := range res.Cases {
+		if _, err := b.transactions(ctx, o, res.Cases[i], c.EnqueueDuration/5); err != nil {
+			return nil, err
+		}
+	}
+	for range c.Rounds {
+		for i := range res.Cases {
+			r, err := b.transactions(ctx, o, res.Cases[i], c.EnqueueDuration)
+			if err != nil {
+				return nil, err
+			}
+			res.Cases[i].TxPerSec.add(r)
+		}
+	}
+	for i := range res.Cases {
+		res.Cases[i].Ratio = ratio(res.Cases[0].TxPerSec.Median, res.Cases[i].TxPerSec.Median)
+	}
+	return res, nil
+}
+
+// transactions runs transactions of one case from c.Writers writers for d
+// and returns how many committed per second.
+func (b *bencher) transactions(ctx context.Context, o outboxTarget, tc EnqueueCase, d time.Duration) (float64, error) {
+	var committed atomic.Int64
+	var first error
+	var once sync.Once
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range b.cfg.Writers {
+		wg.Go(func() {
+			for n := 0; time.Now().Before(deadline) && ctx.Err() == nil; n++ {
+				var msgs []outbox.Message
+				if tc.Messages > 0 {
+					msgs = b.messages("bench.enqueue", w*1_000_003+n, tc.Messages)
+					for i := range msgs {
+						msgs[i].Key = msgs[0].Key // one aggregate per transaction
+					}
+				}
+				if err := o.order(ctx, msgs, tc.Notify); err != nil {
+					once.Do(func() { first = err })
+					return
+				}
+				committed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if first != nil {
+		return 0, first
+	}
+	return rate(int(committed.Load()), elapsed), ctx.Err()
+}
+
+// growth times Claim and MarkDelivered on two outboxes with the same
+// backlog, one of which also retains c.Retained delivered records, in
+// alternating rounds.
+func (b *bencher) growth(ctx context.Context, s storeTarget) (*GrowthResult, error) {
+	c := b.cfg
+	batch := b.relay.BatchSize
+	pending := batch * c.ClaimRounds * c.Rounds
+	res := &GrowthResult{Retained: c.Retained, Batch: batch}
+	type side struct {
+		o     outboxTarget
+		store outbox.Store
+		cost  *ClaimCost
+	}
+	var sides []side
+	defer func() {
+		for _, sd := range sides {
+			_ = sd.o.drop(context.WithoutCancel(ctx))
+		}
+	}()
+	for i, retained := range []int{0, c.Retained} {
+		o, err := s.newOutbox(ctx, tag("growth"), 4)
+		if err != nil {
+			return nil, err
+		}
+		sides = append(sides, side{o: o, cost: []*ClaimCost{&res.Empty, &res.Full}[i]})
+		b.progress.update("filling %s delivered records", number(float64(retained)))
+		if err := o.retain(ctx, retained, c.Keys); err != nil {
+			return nil, err
+		}
+		b.progress.update("filling %s pending records", number(float64(pending)))
+		if _, err := b.fill(ctx, o, "bench.growth", pending); err != nil {
+			return nil, err
+		}
+		if err := o.settle(ctx); err != nil {
+			return nil, err
+		}
+		st, closeStore, err := o.relayStore(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer closeStore()
+		sides[i].store = st
+	}
+	owner := "bench-growth-" + runID()
+	for round := range c.Rounds {
+		for _, sd := range sides {
+			b.progress.update("round %d/%d", round+1, c.Rounds)
+			for range c.ClaimRounds {
+				t0 := time.Now()
+				recs, err := sd.store.Claim(ctx, outbox.ClaimParams{Owner: owner, Limit: batch, Lease: time.Minute})
+				if err != nil {
+					return nil, err
+				}
+				t1 := time.Now()
+				if len(recs) == 0 {
+					return nil, fmt.Errorf("claim found nothing in a backlog of %d", pending)
+				}
+				ids := make([]string, len(recs))
+				for i, r := range recs {
+					ids[i] = r.ID
+				}
+				if err := sd.store.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: owner, IDs: ids}); err != nil {
+					return nil, err
+				}
+				sd.cost.ClaimMs.add(ms(t1.Sub(t0)))
+				sd.cost.MarkMs.add(ms(time.Since(t1)))
+			}
+		}
+	}
+	res.ClaimRatio = ratio(res.Full.ClaimMs.Median, res.Empty.ClaimMs.Median)
+	res.MarkRatio = ratio(res.Full.MarkMs.Median, res.Empty.MarkMs.Median)
+	return res, nil
+}
+
+// fill enqueues n messages to topic, fillPerTx per transaction from
+// fillWriters writers, and returns the rate.
+func (b *bencher) fill(ctx context.Context, o outboxTarget, topic string, n int) (float64, error) {
+	return b.write(ctx, n, func(msgs []outbox.Message) error { return o.enqueue(ctx, msgs) }, topic)
+}
+
+// rawInsert writes the backlog's rows into a plain table the way fill
+// enqueues them, and returns the rate: the ceiling of Enqueue.
+func (b *bencher) rawInsert(ctx context.Context, s storeTarget) (float64, error) {
+	t, err := s.rawTable(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer t.drop(context.WithoutCancel(ctx)) //nolint:errcheck // best effort
+	return b.write(ctx, b.cfg.Backlog, func(msgs []outbox.Message) error { return t.insert(ctx, msgs) }, "bench.insert")
+}
+
+// write hands n messages to topic to insert, fillPerTx at a time from
+// fillWriters writers, and returns the rate.
+func (b *bencher) write(ctx context.Context, n int, insert func([]outbox.Message) error, topic string) (float64, error) {
+	const perTx, writers = fillPerTx, fillWriters
+	var next atomic.Int64
+	var first error
+	var once sync.Once
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range writers {
+		wg.Go(func() {
+			for {
+				lo := int(next.Add(perTx)) - perTx
+				if lo >= n || ctx.Err() != nil {
+					return
+				}
+				if err := insert(b.messages(topic, lo, min(perTx, n-lo))); err != nil {
+					once.Do(func() { first = err })
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
+	return rate(n, time.Since(start)), first
+}
+
+// brokerAlone measures the broker's own producer on the backlog.
+func (b *bencher) brokerAlone(ctx context.Context, br brokerTarget, rep *BrokerReport) error {
+	c := b.cfg
+	if !c.runs(ScenarioProduce) {
+		return nil
+	}
+	b.progress.step("%s: the broker's own async producer, %d messages (%d rounds)", rep.Kind, c.Backlog, c.Rounds)
+	if rep.Kind == "memory" {
+		skip(&rep.Skipped, ScenarioProduce, unsupported("the memory publisher is its own producer"))
+		b.progress.done("skipped: %s", rep.Skipped[ScenarioProduce])
+		return nil
+	}
+	var m Measure
+	err := func() error {
+		for range c.Rounds {
+			t, err := br.newTopic(ctx, tag("produce"))
+			if err != nil {
+				return err
+			}
+			r, err := func() (float64, error) {
+				defer t.drop(context.WithoutCancel(ctx)) //nolint:errcheck // best effort
+				p, err := t.producer(ctx)
+				if err != nil {
+					return 0, err
+				}
+				defer p.close()
+				// Warm up: connection and metadata.
+				if err := p.publish(ctx, b.messages(t.name(), 0, 10)); err != nil {
+					return 0, err
+				}
+				msgs := b.messages(t.name(), 0, c.Backlog)
+				start := time.Now()
+				if err := p.publish(ctx, msgs); err != nil {
+					return 0, err
+				}
+				return rate(len(msgs), time.Since(start)), nil
+			}()
+			if err != nil {
+				return err
+			}
+			m.add(r)
+		}
+		return nil
+	}()
+	if err != nil {
+		return b.failed(ctx, rep.Kind+" produce", err)
+	}
+	rep.Produce = &m
+	b.progress.done("%s msg/s", number(m.Median))
+	return nil
+}

@@ -1,0 +1,271 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/txoutbox/txoutbox/cmd/outbox/internal/backend"
+	outbox "github.com/txoutbox/txoutbox/core"
+	pgstore "github.com/txoutbox/txoutbox/stores/postgres"
+)
+
+var redact = backend.Redact
+
+// pgStore is a PostgreSQL database. Each outbox lives in a schema of its
+// own, dropped with everything in it.
+type pgStore struct {
+	url   string
+	admin *pgxpool.Pool
+}
+
+func openPostgres(ctx context.Context, url string) (*pgStore, error) {
+	admin, err := newPGPool(ctx, url, 2)
+	if err != nil {
+		return nil, err
+	}
+	if err := admin.Ping(ctx); err != nil {
+		admin.Close()
+		return nil, fmt.Errorf("PostgreSQL at %s does not answer: %w", redact(url), err)
+	}
+	return &pgStore{url: url, admin: admin}, nil
+}
+
+// newPGPool returns a pool of at most conns connections to url.
+func newPGPool(ctx context.Context, url string, conns int) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url) // its errors hide the password
+	if err != nil {
+		return nil, fmt.Errorf("%w: store %s: %v", outbox.ErrInvalidConfig, redact(url), err)
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "outbox bench"
+	}
+	cfg.MaxConns = int32(conns)
+	return pgxpool.NewWithConfig(ctx, cfg)
+}
+
+func (s *pgStore) info(ctx context.Context) Component {
+	c := Component{Spec: redact(s.url), Kind: "postgres", Client: "pgx " + moduleVersion("github.com/jackc/pgx/v5")}
+	var version, syncCommit, fsync, sharedBuffers string
+	err := s.admin.QueryRow(ctx, `SELECT current_setting('server_version'), current_setting('synchronous_commit'),
+		current_setting('fsync'), current_setting('shared_buffers')`).Scan(&version, &syncCommit, &fsync, &sharedBuffers)
+	if err != nil {
+		c.Server = "PostgreSQL (version unknown: " + err.Error() + ")"
+		return c
+	}
+	version, _, _ = strings.Cut(version, " ")
+	c.Server = "PostgreSQL " + version
+	c.Notes = fmt.Sprintf("synchronous_commit=%s, fsync=%s, shared_buffers=%s", syncCommit, fsync, sharedBuffers)
+	return c
+}
+
+func (s *pgStore) close() error {
+	s.admin.Close()
+	return nil
+}
+
+func (s *pgStore) rawTable(ctx context.Context) (rawTable, error) {
+	schema := "outbox_bench_insert_" + runID()
+	t := &pgRaw{s: s, schema: pgx.Identifier{schema}.Sanitize(), table: pgx.Identifier{schema, "raw"}.Sanitize()}
+	if _, err := s.admin.Exec(ctx, "CREATE SCHEMA "+t.schema+"; CREATE TABLE "+t.table+
+		" (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id uuid NOT NULL UNIQUE, key text NOT NULL, payload bytea NOT NULL, created_at timestamptz NOT NULL)"); err != nil {
+		return nil, err
+	}
+	var err error
+	if t.pool, err = newPGPool(ctx, s.url, 8); err != nil {
+		_ = t.drop(ctx)
+		return nil, err
+	}
+	return t, nil
+}
+
+// pgRaw is a plain table with the outbox's shape, written with the same
+// unnest of arrays that pgstore's Enqueue of several messages uses.
+type pgRaw struct {
+	s             *pgStore
+	schema, table string
+	pool          *pgxpool.Pool
+}
+
+func (t *pgRaw) insert(ctx context.Context, msgs []outbox.Message) error {
+	ids, keys, payloads, times := make([]string, len(msgs)), make([]string, len(msgs)), make([][]byte, len(msgs)), make([]time.Time, len(msgs))
+	now := time.Now()
+	for i, m := range msgs {
+		ids[i], keys[i], payloads[i], times[i] = m.ID, m.Key, m.Payload, now
+	}
+	_, err := t.pool.Exec(ctx, "INSERT INTO "+t.table+" (id, key, payload, created_at) SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::timestamptz[])",
+		ids, keys, payloads, times)
+	return err
+}
+
+func (t *pgRaw) drop(ctx context.Context) error {
+	if t.pool != nil {
+		t.pool.Close()
+	}
+	_, err := t.s.admin.Exec(ctx, "DROP SCHEMA "+t.schema+" CASCADE")
+	return err
+}
+
+func (s *pgStore) newOutbox(ctx context.Context, tag string, writers int) (outboxTarget, error) {
+	schema := "outbox_bench_" + tag
+	pool, err := newPGPool(ctx, s.url, writers+2)
+	if err != nil {
+		return nil, err
+	}
+	o := &pgOutbox{s: s, schema: schema, pool: pool}
+	fail := func(err error) (outboxTarget, error) {
+		_ = o.drop(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	if o.store, err = pgstore.New(pool, pgstore.Config{Schema: schema}); err != nil {
+		return fail(err)
+	}
+	if o.quiet, err = pgstore.New(pool, pgstore.Config{Schema: schema, DisableNotify: true}); err != nil {
+		return fail(err)
+	}
+	if err := o.store.Migrate(ctx); err != nil {
+		return fail(err)
+	}
+	o.orders = pgx.Identifier{schema, "orders"}.Sanitize()
+	if _, err := pool.Exec(ctx, "CREATE TABLE "+o.orders+
+		" (order_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, customer text NOT NULL, amount_cents bigint NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"); err != nil {
+		return fail(err)
+	}
+	return o, nil
+}
+
+// pgOutbox is an outbox in the schema outbox_bench_<tag>.
+type pgOutbox struct {
+	s      *pgStore
+	schema string
+	pool   *pgxpool.Pool
+	store  *pgstore.Store
+	quiet  *pgstore.Store // the same outbox with DisableNotify
+	orders string
+}
+
+func (o *pgOutbox) relayStore(ctx context.Context) (outbox.Store, func(), error) {
+	pool, err := newPGPool(ctx, o.s.url, 4) // pgxpool's default on 2 cores
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := pgstore.New(pool, pgstore.Config{Schema: o.schema})
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return st, pool.Close, nil
+}
+
+func (o *pgOutbox) order(ctx context.Context, msgs []outbox.Message, notify Notify) error {
+	tx, err := o.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
+	if _, err := tx.Exec(ctx, "INSERT INTO "+o.orders+" (customer, amount_cents) VALUES ($1, $2)", "customer-42", 4200); err != nil {
+		return err
+	}
+	if len(msgs) > 0 {
+		st := o.store
+		if notify != NotifyInTx {
+			st = o.quiet
+		}
+		if err := st.Enqueue(ctx, tx, msgs...); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil || notify != NotifyAfterCommit || len(msgs) == 0 {
+		return err
+	}
+	b := &pgx.Batch{}
+	b.Queue("SET LOCAL synchronous_commit = off")
+	b.Queue("SELECT pg_notify($1, '')", o.store.Channel())
+	return o.pool.SendBatch(ctx, b).Close()
+}
+
+func (o *pgOutbox) enqueue(ctx context.Context, msgs []outbox.Message) error {
+	return pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error { return o.quiet.Enqueue(ctx, tx, msgs...) })
+}
+
+func (o *pgOutbox) retain(ctx context.Context, n, keys int) error {
+	if n == 0 {
+		return nil
+	}
+	_, err := o.pool.Exec(ctx, "INSERT INTO "+o.store.Table()+
+		` (id, topic, key, payload, created_at, attempts, delivered_at)
+		SELECT gen_random_uuid(), 'bench.retained', 'key-' || lpad((g % $2)::text, 6, '0'), $3::bytea,
+			now() - interval '30 minutes', 1, now() - interval '29 minutes'
+		FROM generate_series(1, $1::integer) AS g`, n, keys, make([]byte, 256))
+	return err
+}
+
+func (o *pgOutbox) settle(ctx context.Context) error {
+	_, err := o.pool.Exec(ctx, "VACUUM ANALYZE "+o.store.Table())
+	return err
+}
+
+func (o *pgOutbox) simple() (simpleOutbox, error) { return pgSimple{o}, nil }
+
+func (o *pgOutbox) drop(ctx context.Context) error {
+	_, err := o.s.admin.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{o.schema}.Sanitize()+" CASCADE")
+	o.pool.Close()
+	return err
+}
+
+// pgSimple is the simple relay on a pgstore table.
+type pgSimple struct{ o *pgOutbox }
+
+func (p pgSimple) claim(ctx context.Context, limit int) (simpleBatch, error) {
+	tx, err := p.o.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, "SELECT seq, id::text, topic, key, payload, created_at FROM "+p.o.store.Table()+
+		" WHERE delivered_at IS NULL AND dead_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED", limit)
+	if err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, err
+	}
+	b := &pgSimpleBatch{o: p.o, tx: tx}
+	for rows.Next() {
+		var seq int64
+		var m outbox.Message
+		if err := rows.Scan(&seq, &m.ID, &m.Topic, &m.Key, &m.Payload, &m.CreatedAt); err != nil {
+			rows.Close()
+			_ = tx.Rollback(ctx)
+			return nil, err
+		}
+		b.seqs, b.msgs = append(b.seqs, seq), append(b.msgs, m)
+	}
+	if err := rows.Err(); err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, err
+	}
+	return b, nil
+}
+
+type pgSimpleBatch struct {
+	o    *pgOutbox
+	tx   pgx.Tx
+	seqs []int64
+	msgs []outbox.Message
+}
+
+func (b *pgSimpleBatch) messages() []outbox.Message { return b.msgs }
+
+func (b *pgSimpleBatch) markDelivered(ctx context.Context) error {
+	if len(b.seqs) > 0 {
+		if _, err := b.tx.Exec(ctx, "UPDATE "+b.o.store.Table()+" SET delivered_at = now() WHERE seq = ANY($1)", b.seqs); err != nil {
+			_ = b.tx.Rollback(ctx)
+			return err
+		}
+	}
+	return b.tx.Commit(ctx)
+}
+
+func (b *pgSimpleBatch) rollback() { _ = b.tx.Rollback(context.Background()) }

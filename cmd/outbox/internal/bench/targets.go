@@ -1,0 +1,95 @@
+package bench
+
+import (
+	"fmt"
+	"strings"
+)
+
+// checkTargets compares a report with the targets of issue 11. Each target
+// applies to the pairs or stores it names; those not measured are left out.
+func checkTargets(r *Report) []TargetCheck {
+	var out []TargetCheck
+	brokerKind := map[string]string{}
+	for _, b := range r.Brokers {
+		brokerKind[b.Spec] = b.Kind
+	}
+	storeKind := map[string]string{}
+	for _, s := range r.Stores {
+		storeKind[s.Spec] = s.Kind
+	}
+	for _, p := range r.Pairs {
+		sk, bk := storeKind[p.Store], brokerKind[p.Broker]
+		where := sk + " × " + p.Broker
+		best, bestN := bestDrain(p)
+		switch {
+		case sk == "postgres" && bk == "kafka" && best != nil && best.VsSimple > 0:
+			out = append(out, TargetCheck{Goal: "drain ≥ 1.5× the simple relay",
+				Where: fmt.Sprintf("%s, best of %s (%d)", where, relayCounts(p), bestN),
+				Value: best.VsSimple, Limit: 1.5, Unit: "×", Met: best.VsSimple >= 1.5})
+		case sk == "postgres" && bk == "nats" && best != nil && best.VsProduce > 0:
+			out = append(out, TargetCheck{Goal: "drain ≥ 0.6× raw JetStream PublishAsync",
+				Where: fmt.Sprintf("%s, best of %s (%d)", where, relayCounts(p), bestN),
+				Value: best.VsProduce, Limit: 0.6, Unit: "×", Met: best.VsProduce >= 0.6})
+		}
+		if len(p.Drain) > 1 && p.Drain[0].Relays == 1 && p.Drain[0].PerSec.Valid() {
+			worst, worstN := 0.0, 0
+			for _, d := range p.Drain[1:] {
+				if !d.PerSec.Valid() {
+					continue
+				}
+				if v := ratio(d.PerSec.Median, p.Drain[0].PerSec.Median); worstN == 0 || v < worst {
+					worst, worstN = v, d.Relays
+				}
+			}
+			if worstN > 0 {
+				out = append(out, TargetCheck{Goal: "more relays never slower than one",
+					Where: fmt.Sprintf("%s, slowest: %d relays over 1", where, worstN),
+					Value: worst, Limit: 1, Unit: "×", Met: worst >= 1})
+			}
+		}
+		if sk == "postgres" {
+			for _, l := range p.Latency {
+				if l.Relay == "txoutbox" && l.Rate == 1000 && l.Samples > 0 {
+					out = append(out, TargetCheck{Goal: "p99 commit → ack ≤ 10 ms at 1,000 ev/s",
+						Where: where, Value: l.P99, Limit: 10, Unit: "ms", Met: l.P99 <= 10})
+				}
+			}
+		}
+	}
+	for _, s := range r.Stores {
+		if s.Enqueue != nil && len(s.Enqueue.Cases) > 1 {
+			v := s.Enqueue.Cases[1].Ratio
+			out = append(out, TargetCheck{Goal: "enqueue overhead ≤ 1.3× for one message",
+				Where: s.Kind, Value: v, Limit: 1.3, Unit: "×", Met: v > 0 && v <= 1.3})
+		}
+		if s.Growth != nil {
+			v := s.Growth.ClaimRatio
+			out = append(out, TargetCheck{Goal: fmt.Sprintf("claim with %s retained rows ≤ 1.2× empty", number(float64(s.Growth.Retained))),
+				Where: s.Kind, Value: v, Limit: 1.2, Unit: "×", Met: v > 0 && v <= 1.2})
+		}
+	}
+	return out
+}
+
+// bestDrain returns the fastest drain of a pair and its relay count.
+func bestDrain(p PairReport) (*DrainResult, int) {
+	var best *DrainResult
+	for i := range p.Drain {
+		d := &p.Drain[i]
+		if d.PerSec.Valid() && (best == nil || d.PerSec.Median > best.PerSec.Median) {
+			best = d
+		}
+	}
+	if best == nil {
+		return nil, 0
+	}
+	return best, best.Relays
+}
+
+func relayCounts(p PairReport) string {
+	var s []string
+	for _, d := range p.Drain {
+		s = append(s, fmt.Sprint(d.Relays))
+	}
+	return strings.Join(s, "/") + " relays"
+}

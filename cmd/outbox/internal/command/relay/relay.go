@@ -1,0 +1,218 @@
+// Package relay is `outbox relay`: run a relay from a store to a broker,
+// with Prometheus metrics, health endpoints and optional tracing.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/txoutbox/txoutbox/cmd/outbox/internal/app"
+	"github.com/txoutbox/txoutbox/cmd/outbox/internal/backend"
+	outboxprom "github.com/txoutbox/txoutbox/contrib/prometheus"
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+// options are the flags of `outbox relay`.
+type options struct {
+	store  backend.StoreOptions
+	broker backend.BrokerOptions
+	relay  outbox.RelayConfig
+
+	metricsAddr   string
+	healthTimeout time.Duration
+	otel          bool
+	migrate       bool
+}
+
+// Command returns `outbox relay`.
+func Command(a *app.App) *cobra.Command {
+	var o options
+	cmd := &cobra.Command{
+		Use:   "relay",
+		Short: "Relay committed messages from the outbox to the broker",
+		Long: `relay claims committed messages from the outbox, publishes them to the broker
+and records each outcome, until SIGTERM or SIGINT: then the batches in flight
+are finished and recorded, and messages claimed but not yet published are
+released for the next relay. A second signal exits at once (leases then expire
+and other relays take the messages over).
+
+A store or broker that does not answer, at startup or later, is retried with
+backoff and logged once per step; the process does not exit.
+
+With --metrics-addr the relay serves /metrics (Prometheus), /healthz (the
+process and its relay loop are alive) and /readyz (store and broker answer).
+With --otel, or when OTEL_EXPORTER_OTLP_ENDPOINT is set, every publish is
+traced (OTLP over HTTP, configured by the standard OTEL_* variables),
+continuing the trace that the writer put in the message headers.`,
+		Example: `  outbox relay --store postgres://relay@db:5432/app --broker kafka://kafka-1:9092,kafka-2:9092 --metrics-addr :9090
+  OUTBOX_STORE_URL=mysql://relay:secret@db:3306/app OUTBOX_BROKER_URL=nats://nats:4222 outbox relay
+  outbox relay --config /etc/outbox/relay.yaml --topic-map orders=prod.orders --topic-prefix eu.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd.Context(), a, o)
+		},
+	}
+	fs := cmd.Flags()
+	o.store.AddFlags(fs)
+	o.broker.AddFlags(fs)
+	r := &o.relay
+	fs.StringVar(&r.Owner, "owner", "", "identity of this relay in leases and logs; default <hostname>-<pid>-<random>")
+	fs.IntVar(&r.BatchSize, "batch-size", outbox.DefaultBatchSize, "most messages claimed and published at once")
+	fs.IntVar(&r.Concurrency, "concurrency", outbox.DefaultConcurrency, "batches in flight at once")
+	fs.DurationVar(&r.PollInterval, "poll-interval", outbox.DefaultPollInterval, "longest wait between claims while the outbox is idle")
+	fs.DurationVar(&r.MinPollInterval, "min-poll-interval", 0, "first wait after an empty claim, doubling up to --poll-interval; 0 means 10ms (or --poll-interval if shorter)")
+	fs.DurationVar(&r.Lease, "lease", outbox.DefaultLease, "how long claimed messages stay reserved; at least twice --publish-timeout")
+	fs.DurationVar(&r.PublishTimeout, "publish-timeout", 0, "bound of one publish, and of recording its outcome; 0 means 15s, or half of --lease if shorter")
+	fs.IntVar(&r.MaxAttempts, "max-attempts", outbox.DefaultMaxAttempts, "claims of a message before it is dead-lettered")
+	fs.DurationVar(&r.MinRetryDelay, "min-retry-delay", outbox.DefaultMinRetryDelay, "first backoff of a failing message")
+	fs.DurationVar(&r.MaxRetryDelay, "max-retry-delay", 0, "longest backoff of a failing message; 0 means 5m (or --min-retry-delay if longer)")
+	fs.BoolVar(&r.StrictOrder, "strict-order", false, "hold the later messages of a key behind its dead letter until it is replayed or purged")
+	fs.DurationVar(&r.Retention, "retention", outbox.DefaultRetention, "keep delivered messages this long before deleting them; negative disables cleanup")
+	fs.DurationVar(&r.CleanupInterval, "cleanup-interval", outbox.DefaultCleanupInterval, "how often delivered messages are deleted")
+	fs.IntVar(&r.CleanupBatch, "cleanup-batch", outbox.DefaultCleanupBatch, "delivered messages deleted per statement")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (e.g. :9090); empty serves nothing")
+	fs.DurationVar(&o.healthTimeout, "health-timeout", 2*time.Second, "how long /readyz waits for the store and the broker to answer")
+	fs.BoolVar(&o.otel, "otel", false, "trace publishes with OpenTelemetry (OTLP/HTTP); also on when OTEL_EXPORTER_OTLP_ENDPOINT is set")
+	fs.BoolVar(&o.migrate, "migrate", false, "create or upgrade the outbox tables before relaying (like outbox migrate)")
+	return cmd
+}
+
+func run(ctx context.Context, a *app.App, o options) error {
+	log := a.Logger()
+	st, err := a.OpenStore(ctx, o.store, "relay")
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	// Kafka's Dial does not wait for the brokers, and NATS's Connect keeps
+	// trying in the background; should either report the broker
+	// unreachable all the same, retry (a relay never exits for an outage).
+	var br *backend.Broker
+	err = a.Retry(ctx, "connect to the broker", -1, func(ctx context.Context) error {
+		var err error
+		br, err = a.OpenBroker(ctx, o.broker)
+		return err
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before the broker answered
+		}
+		return err
+	}
+	defer br.Close()
+
+	if tracingWanted(o.otel, a) {
+		stop, err := startTracing(ctx, log, br)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+
+	observer, err := outboxprom.NewObserver(outboxprom.ObserverConfig{})
+	if err != nil {
+		return err
+	}
+	cfg := o.relay
+	cfg.Logger = log
+	cfg.Observer = observer
+	relay, err := outbox.NewRelay(st.Outbox, br.Publisher, cfg)
+	if err != nil {
+		return &app.UsageError{Err: flagNames(err)}
+	}
+
+	h := &health{store: st, broker: br, timeout: o.healthTimeout}
+	if o.metricsAddr != "" {
+		stopServer, err := h.serve(o.metricsAddr, observer, log)
+		if err != nil {
+			return fmt.Errorf("%s: %w", a.Source("metrics-addr"), err)
+		}
+		defer stopServer()
+	}
+
+	log.Info("outbox relay: starting", slog.String("store", st.Display), slog.String("broker", br.Display),
+		slog.String("owner", relay.Owner()))
+	if o.migrate {
+		m, err := st.Migrator()
+		if err != nil {
+			return err
+		}
+		if err := a.Retry(ctx, "migrate "+st.Display, -1, m.Migrate); err != nil {
+			if ctx.Err() != nil {
+				log.Info("outbox relay: stopped before it started")
+				return nil
+			}
+			return err
+		}
+	}
+	go reportReachability(ctx, log, st, br)
+
+	h.state.Store(stateRunning)
+	err = relay.Run(ctx)
+	h.state.Store(stateStopped)
+	if err != nil {
+		return err
+	}
+	log.Info("outbox relay: stopped gracefully")
+	return nil
+}
+
+// reportReachability logs once, at startup, whether the store and broker
+// answer, so that an operator sees a misconfigured address at once; the
+// relay itself keeps retrying either way.
+func reportReachability(ctx context.Context, log *slog.Logger, st *backend.Store, br *backend.Broker) {
+	check := func(what, display string, ping func(context.Context) error) {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := ping(pctx); err != nil && ctx.Err() == nil {
+			log.Warn("outbox relay: "+what+" does not answer yet; the relay keeps trying with backoff",
+				slog.String(what, display), slog.Any("error", err))
+		}
+	}
+	go check("store", st.Display, st.Ping)
+	check("broker", br.Display, br.Ping)
+}
+
+// relayFields are RelayConfig's fields and the flags that set them.
+var relayFields = []struct{ field, flag string }{
+	{"MinPollInterval", "--min-poll-interval"}, {"PollInterval", "--poll-interval"},
+	{"BatchSize", "--batch-size"}, {"Concurrency", "--concurrency"},
+	{"PublishTimeout", "--publish-timeout"}, {"Lease", "--lease"},
+	{"MaxAttempts", "--max-attempts"}, {"MinRetryDelay", "--min-retry-delay"},
+	{"MaxRetryDelay", "--max-retry-delay"}, {"CleanupInterval", "--cleanup-interval"},
+	{"CleanupBatch", "--cleanup-batch"}, {"Retention", "--retention"},
+}
+
+// flagNames rewrites a RelayConfig validation error in terms of flags.
+func flagNames(err error) error {
+	if !errors.Is(err, outbox.ErrInvalidConfig) {
+		return err
+	}
+	msg := strings.TrimPrefix(err.Error(), outbox.ErrInvalidConfig.Error()+": ")
+	msg = strings.ReplaceAll(msg, "RelayConfig.", "")
+	var b strings.Builder
+	for i := 0; i < len(msg); {
+		matched := false
+		for _, f := range relayFields {
+			if strings.HasPrefix(msg[i:], f.field) && (i == 0 || !isLetter(msg[i-1])) {
+				b.WriteString(f.flag)
+				i += len(f.field)
+				matched = true
+				break
+			}
+		}
+		if !matched {
+			b.WriteByte(msg[i])
+			i++
+		}
+	}
+	return fmt.Errorf("invalid relay settings: %s", b.String())
+}
+
+func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
