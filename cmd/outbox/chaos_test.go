@@ -346,12 +346,17 @@ func slowStore(spec *chaos.RelaySpec) {
 
 // pairOptions scales the run to the pair: FerretDB is an order of
 // magnitude slower than the other stores, so its pairs write fewer events,
-// more slowly, unless OUTBOX_CHAOS=long.
+// more slowly (the faults stay as many in the long run).
 func pairOptions(p chaosPair, o chaos.Options) chaos.Options {
-	if p.store == "mongodb" && os.Getenv("OUTBOX_CHAOS") != "long" {
-		o.Events, o.Rate, o.Writers, o.Keys = 400, 200, 2, 20
-		o.Kills = 2
-		o.Timeout = 4 * time.Minute
+	if p.store != "mongodb" {
+		return o
 	}
+	if os.Getenv("OUTBOX_CHAOS") == "long" {
+		o.Events, o.Rate, o.Writers, o.Keys = 4000, 200, 4, 200
+		return o
+	}
+	o.Events, o.Rate, o.Writers, o.Keys = 400, 200, 2, 20
+	o.Kills = 2
+	o.Timeout = 4 * time.Minute
 	return o
 }
