@@ -175,16 +175,37 @@ func (t *natsTopic) drop(ctx context.Context) error {
 	return t.b.js.DeleteStream(ctx, t.stream)
 }
 
-// natsProducer is JetStream's PublishAsync: every message sent, then a
-// wait for every acknowledgement.
+// natsProducer is JetStream's PublishAsync with the window natspub keeps
+// (natspub.DefaultMaxInFlight messages sent and not yet acknowledged): a
+// message goes out as soon as the oldest outstanding one is acknowledged.
+// Without a window, a backlog larger than the client's
+// PublishAsyncMaxPending stalls and fails.
 type natsProducer struct {
 	nc *nats.Conn
 	js jetstream.JetStream
 }
 
 func (p natsProducer) publish(ctx context.Context, msgs []outbox.Message) error {
+	const window = natspub.DefaultMaxInFlight
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	acked := 0
+	wait := func(f jetstream.PubAckFuture) error {
+		select {
+		case <-f.Ok():
+			return nil
+		case err := <-f.Err():
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	for _, m := range msgs {
+		if len(futures)-acked >= window {
+			if err := wait(futures[acked]); err != nil {
+				return err
+			}
+			acked++
+		}
 		msg := nats.NewMsg(m.Topic)
 		msg.Data = m.Payload
 		msg.Header.Set(natspub.HeaderMsgID, m.ID)
@@ -197,13 +218,9 @@ func (p natsProducer) publish(ctx context.Context, msgs []outbox.Message) error 
 		}
 		futures = append(futures, f)
 	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
+	for _, f := range futures[acked:] {
+		if err := wait(f); err != nil {
 			return err
-		case <-ctx.Done():
-			return ctx.Err()
 		}
 	}
 	return nil

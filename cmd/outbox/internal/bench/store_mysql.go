@@ -308,7 +308,10 @@ func (b *mySimpleBatch) markDelivered(ctx context.Context) error {
 		for i, s := range b.seqs {
 			args[i] = s
 		}
-		if _, err := b.tx.ExecContext(ctx, "UPDATE "+quoteMy(b.o.table)+
+		// FORCE INDEX (PRIMARY), as mysqlstore does: MariaDB otherwise may
+		// scan the (state, …) index it is changing and lock every row it
+		// passes, while writers insert.
+		if _, err := b.tx.ExecContext(ctx, "UPDATE "+quoteMy(b.o.table)+" FORCE INDEX (PRIMARY)"+
 			" SET state = 2, order_key = NULL, delivered_at = UTC_TIMESTAMP(6) WHERE seq IN ("+marks+")", args...); err != nil {
 			_ = b.tx.Rollback()
 			return err
