@@ -123,3 +123,29 @@ func mustConn(t *testing.T, ctx context.Context, pool *pgxpool.Pool) *pgx.Conn {
 	t.Cleanup(c.Release)
 	return c.Conn()
 }
+
+// With one batch leased on a wide backlog (many keys, as in `outbox bench`'s
+// drain: 100,000 records over 1,000 keys), the next claim still fills a whole
+// batch from its window, without walking the keys. With -v it prints the
+// executed plan with timings and buffers: the profile docs/benchmarks.md
+// quotes (`go test -v -run TestClaimBesideALeasedBatch ./stores/postgres`).
+// Only row counts are asserted.
+func TestClaimBesideALeasedBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := testStore(t, Config{})
+	fill(t, ctx, pool, s, 100_000, 1000, 256, false)
+	analyze(t, ctx, pool, s)
+	if recs, err := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 500, Lease: time.Hour}); err != nil || len(recs) != 500 {
+		t.Fatalf("leasing the first batch: %d records, %v", len(recs), err)
+	}
+	plan := explain(t, ctx, mustConn(t, ctx, pool), "EXPLAIN (ANALYZE, BUFFERS) "+s.sql.claim,
+		"b", 500, false, int64(time.Hour/time.Microsecond), defaultClaimWindow(500), "")
+	t.Logf("executed plan:\n%s", plan)
+	if first, _, _ := strings.Cut(plan, "\n"); !strings.Contains(first, "rows=500 loops=1") {
+		t.Errorf("the claim beside a leased batch did not fill its batch of 500: %s", first)
+	}
+	if !regexp.MustCompile(`CTE walk_on\n\s+->  Recursive Union .*\(never executed\)`).MatchString(plan) {
+		t.Errorf("the claim walked the keys although its window had enough records")
+	}
+}
