@@ -2,11 +2,10 @@ package chaos
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 
+	"github.com/txoutbox/txoutbox/conformance/chaos/fence"
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
@@ -18,8 +17,8 @@ import (
 // finish, as they would on a server when the client dies.
 func InProcess(store outbox.Store, pub outbox.Publisher, logger *slog.Logger) func(context.Context, RelaySpec) (Relay, error) {
 	return func(ctx context.Context, spec RelaySpec) (Relay, error) {
-		dead := new(atomic.Bool)
-		r, err := outbox.NewRelay(&fencedStore{Store: store, dead: dead}, &fencedPublisher{pub: pub, dead: dead}, outbox.RelayConfig{
+		f := new(fence.Fence)
+		r, err := outbox.NewRelay(f.Store(store), f.Publisher(pub), outbox.RelayConfig{
 			Owner:          spec.Owner,
 			BatchSize:      spec.BatchSize,
 			Concurrency:    spec.Concurrency,
@@ -37,14 +36,12 @@ func InProcess(store outbox.Store, pub outbox.Publisher, logger *slog.Logger) fu
 		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		done := make(chan error, 1)
 		go func() { done <- r.Run(rctx) }()
-		return &inProcessRelay{dead: dead, cancel: cancel, done: done}, nil
+		return &inProcessRelay{fence: f, cancel: cancel, done: done}, nil
 	}
 }
 
-var errCrashed = errors.New("chaos: the relay process was killed")
-
 type inProcessRelay struct {
-	dead   *atomic.Bool
+	fence  *fence.Fence
 	cancel context.CancelFunc
 	done   chan error
 	once   sync.Once
@@ -52,7 +49,7 @@ type inProcessRelay struct {
 }
 
 func (r *inProcessRelay) Kill() error {
-	r.dead.Store(true)
+	r.fence.Kill()
 	r.cancel() // its goroutines wind down; nothing they do reaches the store any more
 	return nil
 }
@@ -63,67 +60,4 @@ func (r *inProcessRelay) Stop() error {
 		r.err = <-r.done
 	})
 	return r.err
-}
-
-type fencedStore struct {
-	outbox.Store
-	dead *atomic.Bool
-}
-
-func (s *fencedStore) check() error {
-	if s.dead.Load() {
-		return errCrashed
-	}
-	return nil
-}
-
-func (s *fencedStore) Claim(ctx context.Context, p outbox.ClaimParams) ([]outbox.Record, error) {
-	if err := s.check(); err != nil {
-		return nil, err
-	}
-	return s.Store.Claim(ctx, p)
-}
-
-func (s *fencedStore) MarkDelivered(ctx context.Context, p outbox.MarkDeliveredParams) error {
-	if err := s.check(); err != nil {
-		return err
-	}
-	return s.Store.MarkDelivered(ctx, p)
-}
-
-func (s *fencedStore) ScheduleRetry(ctx context.Context, p outbox.ScheduleRetryParams) error {
-	if err := s.check(); err != nil {
-		return err
-	}
-	return s.Store.ScheduleRetry(ctx, p)
-}
-
-func (s *fencedStore) DeadLetter(ctx context.Context, p outbox.DeadLetterParams) error {
-	if err := s.check(); err != nil {
-		return err
-	}
-	return s.Store.DeadLetter(ctx, p)
-}
-
-func (s *fencedStore) Release(ctx context.Context, p outbox.ReleaseParams) error {
-	if err := s.check(); err != nil {
-		return err
-	}
-	return s.Store.Release(ctx, p)
-}
-
-type fencedPublisher struct {
-	pub  outbox.Publisher
-	dead *atomic.Bool
-}
-
-func (p *fencedPublisher) Publish(ctx context.Context, msgs []outbox.Message) []error {
-	if p.dead.Load() {
-		res := make([]error, len(msgs))
-		for i := range res {
-			res[i] = errCrashed
-		}
-		return res
-	}
-	return p.pub.Publish(ctx, msgs)
 }

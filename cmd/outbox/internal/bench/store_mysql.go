@@ -175,32 +175,19 @@ func (o *myOutbox) relayStore(context.Context) (outbox.Store, func(), error) {
 }
 
 func (o *myOutbox) order(ctx context.Context, msgs []outbox.Message, _ Notify) error {
-	tx, err := o.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	if _, err := tx.ExecContext(ctx, "INSERT INTO "+o.orders+" (customer, amount_cents, created_at) VALUES (?, ?, UTC_TIMESTAMP(6))", "customer-42", 4200); err != nil {
-		return err
-	}
-	if len(msgs) > 0 {
-		if err := o.store.Enqueue(ctx, tx, msgs...); err != nil {
+	return inTx(ctx, o.db, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO "+o.orders+" (customer, amount_cents, created_at) VALUES (?, ?, UTC_TIMESTAMP(6))", "customer-42", 4200); err != nil {
 			return err
 		}
-	}
-	return tx.Commit()
+		if len(msgs) == 0 {
+			return nil
+		}
+		return o.store.Enqueue(ctx, tx, msgs...)
+	})
 }
 
 func (o *myOutbox) enqueue(ctx context.Context, msgs []outbox.Message) error {
-	tx, err := o.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	if err := o.store.Enqueue(ctx, tx, msgs...); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return inTx(ctx, o.db, func(tx *sql.Tx) error { return o.store.Enqueue(ctx, tx, msgs...) })
 }
 
 func (o *myOutbox) retain(ctx context.Context, n, keys int) error {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -191,4 +192,18 @@ func openBroker(ctx context.Context, spec string, dir string, cfg Config) (broke
 		return openNATS(ctx, spec, nil, cfg.Logger)
 	}
 	return nil, fmt.Errorf("%w: broker %q: use kfake, kafka://…, nats, nats://… or memory", outbox.ErrInvalidConfig, redact(spec))
+}
+
+// inTx runs work in one database/sql transaction and commits it: the
+// business transaction of the MySQL and SQLite measurements.
+func inTx(ctx context.Context, db *sql.DB, work func(*sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	if err := work(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
 }

@@ -2,14 +2,13 @@ package demo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/txoutbox/txoutbox/conformance/chaos/fence"
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
@@ -187,7 +186,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // finish, as they would on a server whose client died.
 type inProcessRelay struct {
 	relay  *outbox.Relay
-	dead   *atomic.Bool
+	fence  *fence.Fence
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error
@@ -196,18 +195,13 @@ type inProcessRelay struct {
 // startInProcess starts a relay in this process, with its store and
 // publisher behind a fence that kill closes.
 func startInProcess(ctx context.Context, store outbox.Store, pub outbox.Publisher, cfg outbox.RelayConfig, wg *sync.WaitGroup) (relay, error) {
-	dead := new(atomic.Bool)
-	fs := &fencedStore{Store: store, dead: dead}
-	var st outbox.Store = fs
-	if l, ok := store.(outbox.Listener); ok {
-		st = &fencedListener{fencedStore: fs, listener: l}
-	}
-	rl, err := outbox.NewRelay(st, &fencedPublisher{pub: pub, dead: dead}, cfg)
+	f := new(fence.Fence)
+	rl, err := outbox.NewRelay(f.Store(store), f.Publisher(pub), cfg)
 	if err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	r := &inProcessRelay{relay: rl, dead: dead, cancel: cancel, done: make(chan struct{})}
+	r := &inProcessRelay{relay: rl, fence: f, cancel: cancel, done: make(chan struct{})}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -218,7 +212,7 @@ func startInProcess(ctx context.Context, store outbox.Store, pub outbox.Publishe
 }
 
 func (r *inProcessRelay) kill() {
-	r.dead.Store(true)
+	r.fence.Kill()
 	r.cancel() // its goroutines wind down; nothing they do reaches the store any more
 }
 
@@ -230,77 +224,3 @@ func (r *inProcessRelay) stop() error {
 
 func (r *inProcessRelay) exited() <-chan struct{} { return r.done }
 func (r *inProcessRelay) notify()                 { r.relay.Notify() }
-
-// errKilled is what a killed in-process relay gets from the store and the
-// publisher.
-var errKilled = errors.New("demo: this relay was killed")
-
-type fencedStore struct {
-	outbox.Store
-	dead *atomic.Bool
-}
-
-func (s *fencedStore) Claim(ctx context.Context, p outbox.ClaimParams) ([]outbox.Record, error) {
-	if s.dead.Load() {
-		return nil, errKilled
-	}
-	return s.Store.Claim(ctx, p)
-}
-
-func (s *fencedStore) MarkDelivered(ctx context.Context, p outbox.MarkDeliveredParams) error {
-	if s.dead.Load() {
-		return errKilled
-	}
-	return s.Store.MarkDelivered(ctx, p)
-}
-
-func (s *fencedStore) ScheduleRetry(ctx context.Context, p outbox.ScheduleRetryParams) error {
-	if s.dead.Load() {
-		return errKilled
-	}
-	return s.Store.ScheduleRetry(ctx, p)
-}
-
-func (s *fencedStore) DeadLetter(ctx context.Context, p outbox.DeadLetterParams) error {
-	if s.dead.Load() {
-		return errKilled
-	}
-	return s.Store.DeadLetter(ctx, p)
-}
-
-func (s *fencedStore) Release(ctx context.Context, p outbox.ReleaseParams) error {
-	if s.dead.Load() {
-		return errKilled
-	}
-	return s.Store.Release(ctx, p)
-}
-
-// fencedListener keeps the store's wake-ups (SQLite commits in this
-// process, PostgreSQL LISTEN/NOTIFY) behind the fence.
-type fencedListener struct {
-	*fencedStore
-	listener outbox.Listener
-}
-
-func (s *fencedListener) Listen(ctx context.Context) (<-chan struct{}, error) {
-	if s.dead.Load() {
-		return nil, errKilled
-	}
-	return s.listener.Listen(ctx)
-}
-
-type fencedPublisher struct {
-	pub  outbox.Publisher
-	dead *atomic.Bool
-}
-
-func (p *fencedPublisher) Publish(ctx context.Context, msgs []outbox.Message) []error {
-	if p.dead.Load() {
-		res := make([]error, len(msgs))
-		for i := range res {
-			res[i] = errKilled
-		}
-		return res
-	}
-	return p.pub.Publish(ctx, msgs)
-}

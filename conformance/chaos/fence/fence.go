@@ -1,0 +1,118 @@
+// Package fence simulates the crash of a relay that runs in the same
+// process as its store: a [Fence] stands between the relay and its store and
+// publisher, and once killed every call the relay makes through it fails,
+// so the relay records nothing more and its leases stay until they expire,
+// like a process that died. Calls already under way finish, as they would on
+// a server whose client died.
+//
+// It serves [github.com/txoutbox/txoutbox/conformance/chaos.InProcess] and
+// `outbox demo --chaos --in-process`; it imports no testing package.
+package fence
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+// ErrKilled is what every call through a killed fence returns.
+var ErrKilled = errors.New("fence: the relay was killed")
+
+// A Fence is open until Kill. The zero value is open and ready to use.
+type Fence struct{ dead atomic.Bool }
+
+// Kill closes the fence for good.
+func (f *Fence) Kill() { f.dead.Store(true) }
+
+// Store returns store behind the fence. The result is an [outbox.Listener]
+// when store is one, so that the relay keeps its wake-ups; the other optional
+// capabilities (cleanup, stats, …) are left out.
+func (f *Fence) Store(store outbox.Store) outbox.Store {
+	s := &fencedStore{Store: store, f: f}
+	if l, ok := store.(outbox.Listener); ok {
+		return &fencedListener{fencedStore: s, listener: l}
+	}
+	return s
+}
+
+// Publisher returns pub behind the fence.
+func (f *Fence) Publisher(pub outbox.Publisher) outbox.Publisher {
+	return &fencedPublisher{pub: pub, f: f}
+}
+
+func (f *Fence) check() error {
+	if f.dead.Load() {
+		return ErrKilled
+	}
+	return nil
+}
+
+type fencedStore struct {
+	outbox.Store
+	f *Fence
+}
+
+func (s *fencedStore) Claim(ctx context.Context, p outbox.ClaimParams) ([]outbox.Record, error) {
+	if err := s.f.check(); err != nil {
+		return nil, err
+	}
+	return s.Store.Claim(ctx, p)
+}
+
+func (s *fencedStore) MarkDelivered(ctx context.Context, p outbox.MarkDeliveredParams) error {
+	if err := s.f.check(); err != nil {
+		return err
+	}
+	return s.Store.MarkDelivered(ctx, p)
+}
+
+func (s *fencedStore) ScheduleRetry(ctx context.Context, p outbox.ScheduleRetryParams) error {
+	if err := s.f.check(); err != nil {
+		return err
+	}
+	return s.Store.ScheduleRetry(ctx, p)
+}
+
+func (s *fencedStore) DeadLetter(ctx context.Context, p outbox.DeadLetterParams) error {
+	if err := s.f.check(); err != nil {
+		return err
+	}
+	return s.Store.DeadLetter(ctx, p)
+}
+
+func (s *fencedStore) Release(ctx context.Context, p outbox.ReleaseParams) error {
+	if err := s.f.check(); err != nil {
+		return err
+	}
+	return s.Store.Release(ctx, p)
+}
+
+type fencedListener struct {
+	*fencedStore
+	listener outbox.Listener
+}
+
+func (s *fencedListener) Listen(ctx context.Context) (<-chan struct{}, error) {
+	if err := s.f.check(); err != nil {
+		return nil, err
+	}
+	return s.listener.Listen(ctx)
+}
+
+type fencedPublisher struct {
+	pub outbox.Publisher
+	f   *Fence
+}
+
+func (p *fencedPublisher) Publish(ctx context.Context, msgs []outbox.Message) []error {
+	if err := p.f.check(); err != nil {
+		res := make([]error, len(msgs))
+		for i := range res {
+			res[i] = err
+		}
+		return res
+	}
+	return p.pub.Publish(ctx, msgs)
+}
