@@ -7,11 +7,33 @@ PACKAGES = $(shell go list -m -f '{{.Dir}}/...')
 GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
 STATICCHECK := go run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: test lint tidy deps fmt demo chaos bench
+.PHONY: test services services-stop lint tidy deps fmt demo chaos bench
 
-## test: run every module's tests (set OUTBOX_TEST_* to reach servers; see README)
-test:
+# The servers the tests use: the OUTBOX_TEST_* variables when set, else the
+# ones `scripts/services` installs and starts on loopback.
+OUTBOX_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+OUTBOX_TEST_MYSQL_URL ?= root:@tcp(127.0.0.1:3306)/test
+OUTBOX_TEST_NATS_URL ?= nats://127.0.0.1:4222
+OUTBOX_TEST_KAFKA_BROKERS ?= 127.0.0.1:9092
+OUTBOX_TEST_MONGO_URL ?= mongodb://127.0.0.1:27017/?directConnection=true
+OUTBOX_TEST_KAFKA_HOME ?= $(shell scripts/services env kafka | sed -n "s/^export OUTBOX_TEST_KAFKA_HOME='\(.*\)'$$/\1/p")
+export OUTBOX_TEST_POSTGRES_URL OUTBOX_TEST_MYSQL_URL OUTBOX_TEST_NATS_URL OUTBOX_TEST_KAFKA_BROKERS OUTBOX_TEST_MONGO_URL OUTBOX_TEST_KAFKA_HOME
+
+# Which servers `make services` (and so `make test`) sets up: SERVICES=none
+# when the OUTBOX_TEST_* variables point at servers of your own.
+SERVICES ?= postgres mysql nats kafka mongo
+
+## test: set up the servers (make services), then run every module's tests with -race
+test: services
 	go test $(GO_TEST_FLAGS) $(PACKAGES)
+
+## services: install and start the test servers on loopback (scripts/services; idempotent)
+services:
+	@if [[ "$(SERVICES)" != none ]]; then scripts/services start $(SERVICES); fi
+
+## services-stop: stop the servers that scripts/services started
+services-stop:
+	scripts/services stop
 
 ## lint: gofmt, go vet, staticcheck, tidy go.mod files, dependency promises
 lint:
@@ -37,19 +59,9 @@ fmt:
 demo:
 	go run ./cmd/outbox demo
 
-# Servers of `make chaos` and `make bench`: the OUTBOX_TEST_* variables
-# when set, else the local defaults of README's "Testing".
-OUTBOX_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
-OUTBOX_TEST_MYSQL_URL ?= root:@tcp(127.0.0.1:3306)/test
-OUTBOX_TEST_NATS_URL ?= nats://127.0.0.1:4222
-chaos: export OUTBOX_TEST_POSTGRES_URL := $(OUTBOX_TEST_POSTGRES_URL)
-chaos: export OUTBOX_TEST_MYSQL_URL := $(OUTBOX_TEST_MYSQL_URL)
-chaos: export OUTBOX_TEST_NATS_URL := $(OUTBOX_TEST_NATS_URL)
-
 ## chaos: every fault scenario at full size (chaos.Long) for every pair; the table goes into docs/guarantees.md
-chaos:
+chaos: services
 	status=0; report=$$(mktemp); trap 'rm -f "$$report" "$$report.md"' EXIT; \
-	OUTBOX_TEST_MONGO_URL=$${OUTBOX_TEST_MONGO_URL:-$$(stores/mongo/.ferretdb/start | tail -1)} \
 	OUTBOX_CHAOS=long OUTBOX_CHAOS_PARALLEL=$${OUTBOX_CHAOS_PARALLEL:-4} OUTBOX_CHAOS_REPORT=$$report \
 		go test -count=1 -timeout 120m -run '^TestChaos$$' ./cmd/outbox/ || status=$$?; \
 	{ echo "Run by \`make chaos\` on $$(date -u '+%Y-%m-%d %H:%M UTC'), $$(nproc) cores, $$(go env GOVERSION):"; echo; \
@@ -66,6 +78,6 @@ BENCH_FLAGS ?= --store '$(OUTBOX_TEST_POSTGRES_URL)' --store '$(OUTBOX_TEST_MYSQ
 BENCH_PROFILES ?= .bench-profiles
 
 ## bench: measure every pair (minutes); rewrites docs/benchmarks.md and the charts in docs/bench
-bench:
+bench: services
 	go run ./cmd/outbox bench $(BENCH_FLAGS) --charts docs/bench --doc docs/benchmarks.md \
 		--cpuprofile-dir $(BENCH_PROFILES)
