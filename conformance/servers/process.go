@@ -147,6 +147,16 @@ func (p *Process) Stop() error {
 	return p.stopErr
 }
 
+// Kill ends the process at once with SIGKILL, as a crash would, and waits
+// until it has exited. Stop after Kill does nothing.
+func (p *Process) Kill() {
+	p.stopOnce.Do(func() {
+		p.drop()
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	})
+}
+
 // Exited is closed when the process has exited, stopped or not.
 func (p *Process) Exited() <-chan struct{} { return p.exited }
 

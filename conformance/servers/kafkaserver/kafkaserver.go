@@ -2,8 +2,11 @@
 // it: a real broker, or franz-go's in-process kfake cluster.
 //
 // Brokers' cluster is the one in OUTBOX_TEST_KAFKA_BROKERS, else a
+// throwaway single KRaft node run from a local Apache Kafka installation (the
+// jars scripts/services fetches from Maven Central; see Home), else a
 // single-node KRaft apache/kafka container; with none the test skips, or
-// fails under OUTBOX_TEST_REQUIRE. Fake and RestartableFake need nothing: kfake
+// fails under OUTBOX_TEST_REQUIRE. StartCluster starts a throwaway cluster of
+// a test's own, of several nodes that the test can kill and restart. Fake and RestartableFake need nothing: kfake
 // speaks the Kafka wire protocol in-process. See package servers, whose Main
 // the test binary must call to use Brokers.
 //
@@ -41,6 +44,7 @@ const (
 var finder = servers.Finder[[]string]{
 	Backend: servers.Kafka,
 	FromEnv: parseBrokers,
+	Local:   startLocal,
 	Docker:  startContainer,
 }
 
@@ -69,9 +73,20 @@ func parseBrokers(v string) ([]string, error) {
 // every partition has a leader, and deletes the topic when the test ends.
 func Topic(t testing.TB, brokers []string, partitions int) string {
 	t.Helper()
+	return ReplicatedTopic(t, brokers, partitions, 1, nil)
+}
+
+// ReplicatedTopic is Topic with a replication factor and topic
+// configurations (e.g. "min.insync.replicas").
+func ReplicatedTopic(t testing.TB, brokers []string, partitions, replicas int, configs map[string]string) string {
+	t.Helper()
 	name := servers.Name(t, "outbox")
+	cfg := make(map[string]*string, len(configs))
+	for k, v := range configs {
+		cfg[k] = &v
+	}
 	err := withAdmin(brokers, func(ctx context.Context, adm *kadm.Client) error {
-		resp, err := adm.CreateTopic(ctx, int32(partitions), 1, nil, name)
+		resp, err := adm.CreateTopic(ctx, int32(partitions), int16(replicas), cfg, name)
 		if err != nil {
 			return err
 		}

@@ -161,3 +161,44 @@ func TestClusterID(t *testing.T) {
 		t.Errorf("clusterID() = %q (%s chars), want 22", id, strconv.Itoa(len(id)))
 	}
 }
+
+// TestClusterSurvivesAKilledLeader is what the failover tests rely on: a
+// three-node cluster whose partition leader is SIGKILLed elects another
+// leader, takes writes with min.insync.replicas=2, and the killed node comes
+// back on its ports and data.
+func TestClusterSurvivesAKilledLeader(t *testing.T) {
+	c := StartCluster(t, ClusterConfig{Nodes: 3})
+	brokers := c.Brokers()
+	topic := ReplicatedTopic(t, brokers, 1, 3, nil)
+	produce(t, brokers, topic, "before")
+
+	leader := partitionLeader(t, brokers, topic)
+	i := c.Index(leader)
+	if i < 0 {
+		t.Fatalf("leader %d is not a node of the cluster", leader)
+	}
+	c.Kill(i)
+	produce(t, brokers, topic, "during")
+	if now := partitionLeader(t, brokers, topic); now == leader {
+		t.Errorf("partition still led by killed node %d", leader)
+	}
+	c.Start(i)
+	produce(t, brokers, topic, "after")
+}
+
+func partitionLeader(t *testing.T, brokers []string, topic string) int32 {
+	t.Helper()
+	var leader int32 = -1
+	err := withAdmin(brokers, func(ctx context.Context, adm *kadm.Client) error {
+		topics, err := adm.ListTopics(ctx, topic)
+		if err != nil {
+			return err
+		}
+		leader = topics[topic].Partitions[0].Leader
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leader
+}
