@@ -208,7 +208,7 @@ func (c *Cluster) properties(n *node) string {
 		"auto.create.topics.enable":                "false",
 		"num.partitions":                           "4",
 		// A killed node's partitions move quickly; tests wait on them.
-		"broker.session.timeout.ms":   "6000",
+		"broker.session.timeout.ms":    "6000",
 		"broker.heartbeat.interval.ms": "1000",
 	}
 	if len(c.nodes) >= 3 {
