@@ -23,9 +23,10 @@ export OUTBOX_TEST_POSTGRES_URL OUTBOX_TEST_MYSQL_URL OUTBOX_TEST_NATS_URL OUTBO
 # when the OUTBOX_TEST_* variables point at servers of your own.
 SERVICES ?= postgres mysql nats kafka mongo
 
-## test: set up the servers (make services), then run every module's tests with -race
+## test: set up the servers (make services), run every module's tests with -race, and end with a
+## summary: the server each backend used, every skipped test with its reason
 test: services
-	go test $(GO_TEST_FLAGS) $(PACKAGES)
+	go test -json $(GO_TEST_FLAGS) $(PACKAGES) | (cd scripts/testsummary && GOWORK=off go run .)
 
 ## services: install and start the test servers on loopback (scripts/services; idempotent)
 services:
@@ -37,12 +38,13 @@ services-stop:
 
 ## lint: gofmt, go vet, staticcheck, tidy go.mod files, dependency promises
 lint:
-	@unformatted=$$(gofmt -l $$(go list -m -f '{{.Dir}}')); \
+	@unformatted=$$(gofmt -l $$(go list -m -f '{{.Dir}}') scripts/testsummary); \
 	if [[ -n "$$unformatted" ]]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	go vet $(PACKAGES)
 	$(STATICCHECK) $(PACKAGES)
 	.ci/tidy -check
 	.ci/deps
+	cd scripts/testsummary && GOWORK=off go vet ./... && GOWORK=off $(STATICCHECK) ./... && GOWORK=off go test -count=1 ./...
 
 ## tidy: go mod tidy every module (siblings at v0.1.0, replaced by their directories)
 tidy:

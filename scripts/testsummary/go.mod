@@ -1,0 +1,3 @@
+module github.com/txoutbox/txoutbox/scripts/testsummary
+
+go 1.26.0
