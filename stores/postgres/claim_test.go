@@ -22,7 +22,7 @@ func writeKeys(t *testing.T, ctx context.Context, s *Store, pool *pgxpool.Pool, 
 	for i, k := range keys {
 		msgs[i] = outbox.Message{Topic: "t", Key: k}
 	}
-	if err := s.Enqueue(ctx, pool, msgs...); err != nil {
+	if err := enqueueCommitted(ctx, pool, s, msgs...); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range msgs {

@@ -27,6 +27,21 @@ func TestRelaySuite(t *testing.T) {
 	})
 }
 
+// The suites again with writers on database/sql (pgx's stdlib driver),
+// enqueueing with EnqueueSQL: atomicity, order and the rest hold for them
+// too.
+func TestSuitesThroughDatabaseSQL(t *testing.T) {
+	t.Parallel()
+	t.Run("Store", func(t *testing.T) {
+		t.Parallel()
+		conformance.RunStoreSuite(t, sqlHarness())
+	})
+	t.Run("Relay", func(t *testing.T) {
+		t.Parallel()
+		conformance.RunRelaySuite(t, conformance.RelayHarness{Store: sqlHarness(), Broker: conformance.MemoryBroker()})
+	})
+}
+
 // The claim's second path, the walk over keys past a clogged window, runs
 // only when the oldest records are blocked. With a window of one record it
 // runs at almost every claim: both suites again, to prove it keeps every

@@ -2,9 +2,12 @@
 // is a table that the application writes in its own transactions and that
 // relays claim from, any number of them at once, keeping per-key order.
 //
-// Writing: [Store.Enqueue] takes the caller's pgx.Tx (or anything with
-// SendBatch, see [DBTX]) and writes all its messages in one round trip. The
-// messages exist if and only if that transaction commits:
+// Writing: [Store.Enqueue] takes the caller's pgx.Tx, [Store.EnqueueSQL]
+// the caller's *sql.Tx (database/sql through pgx's stdlib driver or lib/pq,
+// and so GORM, sqlx, bun or sqlc on database/sql); both write all their
+// messages with one statement. The messages exist if and only if that
+// transaction commits; a pool or a bare connection is not a transaction and
+// does not compile:
 //
 //	tx, err := pool.Begin(ctx)
 //	if err != nil { ... }

@@ -2,8 +2,12 @@ package pgstore
 
 import (
 	"context"
+	"database/sql"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -11,26 +15,19 @@ import (
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
-// DBTX is what [Store.Enqueue] writes through: anything that can send a
-// pgx batch. pgx.Tx (from pgx or pgxpool), *pgx.Conn and *pgxpool.Conn
-// satisfy it, and so does *pgxpool.Pool.
+// Enqueue writes msgs to the outbox within tx, the caller's pgx transaction
+// (from pool.Begin, conn.Begin or pgx.BeginFunc), in one statement (pgx
+// prepares it once per connection, on first use), and with them a
+// notification (unless Config.DisableNotify) that PostgreSQL delivers to
+// listening relays only if the transaction commits. It never commits, never
+// begins a transaction and never creates tables: the messages exist if and
+// only if the caller's transaction commits.
 //
-// Enqueue is transactional only when the statements run inside the
-// caller's transaction: through a pgx.Tx, or through a connection on which
-// the caller has begun one. Given a *pgxpool.Pool, or a connection outside
-// a transaction, the messages of one call are written in a transaction of
-// their own that commits at once: they are written together, but not
-// atomically with anything else the caller does.
-type DBTX interface {
-	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
-}
-
-// Enqueue writes msgs to the outbox within tx, in one round trip (pgx
-// prepares the statements once per connection, on first use), and with
-// them a notification (unless Config.DisableNotify) that PostgreSQL
-// delivers to listening relays only if the transaction commits. It never
-// commits, never begins a transaction and never creates tables: the
-// messages exist if and only if the caller's transaction commits.
+// tx is a pgx.Tx rather than anything that can run a statement, so that a
+// *pgxpool.Pool or a *pgx.Conn, whose statements would commit on their own,
+// apart from the business change, does not compile. A nil tx, or one
+// already committed or rolled back, returns an error matching
+// [outbox.ErrNoTransaction]. Code on database/sql calls [Store.EnqueueSQL].
 //
 // It first validates and completes msgs in place ([outbox.Prepare]): empty
 // IDs get a UUIDv7 and a zero CreatedAt becomes now, so the caller can read
@@ -43,24 +40,60 @@ type DBTX interface {
 // Messages of one key are delivered in the order they are written: within
 // one call, in slice order; across transactions, in commit order when the
 // writers serialize on the key (for example by updating the same row).
-func (s *Store) Enqueue(ctx context.Context, tx DBTX, msgs ...outbox.Message) error {
+func (s *Store) Enqueue(ctx context.Context, tx pgx.Tx, msgs ...outbox.Message) error {
 	if tx == nil {
-		return fmt.Errorf("pgstore: Enqueue needs a transaction: %w", outbox.ErrNoTransaction)
+		return fmt.Errorf("pgstore: Enqueue needs the pgx.Tx of the business change (pool.Begin, pgx.BeginFunc), got nil: %w", outbox.ErrNoTransaction)
 	}
-	if err := outbox.Prepare(msgs, s.cfg.Limits); err != nil {
+	query, args, err := s.enqueueStatement(msgs, pgxArrays)
+	if query == "" || err != nil {
 		return err
 	}
-	if len(msgs) == 0 {
-		return nil
+	_, err = tx.Exec(ctx, query, args...)
+	if errors.Is(err, pgx.ErrTxClosed) {
+		return fmt.Errorf("pgstore: Enqueue: the pgx.Tx was already committed or rolled back; enqueue before Commit: %w: %w", outbox.ErrNoTransaction, err)
 	}
-	b := &pgx.Batch{}
-	if err := s.queueInsert(b, msgs); err != nil {
+	return s.enqueueError(err)
+}
+
+// EnqueueSQL is [Store.Enqueue] for code on database/sql: tx is the
+// *sql.Tx of the business change, on a PostgreSQL database opened through
+// pgx's stdlib driver (sql.Open("pgx", url)) or lib/pq, and so also the
+// transaction of an ORM or query builder on database/sql (GORM, sqlx, bun,
+// sqlc in its database/sql mode, ent). It sends the same statement, with
+// the same promises: one statement, nothing visible before tx commits,
+// nothing at all if it rolls back, no commit, no DDL.
+//
+// tx is a *sql.Tx rather than anything with ExecContext, so that a *sql.DB
+// (whose statements commit on their own) does not compile, and neither does
+// a *sql.Conn, which cannot tell whether the caller began a transaction on
+// it: begin one with conn.BeginTx and pass that. A library that wraps the
+// transaction in a type of its own keeps the *sql.Tx inside (sqlx: tx.Tx;
+// bun: tx.Tx; GORM: tx.Statement.ConnPool.(*sql.Tx)). A nil tx, or one
+// already committed or rolled back, returns an error matching
+// [outbox.ErrNoTransaction].
+//
+// Its arguments are those every PostgreSQL driver for database/sql
+// accepts (strings, []byte, time.Time; arrays as PostgreSQL array
+// literals), so it depends on no driver. Errors match the same sentinels
+// as Enqueue's for a driver whose errors carry the SQLSTATE (a
+// SQLState() method: pgx's *pgconn.PgError, lib/pq's *pq.Error).
+func (s *Store) EnqueueSQL(ctx context.Context, tx *sql.Tx, msgs ...outbox.Message) error {
+	if tx == nil {
+		return fmt.Errorf("pgstore: EnqueueSQL needs the *sql.Tx of the business change (db.BeginTx), got nil: %w", outbox.ErrNoTransaction)
+	}
+	query, args, err := s.enqueueStatement(msgs, literalArrays)
+	if query == "" || err != nil {
 		return err
 	}
-	if !s.cfg.DisableNotify {
-		b.Queue(s.sql.notify, s.names.channel)
+	_, err = tx.ExecContext(ctx, query, args...)
+	if errors.Is(err, sql.ErrTxDone) {
+		return fmt.Errorf("pgstore: EnqueueSQL: the *sql.Tx was already committed or rolled back; enqueue before Commit: %w: %w", outbox.ErrNoTransaction, err)
 	}
-	err := tx.SendBatch(ctx, b).Close()
+	return s.enqueueError(err)
+}
+
+// enqueueError translates the error of an enqueue statement.
+func (s *Store) enqueueError(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -70,9 +103,36 @@ func (s *Store) Enqueue(ctx context.Context, tx DBTX, msgs ...outbox.Message) er
 	return translate("enqueue", err)
 }
 
-// queueInsert adds the INSERT of msgs to b: a plain VALUES row for one
-// message, arrays unnested in one statement for several.
-func (s *Store) queueInsert(b *pgx.Batch, msgs []outbox.Message) error {
+// arrayArgs turns the columns of several messages into the arguments of the
+// multi-message insert ($1 to $6: uuid[], text[], text[], bytea[], text[],
+// timestamptz[]). Enqueue passes Go slices, which pgx sends as binary
+// arrays; EnqueueSQL passes array literals, which every driver sends as
+// text and PostgreSQL casts.
+type arrayArgs func(ids, topics, keys []string, payloads [][]byte, headers []string, created []time.Time) []any
+
+func pgxArrays(ids, topics, keys []string, payloads [][]byte, headers []string, created []time.Time) []any {
+	return []any{ids, topics, keys, payloads, headers, created}
+}
+
+func literalArrays(ids, topics, keys []string, payloads [][]byte, headers []string, created []time.Time) []any {
+	return []any{textArray(ids), textArray(topics), textArray(keys), byteaArray(payloads), textArray(headers), timeArray(created)}
+}
+
+// enqueueStatement validates msgs and returns the statement that writes
+// them and notifies, with its arguments: a plain VALUES row for one
+// message, arrays unnested in one statement for several. An empty query
+// means there is nothing to write.
+func (s *Store) enqueueStatement(msgs []outbox.Message, arrays arrayArgs) (query string, args []any, err error) {
+	if err := outbox.Prepare(msgs, s.cfg.Limits); err != nil {
+		return "", nil, err
+	}
+	if len(msgs) == 0 {
+		return "", nil, nil
+	}
+	channel := s.names.channel
+	if s.cfg.DisableNotify {
+		channel = "" // the statement skips pg_notify
+	}
 	headers := func(m *outbox.Message) (string, error) {
 		if len(m.Headers) == 0 {
 			return "", nil
@@ -94,10 +154,9 @@ func (s *Store) queueInsert(b *pgx.Batch, msgs []outbox.Message) error {
 		m := &msgs[0]
 		h, err := headers(m)
 		if err != nil {
-			return err
+			return "", nil, err
 		}
-		b.Queue(s.sql.insertOne, m.ID, m.Topic, m.Key, payload(m), h, m.CreatedAt)
-		return nil
+		return s.sql.insertOne, []any{m.ID, m.Topic, m.Key, payload(m), h, m.CreatedAt, channel}, nil
 	}
 	var (
 		ids      = make([]string, len(msgs))
@@ -111,10 +170,62 @@ func (s *Store) queueInsert(b *pgx.Batch, msgs []outbox.Message) error {
 		m := &msgs[i]
 		h, err := headers(m)
 		if err != nil {
-			return err
+			return "", nil, err
 		}
 		ids[i], topics[i], keys[i], payloads[i], hdrs[i], created[i] = m.ID, m.Topic, m.Key, payload(m), h, m.CreatedAt
 	}
-	b.Queue(s.sql.insertMany, ids, topics, keys, payloads, hdrs, created)
-	return nil
+	return s.sql.insertMany, append(arrays(ids, topics, keys, payloads, hdrs, created), channel), nil
+}
+
+// textArray is the PostgreSQL literal of a one-dimensional array of
+// strings: every element quoted, backslashes and quotes escaped.
+func textArray(elems []string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, e := range elems {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		for j := 0; j < len(e); j++ {
+			if e[j] == '"' || e[j] == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(e[j])
+		}
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// byteaArray is the literal of a bytea[]: each element in bytea's hex
+// format (\x...), its backslash escaped for the array.
+func byteaArray(elems [][]byte) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, e := range elems {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`"\\x`)
+		b.WriteString(hex.EncodeToString(e))
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// timestampLayout writes a time as timestamptz reads it, to the
+// microsecond, PostgreSQL's precision.
+const timestampLayout = "2006-01-02 15:04:05.999999-07:00"
+
+// timeArray is the literal of a timestamptz[]. Times are truncated to the
+// microsecond, as pgx does, rather than rounded by the server.
+func timeArray(elems []time.Time) string {
+	s := make([]string, len(elems))
+	for i, t := range elems {
+		s[i] = t.UTC().Truncate(time.Microsecond).Format(timestampLayout)
+	}
+	return textArray(s)
 }

@@ -1,14 +1,20 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/txoutbox/txoutbox/conformance/servers"
 	"github.com/txoutbox/txoutbox/conformance/servers/pgserver"
@@ -31,98 +37,305 @@ func count(t *testing.T, ctx context.Context, pool *pgxpool.Pool, s *Store) int 
 	return n
 }
 
-// Enqueue writes in the caller's transaction and leaves committing to it:
-// while it is open nobody sees the messages, and a rollback leaves nothing.
+// enqueueCommitted enqueues msgs in a transaction of their own, committed
+// at once: for tests that only need records in the table.
+func enqueueCommitted(ctx context.Context, pool *pgxpool.Pool, s *Store, msgs ...outbox.Message) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return s.Enqueue(ctx, tx, msgs...) })
+}
+
+// sqlDB returns a database/sql handle on pool's connections (pgx's stdlib
+// driver), so that they keep the test pool's empty search_path.
+func sqlDB(t testing.TB, pool *pgxpool.Pool) *sql.DB {
+	t.Helper()
+	db := stdlib.OpenDBFromPool(pool)
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// appTx is a caller's transaction as these tests drive it: a pgx.Tx with
+// Enqueue, or a *sql.Tx with EnqueueSQL.
+type appTx struct {
+	enqueue  func(ctx context.Context, msgs ...outbox.Message) error
+	count    func(ctx context.Context, table string) (int, error) // records seen inside the transaction
+	commit   func(ctx context.Context) error
+	rollback func(ctx context.Context) error
+}
+
+// beginners are the ways a caller can hold a transaction, each with the
+// Enqueue that takes it.
+func beginners(t *testing.T, s *Store, pool *pgxpool.Pool) map[string]func(ctx context.Context) (appTx, error) {
+	db := sqlDB(t, pool)
+	fromPgx := func(tx pgx.Tx) appTx {
+		return appTx{
+			enqueue: func(ctx context.Context, msgs ...outbox.Message) error { return s.Enqueue(ctx, tx, msgs...) },
+			count: func(ctx context.Context, table string) (n int, err error) {
+				return n, tx.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n)
+			},
+			commit:   tx.Commit,
+			rollback: tx.Rollback,
+		}
+	}
+	return map[string]func(ctx context.Context) (appTx, error){
+		"pgx.Tx of a pool": func(ctx context.Context) (appTx, error) {
+			tx, err := pool.Begin(ctx)
+			return fromPgx(tx), err
+		},
+		"pgx.Tx of a *pgx.Conn": func(ctx context.Context) (appTx, error) {
+			pc, err := pool.Acquire(ctx)
+			if err != nil {
+				return appTx{}, err
+			}
+			tx, err := pc.Conn().Begin(ctx)
+			if err != nil {
+				pc.Release()
+				return appTx{}, err
+			}
+			a := fromPgx(tx)
+			end := func(f func(context.Context) error) func(context.Context) error {
+				return func(ctx context.Context) error { defer pc.Release(); return f(ctx) }
+			}
+			a.commit, a.rollback = end(tx.Commit), end(tx.Rollback)
+			return a, nil
+		},
+		"pgx.Tx nested in a pgx.Tx (a savepoint)": func(ctx context.Context) (appTx, error) {
+			outer, err := pool.Begin(ctx)
+			if err != nil {
+				return appTx{}, err
+			}
+			tx, err := outer.Begin(ctx)
+			if err != nil {
+				_ = outer.Rollback(ctx)
+				return appTx{}, err
+			}
+			a := fromPgx(tx)
+			a.commit = func(ctx context.Context) error {
+				if err := tx.Commit(ctx); err != nil {
+					_ = outer.Rollback(ctx)
+					return err
+				}
+				return outer.Commit(ctx)
+			}
+			a.rollback = func(ctx context.Context) error {
+				if err := tx.Rollback(ctx); err != nil {
+					_ = outer.Rollback(ctx)
+					return err
+				}
+				return outer.Rollback(ctx)
+			}
+			return a, nil
+		},
+		"*sql.Tx (pgx stdlib)": func(ctx context.Context) (appTx, error) {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return appTx{}, err
+			}
+			return appTx{
+				enqueue: func(ctx context.Context, msgs ...outbox.Message) error { return s.EnqueueSQL(ctx, tx, msgs...) },
+				count: func(ctx context.Context, table string) (n int, err error) {
+					return n, tx.QueryRowContext(ctx, "SELECT count(*) FROM "+table).Scan(&n)
+				},
+				commit:   func(context.Context) error { return tx.Commit() },
+				rollback: func(context.Context) error { return tx.Rollback() },
+			}, nil
+		},
+	}
+}
+
+// Enqueue and EnqueueSQL write in the caller's transaction and leave
+// committing to it: while it is open nobody else sees the messages, a
+// rollback leaves nothing, a commit leaves them all. Through every kind of
+// transaction a caller may hold.
 func TestEnqueueNeverCommits(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	s, pool := testStore(t, Config{})
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if err := s.Enqueue(ctx, tx, outbox.Message{Topic: "t", Key: "k"}, outbox.Message{Topic: "t"}); err != nil {
-		t.Fatal(err)
-	}
-	if n := count(t, ctx, pool, s); n != 0 {
-		t.Fatalf("%d records visible outside the open transaction; Enqueue must not commit", n)
-	}
-	var inTx int
-	if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+s.Table()).Scan(&inTx); err != nil || inTx != 2 {
-		t.Fatalf("the transaction sees %d records (%v), want its 2", inTx, err)
-	}
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if n := count(t, ctx, pool, s); n != 0 {
-		t.Fatalf("%d records after rollback", n)
+	want := 0
+	for name, begin := range beginners(t, s, pool) {
+		for _, commit := range []bool{false, true} {
+			tx, err := begin(ctx)
+			if err != nil {
+				t.Fatalf("%s: begin: %v", name, err)
+			}
+			if err := tx.enqueue(ctx, outbox.Message{Topic: "t", Key: "k"}, outbox.Message{Topic: "t"}); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if err := tx.enqueue(ctx, outbox.Message{Topic: "t", Key: "k"}); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if n := count(t, ctx, pool, s); n != want {
+				t.Fatalf("%s: %d records visible outside the open transaction, want %d; Enqueue must not commit", name, n, want)
+			}
+			if inTx, err := tx.count(ctx, s.Table()); err != nil || inTx != want+3 {
+				t.Fatalf("%s: the transaction sees %d records (%v), want %d", name, inTx, err, want+3)
+			}
+			end := tx.rollback
+			if commit {
+				end, want = tx.commit, want+3
+			}
+			if err := end(ctx); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if n := count(t, ctx, pool, s); n != want {
+				t.Fatalf("%s: %d records after the caller's commit=%v, want %d", name, n, commit, want)
+			}
+		}
 	}
 }
 
-// Enqueue takes whatever can send a batch. Connections in a transaction are
-// transactional; a pool is not (documented): its write commits at once.
-func TestEnqueueThroughEveryDBTX(t *testing.T) {
+// Only a transaction is accepted. A pool, a connection or a *sql.DB, whose
+// statements would commit on their own, apart from the business change, do
+// not compile; a nil transaction, or one already ended, is refused with
+// ErrNoTransaction and a text that says what to pass.
+func TestEnqueueRefusesWhatIsNotATransaction(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	s, pool := testStore(t, Config{})
-	pc, err := pool.Acquire(ctx)
+	db := sqlDB(t, pool)
+
+	// What the signatures refuse at compile time.
+	store := reflect.TypeFor[*Store]()
+	for method, refused := range map[string][]reflect.Type{
+		"Enqueue":    {reflect.TypeFor[*pgxpool.Pool](), reflect.TypeFor[*pgxpool.Conn](), reflect.TypeFor[*pgx.Conn](), reflect.TypeFor[*sql.Tx]()},
+		"EnqueueSQL": {reflect.TypeFor[*sql.DB](), reflect.TypeFor[*sql.Conn](), reflect.TypeFor[pgx.Tx]()},
+	} {
+		m, ok := store.MethodByName(method)
+		if !ok {
+			t.Fatalf("no method %s", method)
+		}
+		param := m.Type.In(2) // after the receiver and ctx
+		for _, r := range refused {
+			if r.AssignableTo(param) {
+				t.Errorf("%s accepts a %v, which is not a transaction", method, r)
+			}
+		}
+	}
+
+	// What is refused when it runs.
+	committedPgx, err := pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pc.Release()
-
-	// Each begins a transaction, returns what to hand Enqueue, and how to
-	// roll back.
-	cases := []struct {
-		name  string
-		begin func() (DBTX, func() error, error)
-	}{
-		{"*pgx.Conn after BEGIN", func() (DBTX, func() error, error) {
-			_, err := pc.Exec(ctx, "BEGIN")
-			return pc.Conn(), func() error { _, err := pc.Exec(ctx, "ROLLBACK"); return err }, err
-		}},
-		{"*pgxpool.Conn after BEGIN", func() (DBTX, func() error, error) {
-			_, err := pc.Exec(ctx, "BEGIN")
-			return pc, func() error { _, err := pc.Exec(ctx, "ROLLBACK"); return err }, err
-		}},
-		{"pgx.Tx of a *pgx.Conn", func() (DBTX, func() error, error) {
-			tx, err := pc.Conn().Begin(ctx)
-			if err != nil {
-				return nil, nil, err
-			}
-			return tx, func() error { return tx.Rollback(ctx) }, nil
-		}},
-		{"pgx.Tx of a pool", func() (DBTX, func() error, error) {
-			tx, err := pool.Begin(ctx)
-			if err != nil {
-				return nil, nil, err
-			}
-			return tx, func() error { return tx.Rollback(ctx) }, nil
-		}},
-	}
-	for _, c := range cases {
-		db, rollback, err := c.begin()
-		if err != nil {
-			t.Fatalf("%s: begin: %v", c.name, err)
-		}
-		if err := s.Enqueue(ctx, db, outbox.Message{Topic: "t", Key: c.name}); err != nil {
-			t.Fatalf("%s: Enqueue: %v", c.name, err)
-		}
-		if err := rollback(); err != nil {
-			t.Fatalf("%s: rollback: %v", c.name, err)
-		}
-		if n := count(t, ctx, pool, s); n != 0 {
-			t.Fatalf("%s: %d records after the caller rolled back", c.name, n)
-		}
-	}
-
-	if err := s.Enqueue(ctx, pool, outbox.Message{Topic: "t", Key: "pool"}, outbox.Message{Topic: "t", Key: "pool"}); err != nil {
+	if err := committedPgx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, ctx, pool, s); n != 2 {
-		t.Fatalf("%d records after Enqueue through the pool, want 2 committed at once", n)
+	committedSQL, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if err := committedSQL.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	msg := outbox.Message{Topic: "t"}
+	for _, c := range []struct {
+		name, says string
+		err        error
+	}{
+		{"nil pgx.Tx", "needs the pgx.Tx of the business change", s.Enqueue(ctx, nil, msg)},
+		{"nil *sql.Tx", "needs the *sql.Tx of the business change", s.EnqueueSQL(ctx, nil, msg)},
+		{"committed pgx.Tx", "enqueue before Commit", s.Enqueue(ctx, committedPgx, msg)},
+		{"committed *sql.Tx", "enqueue before Commit", s.EnqueueSQL(ctx, committedSQL, msg)},
+	} {
+		if !errors.Is(c.err, outbox.ErrNoTransaction) || !strings.Contains(fmt.Sprint(c.err), c.says) {
+			t.Errorf("Enqueue with a %s = %v; want ErrNoTransaction saying %q", c.name, c.err, c.says)
+		}
+	}
+	if n := count(t, ctx, pool, s); n != 0 {
+		t.Fatalf("%d records written by refused calls", n)
+	}
+}
+
+// Both paths send one statement whose array arguments differ in form (Go
+// slices for pgx, array literals for database/sql): what they write must
+// read back the same, to the byte, whatever a message carries.
+func TestEnqueueSQLWritesWhatEnqueueWrites(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	s, pool := testStore(t, Config{})
+	db := sqlDB(t, pool)
+	all := make([]byte, 256)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	created := time.Date(2024, 2, 29, 23, 59, 59, 123456789, time.FixedZone("", -(3*3600+30*60)))
+	messages := func() []outbox.Message {
+		return []outbox.Message{
+			{Topic: "t", Key: `"quoted", {braced}, back\slash\`, Payload: all, CreatedAt: created,
+				Headers: map[string]string{"quote": `say "hi"`, "back": `a\b`, "brace": "{x,y}", "empty": "", "utf8": "é ü 日本"}},
+			{Topic: "t", Key: "NULL", Payload: nil},
+			{Topic: "t", Key: "", Payload: []byte(`\x00`)},
+			{Topic: "t.b", Key: " spaced out ", Payload: []byte{}, Headers: map[string]string{"k": "v"}},
+		}
+	}
+	for _, n := range []int{1, 4} { // one message: scalar arguments; several: arrays
+		viaPgx, viaSQL := messages()[:n], messages()[:n]
+		if err := enqueueCommitted(ctx, pool, s, viaPgx...); err != nil {
+			t.Fatal(err)
+		}
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.EnqueueSQL(ctx, tx, viaSQL...); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 100, Lease: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		byID := make(map[string]outbox.Message, len(recs))
+		for _, r := range recs {
+			byID[r.ID] = r.Message
+		}
+		for i := range n {
+			for path, sent := range map[string]outbox.Message{"pgx": viaPgx[i], "database/sql": viaSQL[i]} {
+				m, want := byID[sent.ID], messages()[i]
+				want.ID, want.CreatedAt = sent.ID, sent.CreatedAt.Truncate(time.Microsecond) // PostgreSQL's precision
+				if m.ID != want.ID || m.Key != want.Key || m.Topic != want.Topic || !bytes.Equal(m.Payload, want.Payload) ||
+					!maps.Equal(m.Headers, want.Headers) || !m.CreatedAt.Equal(want.CreatedAt) {
+					t.Errorf("message %d of %d through %s reads back as\n%+v\nwant\n%+v", i, n, path, m, want)
+				}
+			}
+		}
+		if err := s.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: "a", IDs: ids(recs)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Within one key, slice order is delivery order.
+	ordered := make([]outbox.Message, 5)
+	for i := range ordered {
+		ordered[i] = outbox.Message{Topic: "t", Key: "order", Payload: []byte{byte(i)}}
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnqueueSQL(ctx, tx, ordered...); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 100, Lease: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range recs {
+		if len(recs) != 5 || r.Payload[0] != byte(i) {
+			t.Fatalf("claimed %d records, record %d has payload %v; want 5 in slice order", len(recs), i, r.Payload)
+		}
+	}
+}
+
+func ids(recs []outbox.Record) []string {
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = r.ID
+	}
+	return out
 }
 
 // An oversized message is refused before anything is sent: the caller's
@@ -172,7 +385,7 @@ INSERT INTO `+users+` (user_id, name) VALUES ('u1', 'Ada')`)
 
 // Enqueue never creates tables (DDL has no place in the caller's
 // transaction): without Migrate it fails with ErrSchemaMissing and the table
-// still does not exist.
+// still does not exist. Through both paths.
 func TestEnqueueWithoutMigrateCreatesNothing(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
@@ -182,16 +395,17 @@ func TestEnqueueWithoutMigrateCreatesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
+	for name, begin := range beginners(t, s, pool) {
+		tx, err := begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = tx.enqueue(ctx, outbox.Message{Topic: "t"})
+		if !errors.Is(err, outbox.ErrSchemaMissing) {
+			t.Errorf("%s: Enqueue before Migrate = %v; want ErrSchemaMissing", name, err)
+		}
+		_ = tx.rollback(ctx)
 	}
-	defer tx.Rollback(ctx)
-	err = s.Enqueue(ctx, tx, outbox.Message{Topic: "t"})
-	if !errors.Is(err, outbox.ErrSchemaMissing) {
-		t.Fatalf("Enqueue before Migrate = %v; want ErrSchemaMissing", err)
-	}
-	_ = tx.Rollback(ctx)
 	var table *string
 	if err := pool.QueryRow(ctx, "SELECT to_regclass($1)::text", s.Table()).Scan(&table); err != nil || table != nil {
 		t.Fatalf("to_regclass(%s) = %v, %v; Enqueue must not create the table", s.Table(), table, err)
@@ -205,6 +419,7 @@ func TestSchemaMissingIsTranslated(t *testing.T) {
 	ctx := testContext(t)
 	_, schema := pgserver.Schema(t)
 	pool := pgserver.Pool(t)
+	db := sqlDB(t, pool)
 	for _, cfg := range []Config{{Schema: schema}, {Schema: schema + "_nowhere"}} {
 		s, err := New(pool, cfg)
 		if err != nil {
@@ -212,7 +427,15 @@ func TestSchemaMissingIsTranslated(t *testing.T) {
 		}
 		id := outbox.NewID()
 		ops := map[string]func() error{
-			"Enqueue": func() error { return s.Enqueue(ctx, pool, outbox.Message{Topic: "t"}) },
+			"Enqueue": func() error { return enqueueCommitted(ctx, pool, s, outbox.Message{Topic: "t"}) },
+			"EnqueueSQL": func() error {
+				tx, err := db.BeginTx(ctx, nil)
+				if err != nil {
+					return err
+				}
+				defer tx.Rollback()
+				return s.EnqueueSQL(ctx, tx, outbox.Message{Topic: "t"})
+			},
 			"Claim": func() error {
 				_, err := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 1, Lease: time.Minute})
 				return err
@@ -323,7 +546,7 @@ func TestNotifyOnlyOnCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := quiet.Enqueue(ctx, pool, outbox.Message{Topic: "t"}); err != nil {
+	if err := enqueueCommitted(ctx, pool, quiet, outbox.Message{Topic: "t"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pool.Exec(ctx, "SELECT pg_notify($1, 'marker')", s.Channel()); err != nil {
@@ -331,5 +554,27 @@ func TestNotifyOnlyOnCommit(t *testing.T) {
 	}
 	if n, err := listener.WaitForNotification(ctx); err != nil || n.Payload != "marker" {
 		t.Fatalf("with DisableNotify, got notification %+v, %v; want only the marker", n, err)
+	}
+
+	// EnqueueSQL sends the same statement, notification included.
+	sqlTx, err := sqlDB(t, pool).BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqlTx.Rollback()
+	if err := s.EnqueueSQL(ctx, sqlTx, outbox.Message{Topic: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, "SELECT pg_notify($1, 'marker')", s.Channel()); err != nil {
+		t.Fatal(err)
+	}
+	if err := sqlTx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"marker", ""} {
+		n, err := listener.WaitForNotification(ctx)
+		if err != nil || n.Payload != want {
+			t.Fatalf("EnqueueSQL: notification %+v, %v; want %q (EnqueueSQL's comes with its commit, after the marker)", n, err, want)
+		}
 	}
 }

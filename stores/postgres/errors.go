@@ -43,9 +43,8 @@ func classify(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return nil // the caller's decision, not the server's state
 	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch code := pgErr.Code; {
+	if code, ok := sqlState(err); ok {
+		switch {
 		case code == codeUndefinedTable, code == codeInvalidSchema:
 			return outbox.ErrSchemaMissing
 		case strings.HasPrefix(code, classConnection),
@@ -66,8 +65,19 @@ func classify(err error) error {
 	return nil
 }
 
+// sqlState returns the SQLSTATE of a server error: pgx's *pgconn.PgError,
+// or the error of another driver with a SQLState method (lib/pq's *pq.Error,
+// behind EnqueueSQL).
+func sqlState(err error) (string, bool) {
+	var coded interface{ SQLState() string }
+	if errors.As(err, &coded) {
+		return coded.SQLState(), true
+	}
+	return "", false
+}
+
 // isUniqueViolation reports whether err is a unique_violation.
 func isUniqueViolation(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == codeUniqueViolation
+	code, ok := sqlState(err)
+	return ok && code == codeUniqueViolation
 }

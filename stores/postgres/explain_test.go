@@ -85,7 +85,7 @@ func TestClaimReadsBoundedRowsBehindClog(t *testing.T) {
 	for i := range others {
 		others[i] = outbox.Message{Topic: "t", Key: fmt.Sprintf("other-%02d", i)}
 	}
-	if err := s.Enqueue(ctx, pool, others...); err != nil {
+	if err := enqueueCommitted(ctx, pool, s, others...); err != nil {
 		t.Fatal(err)
 	}
 	analyze(t, ctx, pool, s)

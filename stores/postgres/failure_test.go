@@ -246,7 +246,7 @@ WHERE application_name = $1 AND query LIKE 'LISTEN %'`, appName).Scan(&pid)
 	// Still wired: a commit wakes the channel.
 	woken := false
 	for !woken {
-		if err := s.Enqueue(ctx, pool, outbox.Message{Topic: "t"}); err != nil {
+		if err := enqueueCommitted(ctx, pool, s, outbox.Message{Topic: "t"}); err != nil {
 			t.Fatal(err)
 		}
 		select {

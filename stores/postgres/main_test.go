@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"testing"
@@ -17,8 +18,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	skipExamplesWithoutServer()
-	os.Exit(servers.Main(m))
+	dropExampleDatabase := prepareExamples()
+	code := servers.Main(m)
+	dropExampleDatabase()
+	os.Exit(code)
 }
 
 // testStore returns a migrated store in a schema of t's own, and its pool.
@@ -64,6 +67,44 @@ func outboxOf(s *Store, pool *pgxpool.Pool) conformance.Outbox {
 			return &writeTx{s: s, tx: tx}, nil
 		},
 	}
+}
+
+// sqlHarness builds outboxes whose writers are on database/sql (pgx's
+// stdlib driver) and enqueue with EnqueueSQL; the relay side is the same.
+func sqlHarness() conformance.StoreHarness {
+	return conformance.StoreHarness{New: func(t *testing.T, opts conformance.OutboxOptions) conformance.Outbox {
+		s, pool := testStore(t, Config{Limits: opts.Limits})
+		db := sqlDB(t, pool)
+		return conformance.Outbox{
+			Store: s,
+			Begin: func(ctx context.Context) (conformance.WriteTx, error) {
+				tx, err := db.BeginTx(ctx, nil)
+				if err != nil {
+					return nil, err
+				}
+				return &sqlWriteTx{s: s, tx: tx}, nil
+			},
+		}
+	}}
+}
+
+// sqlWriteTx is an application transaction on database/sql.
+type sqlWriteTx struct {
+	s  *Store
+	tx *sql.Tx
+}
+
+func (w *sqlWriteTx) Enqueue(ctx context.Context, msgs ...outbox.Message) error {
+	return w.s.EnqueueSQL(ctx, w.tx, msgs...)
+}
+
+func (w *sqlWriteTx) Commit(context.Context) error { return w.tx.Commit() }
+
+func (w *sqlWriteTx) Rollback(context.Context) error {
+	if err := w.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+		return err
+	}
+	return nil
 }
 
 // writeTx is an application transaction as the suites see it.

@@ -49,7 +49,7 @@ func TestMigrateConcurrentTablesInNewSchema(t *testing.T) {
 		}
 	}
 	// The tables are apart: a message in one is not in the other.
-	if err := stores[0].Enqueue(ctx, pool, outbox.Message{Topic: "t"}); err != nil {
+	if err := enqueueCommitted(ctx, pool, stores[0], outbox.Message{Topic: "t"}); err != nil {
 		t.Fatal(err)
 	}
 	recs, err := stores[1].Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 10, Lease: time.Minute})

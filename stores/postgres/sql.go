@@ -93,18 +93,27 @@ func newStatements(n names) statements {
 	r := strings.NewReplacer("{table}", n.qualTab, "{versions}", n.qualVer)
 	sql := func(s string) string { return strings.TrimSpace(r.Replace(stripComments(s))) }
 	return statements{
+		// The enqueue statements, one for a message and one for many, are
+		// what both Enqueue (pgx) and EnqueueSQL (database/sql) send, as one
+		// statement: the INSERT runs in a data-modifying CTE, and the same
+		// statement queues the NOTIFY (delivered on commit), unless $7, the
+		// channel, is empty (Config.DisableNotify).
 		insertOne: sql(`
-INSERT INTO {table} (id, topic, key, payload, headers, created_at)
-VALUES ($1::uuid, $2::text, $3::text, $4::bytea, nullif($5::text, '')::jsonb, $6::timestamptz)`),
+WITH inserted AS (
+	INSERT INTO {table} (id, topic, key, payload, headers, created_at)
+	VALUES ($1::uuid, $2::text, $3::text, $4::bytea, nullif($5::text, '')::jsonb, $6::timestamptz))
+SELECT pg_notify($7::text, '') WHERE $7::text <> ''`),
 
 		// WITH ORDINALITY and ORDER BY make the identity column number the
 		// messages in the order of the slice given to Enqueue.
 		insertMany: sql(`
-INSERT INTO {table} (id, topic, key, payload, headers, created_at)
-SELECT m.id, m.topic, m.key, m.payload, nullif(m.headers, '')::jsonb, m.created_at
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::timestamptz[])
-	WITH ORDINALITY AS m(id, topic, key, payload, headers, created_at, ord)
-ORDER BY m.ord`),
+WITH inserted AS (
+	INSERT INTO {table} (id, topic, key, payload, headers, created_at)
+	SELECT m.id, m.topic, m.key, m.payload, nullif(m.headers, '')::jsonb, m.created_at
+	FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::timestamptz[])
+		WITH ORDINALITY AS m(id, topic, key, payload, headers, created_at, ord)
+	ORDER BY m.ord)
+SELECT pg_notify($7::text, '') WHERE $7::text <> ''`),
 
 		notify: `SELECT pg_notify($1::text, '')`,
 

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/txoutbox/txoutbox/cmd/outbox/cli"
 	"github.com/txoutbox/txoutbox/cmd/outbox/internal/app"
 	"github.com/txoutbox/txoutbox/conformance/servers"
@@ -166,7 +168,7 @@ func TestOperatorCommands(t *testing.T) {
 	var ids []string
 	for i := range 7 {
 		msgs := []outbox.Message{{Topic: "cli.test", Key: fmt.Sprintf("k%d", i), Payload: []byte("hello")}}
-		if err := store.Enqueue(ctx, storePool(t, url), msgs...); err != nil {
+		if err := pgx.BeginFunc(ctx, storePool(t, url), func(tx pgx.Tx) error { return store.Enqueue(ctx, tx, msgs...) }); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, msgs[0].ID)
