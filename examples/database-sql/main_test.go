@@ -1,0 +1,36 @@
+package main
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/txoutbox/txoutbox/conformance/servers"
+	"github.com/txoutbox/txoutbox/examples/internal/testenv"
+)
+
+func TestMain(m *testing.M) { os.Exit(servers.Main(m)) }
+
+// The program runs end to end against real servers, through pgx's stdlib
+// driver and through lib/pq: the order and its event commit together, and
+// the event arrives on the topic.
+func TestRun(t *testing.T) {
+	for _, driver := range []string{"pgx", "postgres"} {
+		t.Run(driver, func(t *testing.T) {
+			databaseURL := testenv.PostgresURL(t)
+			brokers, topic := testenv.Kafka(t)
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+			defer cancel()
+			var out strings.Builder
+			cfg := config{DatabaseURL: databaseURL, DatabaseDriver: driver, KafkaBrokers: brokers, Topic: topic}
+			if err := run(ctx, cfg, &out); err != nil {
+				t.Fatalf("run: %v\noutput:\n%s", err, out.String())
+			}
+			if !strings.Contains(out.String(), "received from Kafka topic "+topic) || !strings.Contains(out.String(), `"customer":"ada"`) {
+				t.Fatalf("output does not show the event received:\n%s", out.String())
+			}
+		})
+	}
+}
