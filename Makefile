@@ -76,7 +76,7 @@ chaos: services
 	echo "docs/guarantees.md: table updated"; exit $$status
 
 BENCH_FLAGS ?= --store '$(OUTBOX_TEST_POSTGRES_URL)' --store '$(OUTBOX_TEST_MYSQL_URL)' --store sqlite \
-	--broker kfake --broker '$(OUTBOX_TEST_NATS_URL)'
+	--broker kfake --broker 'kafka://$(OUTBOX_TEST_KAFKA_BROKERS)' --broker '$(OUTBOX_TEST_NATS_URL)'
 BENCH_PROFILES ?= .bench-profiles
 
 ## bench: measure every pair (minutes); rewrites docs/benchmarks.md and the charts in docs/bench

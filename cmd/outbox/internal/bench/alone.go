@@ -284,7 +284,7 @@ func (b *bencher) brokerAlone(ctx context.Context, br brokerTarget, rep *BrokerR
 	if !c.runs(ScenarioProduce) {
 		return nil
 	}
-	b.progress.step("%s: the broker's own async producer, %d messages (%d rounds)", rep.Kind, c.Backlog, c.Rounds)
+	b.progress.step("%s: the broker's own async producer, %d messages (%d rounds)", rep.Label(), c.Backlog, c.Rounds)
 	if rep.Kind == "memory" {
 		skip(&rep.Skipped, ScenarioProduce, unsupported("the memory publisher is its own producer"))
 		b.progress.done("skipped: %s", rep.Skipped[ScenarioProduce])
@@ -323,7 +323,7 @@ func (b *bencher) brokerAlone(ctx context.Context, br brokerTarget, rep *BrokerR
 		return nil
 	}()
 	if err != nil {
-		return b.failed(ctx, rep.Kind+" produce", err)
+		return b.failed(ctx, rep.Label()+" produce", err)
 	}
 	rep.Produce = &m
 	b.progress.done("%s msg/s", number(m.Median))

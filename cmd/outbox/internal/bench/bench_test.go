@@ -163,3 +163,30 @@ func TestConfigRejectsNonsense(t *testing.T) {
 		}
 	}
 }
+
+// TestKfakeAndKafkaAreTold checks that a run over kfake and a real Kafka
+// names them apart wherever pairs and brokers are named: the tables, the
+// machine table of the document and the profile files (by Label).
+func TestKfakeAndKafkaAreTold(t *testing.T) {
+	t.Parallel()
+	kfake := Component{Spec: "kfake", Kind: "kafka", Server: "kfake"}
+	kafka := Component{Spec: "kafka://127.0.0.1:9092", Kind: "kafka", Server: "Kafka v4.1"}
+	r := &Report{
+		Settings: Settings{Backlog: 10, Rounds: 1},
+		Stores:   []StoreReport{{Component: Component{Spec: "postgres://db", Kind: "postgres"}}},
+		Brokers:  []BrokerReport{{Component: kfake}, {Component: kafka}},
+		Pairs: []PairReport{
+			{Store: "postgres://db", Broker: kfake.Spec, Simple: &Measure{Runs: []float64{1}, Median: 1, Min: 1, Max: 1}},
+			{Store: "postgres://db", Broker: kafka.Spec, Simple: &Measure{Runs: []float64{2}, Median: 2, Min: 2, Max: 2}},
+		},
+	}
+	if a, b := pairName(r, r.Pairs[0]), pairName(r, r.Pairs[1]); a != "postgres × kfake" || b != "postgres × kafka" {
+		t.Errorf("pair names %q and %q, want postgres × kfake and postgres × kafka", a, b)
+	}
+	md := r.Markdown("")
+	for _, want := range []string{"| kfake | kfake", "| kafka | Kafka v4.1", "| postgres × kfake | simple relay", "| postgres × kafka | simple relay"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the document lacks %q:\n%s", want, md)
+		}
+	}
+}

@@ -83,7 +83,39 @@ func (b *kafkaBroker) info(ctx context.Context) Component {
 			}
 		}
 	}
+	if settings := b.brokerSettings(ctx); settings != "" {
+		c.Notes += "; " + settings
+	}
 	return c
+}
+
+// brokerSettings describes the cluster's size and the broker settings that
+// bear on an acknowledgement's cost: how many replicas acks=all waits for,
+// and whether the broker fsyncs before it acknowledges (by default it does
+// not: it relies on replication, and with one broker an acknowledged
+// record is in the page cache).
+func (b *kafkaBroker) brokerSettings(ctx context.Context) string {
+	meta, err := b.admin.BrokerMetadata(ctx)
+	if err != nil || len(meta.Brokers) == 0 {
+		return ""
+	}
+	parts := []string{plural(len(meta.Brokers), "broker")}
+	configs, err := b.admin.DescribeBrokerConfigs(ctx, meta.Brokers[0].NodeID)
+	if err != nil {
+		return strings.Join(parts, ", ")
+	}
+	for _, rc := range configs {
+		for _, cfg := range rc.Configs {
+			if cfg.Value == nil {
+				continue
+			}
+			switch cfg.Key {
+			case "default.replication.factor", "min.insync.replicas", "log.flush.interval.messages":
+				parts = append(parts, cfg.Key+"="+*cfg.Value)
+			}
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (b *kafkaBroker) close() error {
@@ -103,7 +135,36 @@ func (b *kafkaBroker) newTopic(ctx context.Context, tag string) (topicTarget, er
 	if err != nil {
 		return nil, fmt.Errorf("create topic %s: %w", topic, err)
 	}
+	if err := b.waitForLeaders(ctx, topic); err != nil {
+		return nil, fmt.Errorf("create topic %s: %w", topic, err)
+	}
 	return &kafkaTopic{b: b, topic: topic}, nil
+}
+
+// waitForLeaders returns once every partition of topic has a leader. A real
+// broker answers CreateTopics before then, and a measurement that started
+// at once would time the election, its producer retrying meanwhile.
+func (b *kafkaBroker) waitForLeaders(ctx context.Context, topic string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		topics, err := b.admin.ListTopics(ctx, topic)
+		if err == nil {
+			td := topics[topic]
+			led := 0
+			for _, p := range td.Partitions {
+				if p.Err == nil && p.Leader >= 0 {
+					led++
+				}
+			}
+			if td.Err == nil && led == kafkaPartitions {
+				return nil
+			}
+		}
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			return fmt.Errorf("partitions without a leader: %w", err)
+		}
+	}
 }
 
 type kafkaTopic struct {

@@ -75,7 +75,7 @@ func (r *Report) Markdown(charts string) string {
 		if c.Notes != "" {
 			line += "; " + c.Notes
 		}
-		fmt.Fprintf(&b, "| %s | %s |\n", c.Kind, cell(line))
+		fmt.Fprintf(&b, "| %s | %s |\n", c.Label(), cell(line))
 	}
 	s := r.Settings
 	fmt.Fprintf(&b, "| settings | %d rounds per figure (median shown); backlog %s records, %d-byte payloads, %s keys; relays %v; latency at %v ev/s for %v s (first %v s left out); %d enqueue writers, %v s per case; %s retained rows; txoutbox relays at batch %d, concurrency %d, min poll %v ms, poll %v ms |\n\n",

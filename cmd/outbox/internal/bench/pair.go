@@ -17,7 +17,7 @@ import (
 // machine's load hits them alike), then the latency at each rate.
 func (b *bencher) pair(ctx context.Context, s storeTarget, br brokerTarget, sr *StoreReport, brr *BrokerReport, pr *PairReport) error {
 	c := b.cfg
-	name := sr.Kind + " × " + brr.Kind
+	name := sr.Label() + " × " + brr.Label()
 	runSimple := c.runs(ScenarioSimple)
 	if c.runs(ScenarioDrain) {
 		for _, n := range c.Relays {
@@ -29,7 +29,7 @@ func (b *bencher) pair(ctx context.Context, s storeTarget, br brokerTarget, sr *
 		for round := range c.Rounds {
 			if runSimple {
 				b.progress.step("%s: drain %s records with the simple relay (round %d/%d)", name, number(float64(c.Backlog)), round+1, c.Rounds)
-				r, _, err := b.drain(ctx, s, br, sr, 0, fmt.Sprintf("drain-%s-%s-simple-%d", sr.Kind, brr.Kind, round+1))
+				r, _, err := b.drain(ctx, s, br, sr, 0, fmt.Sprintf("drain-%s-%s-simple-%d", sr.Label(), brr.Label(), round+1))
 				switch {
 				case skip(&pr.Skipped, ScenarioSimple, err):
 					b.progress.done("skipped: %s", pr.Skipped[ScenarioSimple])
@@ -46,7 +46,7 @@ func (b *bencher) pair(ctx context.Context, s storeTarget, br brokerTarget, sr *
 			for i := range pr.Drain {
 				d := &pr.Drain[i]
 				b.progress.step("%s: drain %s records with %s (round %d/%d)", name, number(float64(c.Backlog)), plural(d.Relays, "txoutbox relay"), round+1, c.Rounds)
-				r, bd, err := b.drain(ctx, s, br, sr, d.Relays, fmt.Sprintf("drain-%s-%s-%d-%d", sr.Kind, brr.Kind, d.Relays, round+1))
+				r, bd, err := b.drain(ctx, s, br, sr, d.Relays, fmt.Sprintf("drain-%s-%s-%d-%d", sr.Label(), brr.Label(), d.Relays, round+1))
 				if err != nil {
 					if err := b.failed(ctx, fmt.Sprintf("%s drain with %d relays", name, d.Relays), err); err != nil {
 						return err
@@ -85,7 +85,7 @@ func (b *bencher) pair(ctx context.Context, s storeTarget, br brokerTarget, sr *
 				}
 			}
 			b.progress.step("%s: commit → broker-ack latency at %s ev/s for %v, %s relay", name, number(float64(rate)), c.LatencyDuration, relay)
-			res, err := b.latency(ctx, s, br, rate, simple, fmt.Sprintf("latency-%s-%s-%s-%d", sr.Kind, brr.Kind, relay, rate))
+			res, err := b.latency(ctx, s, br, rate, simple, fmt.Sprintf("latency-%s-%s-%s-%d", sr.Label(), brr.Label(), relay, rate))
 			switch {
 			case skip(&pr.Skipped, ScenarioSimple, err):
 				b.progress.done("skipped: %s", pr.Skipped[ScenarioSimple])

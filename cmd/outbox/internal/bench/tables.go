@@ -198,7 +198,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	b.WriteString("\n")
 	for _, c := range append(componentsOf(r.Stores), componentsOfBrokers(r.Brokers)...) {
-		fmt.Fprintf(&b, "  %-8s %s; %s", c.Kind, c.Server, c.Client)
+		fmt.Fprintf(&b, "  %-8s %s; %s", c.Label(), c.Server, c.Client)
 		if c.Notes != "" {
 			fmt.Fprintf(&b, "; %s", c.Notes)
 		}
@@ -242,18 +242,18 @@ func componentsOfBrokers(b []BrokerReport) []Component {
 	return out
 }
 
-// pairName is "postgres × kfake": the kinds of the store and the broker,
-// kfake named as such.
+// pairName is "postgres × kfake" or "postgres × kafka": the labels of the
+// store and the broker.
 func pairName(r *Report, p PairReport) string {
 	store, broker := p.Store, p.Broker
 	for _, s := range r.Stores {
 		if s.Spec == p.Store {
-			store = s.Kind
+			store = s.Label()
 		}
 	}
 	for _, b := range r.Brokers {
-		if b.Spec == p.Broker && b.Spec != "kfake" {
-			broker = b.Kind
+		if b.Spec == p.Broker {
+			broker = b.Label()
 		}
 	}
 	return store + " × " + broker

@@ -157,6 +157,16 @@ type Component struct {
 	Notes string `json:"notes,omitempty"`
 }
 
+// Label names the component in tables, charts and file names: its kind,
+// except that kfake is "kfake", so that a run over kfake and a real Kafka
+// tells them apart.
+func (c Component) Label() string {
+	if c.Spec == "kfake" {
+		return "kfake"
+	}
+	return c.Kind
+}
+
 // openStore returns the target a store spec names.
 func openStore(ctx context.Context, spec string, dir string) (storeTarget, error) {
 	lower := strings.ToLower(spec)
