@@ -81,6 +81,15 @@ func Topic(t testing.TB, brokers []string, partitions int) string {
 func ReplicatedTopic(t testing.TB, brokers []string, partitions, replicas int, configs map[string]string) string {
 	t.Helper()
 	name := servers.Name(t, "outbox")
+	CreateTopic(t, brokers, name, partitions, replicas, configs)
+	return name
+}
+
+// CreateTopic is ReplicatedTopic with the topic's name chosen by the test,
+// for tests that publish to a topic before it exists (servers.Name gives a
+// name of the test's own).
+func CreateTopic(t testing.TB, brokers []string, name string, partitions, replicas int, configs map[string]string) {
+	t.Helper()
 	cfg := make(map[string]*string, len(configs))
 	for k, v := range configs {
 		cfg[k] = &v
@@ -113,7 +122,6 @@ func ReplicatedTopic(t testing.TB, brokers []string, partitions, replicas int, c
 			t.Errorf("kafkaserver: delete topic %s (a test that stops the cluster should start it again before it ends): %v", name, err)
 		}
 	})
-	return name
 }
 
 // waitForLeaders polls the topic's metadata until it has all its partitions
@@ -214,9 +222,15 @@ func startContainer() ([]string, error) {
 	return brokers, nil
 }
 
-// clusterID returns a random KRaft cluster ID: 16 bytes, URL-safe base64.
+// clusterID returns a random KRaft cluster ID: 16 bytes, URL-safe base64,
+// not starting with "-" (the storage tool would take such an ID for an
+// option, one time in 64; Kafka's own Uuid.randomUuid avoids it too).
 func clusterID() string {
 	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
+	for {
+		_, _ = rand.Read(b)
+		if id := base64.RawURLEncoding.EncodeToString(b); id[0] != '-' {
+			return id
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,6 +160,13 @@ func TestClusterID(t *testing.T) {
 	t.Parallel()
 	if id := clusterID(); len(id) != 22 {
 		t.Errorf("clusterID() = %q (%s chars), want 22", id, strconv.Itoa(len(id)))
+	}
+	// One random ID in 64 would start with "-" (the storage tool then
+	// fails with "argument --cluster-id/-t: expected one argument").
+	for range 2000 {
+		if id := clusterID(); strings.HasPrefix(id, "-") {
+			t.Fatalf("clusterID() = %q starts with a dash", id)
+		}
 	}
 }
 

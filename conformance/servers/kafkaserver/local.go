@@ -97,15 +97,13 @@ type Cluster struct {
 }
 
 type node struct {
-	id           int    // KRaft node.id, 1-based
-	dir          string // config, data and log
-	client       int    // port of the tests' listener
-	internal     int    // PLAINTEXT port between brokers
-	controller   int    // port of the controller listener
-	mu           sync.Mutex
-	proc         *servers.Process // nil while down
-	startedOnce  bool
-	lastStartErr error
+	id         int    // KRaft node.id, 1-based
+	dir        string // config, data and log
+	client     int    // port of the tests' listener
+	internal   int    // PLAINTEXT port between brokers
+	controller int    // port of the controller listener
+	mu         sync.Mutex
+	proc       *servers.Process // nil while down
 }
 
 // StartCluster starts a cluster of cfg.Nodes local Kafka nodes for this test
@@ -235,6 +233,15 @@ appender.file.layout.pattern = [%d] %p %m (%c)%n
 rootLogger.level = info
 rootLogger.appenderRef.file.ref = file
 `
+}
+
+// For returns the same cluster (the same nodes) whose methods report
+// failures to t: subtests that share a cluster their parent started call its
+// methods through For(t), since a subtest must not end its parent.
+func (c *Cluster) For(t testing.TB) *Cluster {
+	shared := *c
+	shared.t = t
+	return &shared
 }
 
 // Brokers returns the addresses of the tests' listener of every node, up or
