@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -91,6 +92,13 @@ func release(t *testing.T, ctx context.Context, s outbox.Store, owner string, re
 	}
 }
 
+func releaseAfter(t *testing.T, ctx context.Context, s outbox.Store, owner string, delay time.Duration, recs ...outbox.Record) {
+	t.Helper()
+	if err := s.Release(ctx, outbox.ReleaseParams{Owner: owner, IDs: recordIDs(recs), Delay: delay}); err != nil {
+		t.Fatalf("Release(delay %v): %v", delay, err)
+	}
+}
+
 func deadLetter(t *testing.T, ctx context.Context, s outbox.Store, owner, reason string, recs ...outbox.Record) {
 	t.Helper()
 	var letters []outbox.Failure
@@ -141,6 +149,28 @@ func messageIDs(msgs []outbox.Message) []string {
 		ids[i] = m.ID
 	}
 	return ids
+}
+
+// pick returns the records of recs with the given IDs.
+func pick(recs []outbox.Record, ids ...string) []outbox.Record {
+	var out []outbox.Record
+	for _, r := range recs {
+		if slices.Contains(ids, r.ID) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// without returns the records of recs without the given IDs.
+func without(recs []outbox.Record, ids ...string) []outbox.Record {
+	var out []outbox.Record
+	for _, r := range recs {
+		if !slices.Contains(ids, r.ID) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func hasID(recs []outbox.Record, id string) bool {

@@ -58,6 +58,12 @@ var mutants = map[string]mutant{
 	"attempts-at-failure": {"TestMutant/Claim/ExpiredLeaseIsReclaimed", func(t *testing.T) {
 		conformance.RunStoreSuite(t, wrapStore(func(s *memory.Store) outbox.Store { return &attemptsAtFailure{Store: s, failures: map[string]int{}} }))
 	}},
+	// The store ignores the delay of Release: the records of a topic the
+	// broker cannot take come straight back, and every claim spends a
+	// publish on them.
+	"release-ignores-delay": {"TestMutant/Claim/ReleaseWithDelayWaits", func(t *testing.T) {
+		conformance.RunStoreSuite(t, wrapStore(func(s *memory.Store) outbox.Store { return ignoreReleaseDelay{s} }))
+	}},
 	// The store claims above a "last sequence seen" watermark: a transaction
 	// that commits late, below the watermark, is never delivered.
 	"watermark": {"TestMutant/Order/LateCommitLeavesNoGap", func(t *testing.T) {
@@ -166,6 +172,13 @@ func (s *loseExpired) Claim(ctx context.Context, p outbox.ClaimParams) ([]outbox
 		kept = append(kept, r)
 	}
 	return kept, err
+}
+
+type ignoreReleaseDelay struct{ *memory.Store }
+
+func (s ignoreReleaseDelay) Release(ctx context.Context, p outbox.ReleaseParams) error {
+	p.Delay = 0
+	return s.Store.Release(ctx, p)
 }
 
 type attemptsAtFailure struct {

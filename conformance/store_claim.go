@@ -133,6 +133,59 @@ var claimTests = []storeTest{
 			t.Fatalf("after Release, claimed %+v, want the record again with Attempts 1", b)
 		}
 	}},
+	{"ReleaseWithDelayWaits", func(t *testing.T, h StoreHarness) {
+		// The relay releases the records of a topic the broker cannot
+		// take now with a delay: they must stay unclaimable until it has
+		// passed, with their attempt undone, and hold back their key.
+		ctx := testContext(t)
+		ob := h.New(t, OutboxOptions{})
+		waiting := write(t, ctx, ob, newMessages("paused", "w", 2)...)
+		other := write(t, ctx, ob, outbox.Message{Topic: "t", Key: "o"})
+		a := claim(t, ctx, ob.Store, "a", 10, hour)
+		if len(a) != 3 {
+			t.Fatalf("claimed %v, want all 3 records", recordIDs(a))
+		}
+		head, rest := pick(a, waiting[0].ID), without(a, waiting[0].ID)
+		releaseAfter(t, ctx, ob.Store, "a", hour, head...)
+		releaseAfter(t, ctx, ob.Store, "a", 0, rest...) // the relay's way: the key's successor without a delay
+		b := claim(t, ctx, ob.Store, "b", 10, hour)
+		if hasID(b, waiting[0].ID) {
+			t.Fatalf("a record released with a delay of an hour was claimed at once")
+		}
+		if hasID(b, waiting[1].ID) {
+			t.Fatalf("the successor of a record released with a delay was claimed while its predecessor waits")
+		}
+		if len(b) != 1 || b[0].ID != other[0].ID || b[0].Attempts != 1 {
+			t.Fatalf("claimed %+v, want only record %s, released without a delay, with Attempts 1", b, other[0].ID)
+		}
+
+		// A short delay passes: the record comes back, its attempt undone,
+		// before its successor.
+		soon := write(t, ctx, ob, newMessages("paused", "s", 2)...)
+		c := claim(t, ctx, ob.Store, "c", 10, hour)
+		if len(c) != 2 {
+			t.Fatalf("claimed %v, want the 2 new records", recordIDs(c))
+		}
+		releaseAfter(t, ctx, ob.Store, "c", 300*time.Millisecond, pick(c, soon[0].ID)...)
+		releaseAfter(t, ctx, ob.Store, "c", 0, without(c, soon[0].ID)...)
+		var d []outbox.Record
+		eventually(t, ctx, "the record released with a short delay to be claimable", func() bool {
+			d = claim(t, ctx, ob.Store, "d", 10, hour)
+			if len(d) == 0 {
+				return false
+			}
+			if d[0].ID != soon[0].ID {
+				t.Fatalf("claimed %v while %s waited for its delay, want that record first", recordIDs(d), soon[0].ID)
+			}
+			return true
+		})
+		if d[0].Attempts != 1 {
+			t.Fatalf("the record released with a delay came back with Attempts %d, want 1 (Release undoes the attempt)", d[0].Attempts)
+		}
+		if hasID(d, waiting[0].ID) || hasID(d, waiting[1].ID) {
+			t.Fatalf("claimed %v, which holds a record still waiting for its delay of an hour (or its successor)", recordIDs(d))
+		}
+	}},
 	{"MarkDeliveredIsFinalAndIdempotent", func(t *testing.T, h StoreHarness) {
 		ctx := testContext(t)
 		ob := h.New(t, OutboxOptions{})

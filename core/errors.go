@@ -48,6 +48,14 @@ var (
 	// ErrUnavailable: the database or broker could not be reached. It is
 	// transient; the relay retries with backoff.
 	ErrUnavailable = errors.New("outbox: backend unavailable")
+	// ErrTopicUnavailable: the broker answers, but cannot take messages
+	// for this topic now (for example a Kafka topic whose partitions have
+	// fewer in-sync replicas than min.insync.replicas, or no leader). It
+	// is transient and scoped to the topic: the relay holds back that
+	// topic's messages, without counting attempts, and keeps publishing
+	// the other topics. It does not match [ErrUnavailable], which pauses
+	// the whole relay.
+	ErrTopicUnavailable = errors.New("outbox: topic unavailable")
 	// ErrNoTransaction: Enqueue was called outside a transaction where the
 	// store needs one to keep its atomicity promise.
 	ErrNoTransaction = errors.New("outbox: enqueue needs a transaction")

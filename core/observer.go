@@ -42,9 +42,13 @@ type BatchEvent struct {
 // Outcome is what the relay did with one claimed record.
 type Outcome struct {
 	Status OutcomeStatus
-	// Err is the publish error for Retried and DeadLettered.
+	// Err is the publish error for Retried and DeadLettered, and for
+	// Released when the broker could not take the record's topic
+	// ([ErrTopicUnavailable]).
 	Err error
-	// RetryIn is the backoff before the next attempt, for Retried.
+	// RetryIn is the backoff before the next attempt, for Retried; for
+	// Released, how long the record stays unclaimable because its topic
+	// is paused (zero otherwise).
 	RetryIn time.Duration
 }
 
@@ -59,8 +63,10 @@ const (
 	Retried
 	// DeadLettered: it failed MaxAttempts times or permanently.
 	DeadLettered
-	// Released: it was not attempted (an earlier message of its key failed,
-	// or the relay was stopping) and went back to the outbox uncounted.
+	// Released: it went back to the outbox uncounted, because it was not
+	// attempted (an earlier message of its key failed, its topic is
+	// paused, or the relay was stopping) or the broker could not take it
+	// as a whole or for its topic ([ErrUnavailable], [ErrTopicUnavailable]).
 	Released
 )
 

@@ -19,7 +19,11 @@ type Publisher interface {
 	// An error that retrying cannot fix should be wrapped with [Permanent].
 	// When the broker cannot be reached, results should match
 	// [ErrUnavailable]: the relay then returns the batch without counting
-	// attempts and pauses before trying again.
+	// attempts and pauses before trying again. When the broker answers but
+	// cannot take messages for one topic now, that topic's results should
+	// match [ErrTopicUnavailable] instead: the relay then holds back that
+	// topic alone, without counting attempts, and keeps publishing the
+	// others.
 	// Publish must return when ctx ends; results not yet known are then
 	// errors.
 	Publish(ctx context.Context, msgs []Message) []error

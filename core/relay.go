@@ -25,9 +25,11 @@ type Relay struct {
 
 	storeDown  *breaker
 	brokerDown *breaker
+	topicDown  *topicPauses
 }
 
-// Pauses of the relay while the store or the broker fails as a whole.
+// Pauses of the relay while the store or the broker fails as a whole, and
+// of one topic while the broker cannot take its messages.
 const (
 	minOutagePause = 200 * time.Millisecond
 	maxOutagePause = 15 * time.Second
@@ -52,6 +54,7 @@ func NewRelay(store Store, pub Publisher, cfg RelayConfig) (*Relay, error) {
 		kick:       make(chan struct{}, cfg.Concurrency),
 		storeDown:  &breaker{what: "store", log: log, base: minOutagePause, limit: maxOutagePause},
 		brokerDown: &breaker{what: "broker", log: log, base: minOutagePause, limit: maxOutagePause},
+		topicDown:  newTopicPauses(log, minOutagePause, maxOutagePause),
 	}, nil
 }
 
@@ -184,9 +187,14 @@ func (r *Relay) process(ctx context.Context, recs []Record) {
 		}
 	}
 
+	// Topics the broker cannot take now wait out their pause; their
+	// records go back unpublished, uncounted, and unclaimable until then.
+	waits, probes := r.topicDown.hold(recs, time.Now())
+
 	msgs := make([]Message, 0, len(recs))
 	index := make([]int, 0, len(recs)) // msgs[j] is recs[index[j]]
 	for i, rec := range recs {
+		wait, paused := waits[rec.Topic]
 		switch {
 		case ctx.Err() != nil:
 			outcomes[i] = Outcome{Status: Released} // stopping: hand it back untried
@@ -196,6 +204,9 @@ func (r *Relay) process(ctx context.Context, recs []Record) {
 			outcomes[i] = Outcome{Status: DeadLettered, Err: fmt.Errorf(
 				"gave up after %d claims without a recorded outcome (a relay may have crashed or lost its lease while publishing it); last error: %s",
 				rec.Attempts-1, orNone(rec.LastError))}
+			hold(rec.Key)
+		case paused:
+			outcomes[i] = Outcome{Status: Released, RetryIn: wait}
 			hold(rec.Key)
 		default:
 			msgs = append(msgs, rec.Message)
@@ -225,10 +236,18 @@ func (r *Relay) process(ctx context.Context, recs []Record) {
 	var outage error
 	var failed, delivered int
 	var firstErr error
+	var topicWaits map[string]time.Duration // topics that failed with ErrTopicUnavailable
 	for j, i := range index {
 		rec, err := recs[i], results[j]
 		if errors.Is(err, ErrUnavailable) {
 			outage = err // whatever else the error says, the broker is down: pause
+		} else if errors.Is(err, ErrTopicUnavailable) {
+			if _, ok := topicWaits[rec.Topic]; !ok {
+				if topicWaits == nil {
+					topicWaits = make(map[string]time.Duration)
+				}
+				topicWaits[rec.Topic] = r.topicDown.failure(rec.Topic, err, time.Now())
+			}
 		}
 		if rec.Key != "" && held[rec.Key] {
 			if err == nil {
@@ -254,6 +273,10 @@ func (r *Relay) process(ctx context.Context, recs []Record) {
 			// an unreachable partition would otherwise be claimed again at
 			// once, in a loop).
 			outcomes[i] = Outcome{Status: Released}
+		case errors.Is(err, ErrTopicUnavailable):
+			// The broker is there but cannot take this topic: the record
+			// waits out the topic's pause, uncounted, in the store.
+			outcomes[i] = Outcome{Status: Released, Err: err, RetryIn: topicWaits[rec.Topic]}
 		case errors.Is(err, ErrPermanent) || rec.Attempts >= r.cfg.MaxAttempts:
 			outcomes[i] = Outcome{Status: DeadLettered, Err: err}
 		default:
@@ -269,6 +292,14 @@ func (r *Relay) process(ctx context.Context, recs []Record) {
 		}
 	}
 
+	r.topicDown.finish(probes, func(topic string) bool {
+		for j, i := range index {
+			if results[j] == nil && recs[i].Topic == topic {
+				return true
+			}
+		}
+		return false
+	})
 	settleErr := r.settle(ctx, recs, outcomes)
 	r.report(recs, outcomes, failed, firstErr, settleErr)
 
@@ -296,7 +327,8 @@ func (r *Relay) process(ctx context.Context, recs []Record) {
 // the records stay leased and are published again when the lease expires.
 func (r *Relay) settle(ctx context.Context, recs []Record, outcomes []Outcome) error {
 	owner := r.cfg.Owner
-	var deliveredIDs, releasedIDs []string
+	var deliveredIDs []string
+	var released []ReleaseParams // one per distinct delay
 	var retries []Retry
 	var dead []Failure
 	for i, o := range outcomes {
@@ -309,17 +341,18 @@ func (r *Relay) settle(ctx context.Context, recs []Record, outcomes []Outcome) e
 		case DeadLettered:
 			dead = append(dead, Failure{ID: id, Error: o.Err.Error()})
 		case Released:
-			releasedIDs = append(releasedIDs, id)
+			released = addRelease(released, owner, id, o.RetryIn)
 		}
 	}
 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
 	defer cancel()
-	steps := []struct {
+	type step struct {
 		what string
 		n    int
 		do   func(context.Context) error
-	}{
+	}
+	steps := []step{
 		{"mark delivered", len(deliveredIDs), func(c context.Context) error {
 			return r.store.MarkDelivered(c, MarkDeliveredParams{Owner: owner, IDs: deliveredIDs})
 		}},
@@ -329,9 +362,11 @@ func (r *Relay) settle(ctx context.Context, recs []Record, outcomes []Outcome) e
 		{"dead-letter", len(dead), func(c context.Context) error {
 			return r.store.DeadLetter(c, DeadLetterParams{Owner: owner, Letters: dead})
 		}},
-		{"release", len(releasedIDs), func(c context.Context) error {
-			return r.store.Release(c, ReleaseParams{Owner: owner, IDs: releasedIDs})
-		}},
+	}
+	for _, p := range released {
+		steps = append(steps, step{"release", len(p.IDs), func(c context.Context) error {
+			return r.store.Release(c, p)
+		}})
 	}
 	var firstErr error
 	for _, s := range steps {
@@ -349,6 +384,18 @@ func (r *Relay) settle(ctx context.Context, recs []Record, outcomes []Outcome) e
 		}
 	}
 	return firstErr
+}
+
+// addRelease adds the record id to the release of its delay. The records of
+// one paused topic share a delay, so a batch has few distinct ones.
+func addRelease(released []ReleaseParams, owner, id string, delay time.Duration) []ReleaseParams {
+	for i := range released {
+		if released[i].Delay == delay {
+			released[i].IDs = append(released[i].IDs, id)
+			return released
+		}
+	}
+	return append(released, ReleaseParams{Owner: owner, IDs: []string{id}, Delay: delay})
 }
 
 // retryUntil calls do until it succeeds or ctx ends.

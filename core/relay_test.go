@@ -474,6 +474,21 @@ func (o *recordingObserver) count(s outbox.OutcomeStatus) int {
 	return n
 }
 
+// outcomeOf returns the last outcome of the record id, if it had one.
+func (o *recordingObserver) outcomeOf(id string) (outbox.Outcome, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i := len(o.batches) - 1; i >= 0; i-- {
+		b := o.batches[i]
+		for j, r := range b.Records {
+			if r.ID == id {
+				return b.Outcomes[j], true
+			}
+		}
+	}
+	return outbox.Outcome{}, false
+}
+
 func (o *recordingObserver) statuses() []string {
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -25,10 +25,11 @@ type Record struct {
 // database's transaction type.
 //
 // A record is deliverable when it is not delivered, not dead, not leased
-// (or its lease has expired) and its retry time has come. Claim hands out
-// only deliverable records whose earlier records of the same key are each
-// delivered, dead (unless [ClaimParams.StrictOrder]), or deliverable and
-// handed out earlier in the same result. That rule, applied atomically
+// (or its lease has expired) and the delay of its last retry or release
+// has passed. Claim hands out only deliverable records whose earlier
+// records of the same key are each delivered, dead (unless
+// [ClaimParams.StrictOrder]), or deliverable and handed out earlier in the
+// same result. That rule, applied atomically
 // across concurrent claimers, is what keeps per-key order with any number
 // of relays (a plain FOR UPDATE SKIP LOCKED over each key's oldest record
 // does not: one claimer skips the record another holds and takes its
@@ -61,8 +62,13 @@ type Store interface {
 	DeadLetter(ctx context.Context, p DeadLetterParams) error
 
 	// Release returns leased records that were never handed to the broker,
-	// undoing the attempt their claim counted. The relay uses it on
-	// shutdown and for records held back behind a failed record of their key.
+	// or that the broker could not take for reasons of their topic,
+	// undoing the attempt their claim counted. They are deliverable again
+	// after p.Delay (at once when it is zero), and while a record waits,
+	// later records of its key are not claimable, as for ScheduleRetry.
+	// The relay uses it on shutdown, for records held back behind a failed
+	// record of their key, and with a delay for records of a topic the
+	// broker cannot take now ([ErrTopicUnavailable]).
 	Release(ctx context.Context, p ReleaseParams) error
 }
 
@@ -116,6 +122,10 @@ type Failure struct {
 type ReleaseParams struct {
 	Owner string
 	IDs   []string
+	// Delay, when positive, keeps the records from being claimed again
+	// before it has passed, measured from the store's clock at the time of
+	// the call. Zero makes them claimable at once.
+	Delay time.Duration
 }
 
 // Listener is implemented by stores that can announce new records

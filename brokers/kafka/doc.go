@@ -46,8 +46,14 @@
 // or the client's batch limit (MESSAGE_TOO_LARGE) and other refusals of
 // the record itself are [outbox.Permanent] and dead-lettered at once; a
 // missing topic matches [ErrUnknownTopic] and is retried, then
-// dead-lettered; a cluster that cannot be reached, refuses the
-// credentials, or does not answer in time matches [outbox.ErrUnavailable],
-// so the relay hands the batch back without counting attempts and pauses.
-// Every error names the topic and carries the broker's reason.
+// dead-lettered; a topic whose partitions cannot take records now while
+// the brokers answer (too few in-sync replicas for min.insync.replicas, no
+// leader: NOT_ENOUGH_REPLICAS, LEADER_NOT_AVAILABLE and the other errors
+// Kafka marks retriable, or a record timeout while a ping of the brokers
+// succeeds) matches [outbox.ErrTopicUnavailable], so the relay holds back
+// that topic, without counting attempts, and goes on with the others; a
+// cluster that cannot be reached or refuses the credentials or TLS matches
+// [outbox.ErrUnavailable], so the relay hands the batch back without
+// counting attempts and pauses. Every error names the topic and carries
+// the broker's reason.
 package kafkapub

@@ -65,18 +65,30 @@ var unavailableKafka = []error{
 	kerr.IllegalSaslState,
 	kerr.UnsupportedSaslMechanism,
 	kerr.ClusterAuthorizationFailed, // no IDEMPOTENT_WRITE on the cluster
+	kerr.NetworkException,           // the connection broke before the answer
+	kerr.BrokerNotAvailable,
 }
 
 // classify turns the failure of a record produced to topic into the error
 // Publish reports: [outbox.Permanent] for what retrying cannot fix,
 // [outbox.ErrUnavailable] for a cluster that cannot be reached or does not
-// answer in time, [ErrUnknownTopic] for a missing topic, and a plain error
-// otherwise. size is the record's key, value and header bytes.
+// answer in time, [outbox.ErrTopicUnavailable] for a broker that answers
+// but cannot take the topic's records now, [ErrUnknownTopic] for a missing
+// topic, and a plain error otherwise. size is the record's key, value and
+// header bytes.
+//
+// A record that kgo gave up on (kgo.ErrRecordTimeout) carries no broker
+// answer: kgo retries NOT_ENOUGH_REPLICAS, NOT_LEADER_FOR_PARTITION and the
+// like until the delivery timeout, then fails the record with the bare
+// timeout, exactly as it does when no broker can be reached. Such a result
+// counts as an outage here; Publish then pings the brokers and turns it
+// into [outbox.ErrTopicUnavailable] when one answers (see [stalled]).
 func classify(topic string, size int, err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, outbox.ErrNotAttempted), errors.Is(err, outbox.ErrUnavailable), errors.Is(err, outbox.ErrPermanent):
+	case errors.Is(err, outbox.ErrNotAttempted), errors.Is(err, outbox.ErrUnavailable),
+		errors.Is(err, outbox.ErrTopicUnavailable), errors.Is(err, outbox.ErrPermanent):
 		return err // ours already
 	case anyIs(err, permanentKafka):
 		if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) {
@@ -101,24 +113,75 @@ func classify(topic string, size int, err error) error {
 		return notSent{fmt.Errorf("topic %q: %w", topic, err)}
 	case unreachable(err):
 		return fmt.Errorf("%w: kafkapub: topic %q: %w", outbox.ErrUnavailable, topic, err)
+	case topicRefused(err):
+		return fmt.Errorf("%w: kafkapub: topic %q cannot take records now (the broker answers; it retries): %w", outbox.ErrTopicUnavailable, topic, err)
+	case errors.Is(err, kgo.ErrRecordTimeout), errors.Is(err, kgo.ErrRecordRetries):
+		return &stalled{topic: topic, err: err}
 	}
 	return fmt.Errorf("kafkapub: topic %q: %w", topic, err)
 }
 
+// topicRefused reports whether err holds a broker's answer that a
+// partition of the topic cannot take records now but may soon: fewer
+// in-sync replicas than min.insync.replicas (NOT_ENOUGH_REPLICAS, also
+// after the append), no leader or a moved one (LEADER_NOT_AVAILABLE,
+// NOT_LEADER_OR_FOLLOWER, stale leader epochs), replicas too slow
+// (REQUEST_TIMED_OUT), an offline log directory (KAFKA_STORAGE_ERROR): any
+// error Kafka marks retriable, since a broker sent it. kgo reports these on
+// a record when its retries are limited (kgo.RecordRetries), or wrapped in
+// kgo.ErrRecordTimeout when a new topic's metadata kept failing. A missing
+// topic and the connection errors are sorted out before.
+func topicRefused(err error) bool {
+	ke, ok := errors.AsType[*kerr.Error](err)
+	return ok && ke.Retriable
+}
+
+// stalled is the result of a record the client gave up on without a broker
+// answer to tell why (kgo.ErrRecordTimeout, kgo.ErrRecordRetries). It
+// matches [outbox.ErrUnavailable] until Publish has pinged the brokers:
+// when one answers, the cluster is up and the trouble lies with the
+// record's partitions (too few in-sync replicas, no leader), so it matches
+// [outbox.ErrTopicUnavailable] instead; when none answers, the ping's error
+// says why (refused credentials, for one, which kgo does not put on the
+// records).
+type stalled struct {
+	topic     string
+	err       error
+	reachable bool  // a broker answered the ping
+	pingErr   error // why no broker answered it, if pinged
+}
+
+func (e *stalled) Error() string {
+	switch {
+	case e.reachable:
+		return fmt.Sprintf("%v: kafkapub: topic %q took no record in time although the brokers answer (are its partitions short of in-sync replicas, see min.insync.replicas, or without a leader?): %v",
+			outbox.ErrTopicUnavailable, e.topic, e.err)
+	case e.pingErr != nil:
+		return fmt.Sprintf("%v: kafkapub: topic %q: %v (a ping of the brokers fails with: %v)", outbox.ErrUnavailable, e.topic, e.err, e.pingErr)
+	}
+	return fmt.Sprintf("%v: kafkapub: topic %q: %v", outbox.ErrUnavailable, e.topic, e.err)
+}
+
+func (e *stalled) Unwrap() error { return e.err }
+
+func (e *stalled) Is(target error) bool {
+	if e.reachable {
+		return target == outbox.ErrTopicUnavailable
+	}
+	return target == outbox.ErrUnavailable
+}
+
 // unreachable reports whether err means that the cluster cannot take any
-// record now: no connection, no answer in time, refused credentials, a
-// closed client, or a broker error that kgo retries and gave up on.
+// record now: no connection, refused credentials or TLS, a closed client,
+// or a broker that broke the connection.
 func unreachable(err error) bool {
 	if anyIs(err, unavailableKafka) || anyIs(err, []error{
-		kgo.ErrRecordTimeout, kgo.ErrRecordRetries, kgo.ErrClientClosed, kgo.ErrMaxBuffered, kgo.ErrAborting,
+		kgo.ErrClientClosed, kgo.ErrMaxBuffered, kgo.ErrAborting,
 		ErrClosed, io.EOF, io.ErrUnexpectedEOF, net.ErrClosed, syscall.ECONNREFUSED, syscall.ECONNRESET,
 	}) {
 		return true
 	}
 	if kgo.IsRetryableBrokerErr(err) {
-		return true
-	}
-	if ke, ok := errors.AsType[*kerr.Error](err); ok && ke.Retriable {
 		return true
 	}
 	if _, ok := errors.AsType[*kgo.ErrFirstReadEOF](err); ok {

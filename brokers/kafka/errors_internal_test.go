@@ -36,8 +36,14 @@ func TestClassify(t *testing.T) {
 		{kerr.UnknownServerError, nil},
 		{kerr.CorruptMessage, nil},
 		{errors.New("something else"), nil},
-		{kerr.NotEnoughReplicas, outbox.ErrUnavailable},
-		{kerr.NotLeaderForPartition, outbox.ErrUnavailable},
+		{kerr.NotEnoughReplicas, outbox.ErrTopicUnavailable},
+		{kerr.NotEnoughReplicasAfterAppend, outbox.ErrTopicUnavailable},
+		{kerr.NotLeaderForPartition, outbox.ErrTopicUnavailable},
+		{kerr.LeaderNotAvailable, outbox.ErrTopicUnavailable},
+		{kerr.RequestTimedOut, outbox.ErrTopicUnavailable},
+		{kerr.KafkaStorageError, outbox.ErrTopicUnavailable},
+		{fmt.Errorf("%w, last err: %w", kgo.ErrRecordTimeout, kerr.LeaderNotAvailable), outbox.ErrTopicUnavailable},
+		{kerr.NetworkException, outbox.ErrUnavailable},
 		{kerr.SaslAuthenticationFailed, outbox.ErrUnavailable},
 		{kerr.ClusterAuthorizationFailed, outbox.ErrUnavailable},
 		{kgo.ErrRecordTimeout, outbox.ErrUnavailable},
@@ -59,7 +65,7 @@ func TestClassify(t *testing.T) {
 		if !strings.Contains(got.Error(), `"orders"`) {
 			t.Errorf("classify(%v) = %v, which does not name the topic", tc.err, got)
 		}
-		kinds := []error{outbox.ErrPermanent, outbox.ErrUnavailable, outbox.ErrNotAttempted, ErrUnknownTopic}
+		kinds := []error{outbox.ErrPermanent, outbox.ErrUnavailable, outbox.ErrTopicUnavailable, outbox.ErrNotAttempted, ErrUnknownTopic}
 		for _, k := range kinds {
 			if is := errors.Is(got, k); is != (k == tc.want) {
 				t.Errorf("classify(%v) = %v; errors.Is(%v) = %v", tc.err, got, k, is)
@@ -68,5 +74,25 @@ func TestClassify(t *testing.T) {
 	}
 	if classify("orders", 0, nil) != nil {
 		t.Error("classify(nil) is not nil")
+	}
+}
+
+// TestStalledRecord: a record the client gave up on is an outage until a
+// ping of the brokers says the cluster answers; then it is the topic's.
+func TestStalledRecord(t *testing.T) {
+	t.Parallel()
+	err := classify("orders", 100, kgo.ErrRecordTimeout)
+	st, ok := errors.AsType[*stalled](err)
+	if !ok {
+		t.Fatalf("classify(ErrRecordTimeout) = %T %v; want a *stalled", err, err)
+	}
+	st.pingErr = errors.New("SASL authentication failed")
+	if !errors.Is(err, outbox.ErrUnavailable) || errors.Is(err, outbox.ErrTopicUnavailable) || !strings.Contains(err.Error(), "SASL") {
+		t.Errorf("stalled with a failed ping = %v; want ErrUnavailable with the ping's reason", err)
+	}
+	st.reachable, st.pingErr = true, nil
+	if errors.Is(err, outbox.ErrUnavailable) || !errors.Is(err, outbox.ErrTopicUnavailable) || !errors.Is(err, kgo.ErrRecordTimeout) ||
+		!strings.Contains(err.Error(), `"orders"`) || !strings.Contains(err.Error(), "min.insync.replicas") {
+		t.Errorf("stalled with the brokers answering = %v; want ErrTopicUnavailable naming the topic and the likely cause", err)
 	}
 }

@@ -151,19 +151,24 @@ func (p *Publisher) Publish(ctx context.Context, msgs []outbox.Message) []error 
 	}
 	b := newBatch(msgs)
 	results := b.run(ctx, p)
-	p.explainTimeouts(ctx, results)
+	p.explainStalls(ctx, results)
 	return results
 }
 
-// explainTimeouts adds the reason the brokers cannot be reached to the
-// results of records that timed out in the client, which kgo does not
-// always give (refused credentials, for one): a ping of the brokers,
-// bounded by ctx and two seconds, tells it.
-func (p *Publisher) explainTimeouts(ctx context.Context, results []error) {
+// explainStalls tells, for the records the client gave up on without a
+// broker's answer ([stalled]), whether the cluster is reachable: a ping of
+// the brokers, bounded by ctx and two seconds, tells it. When a broker
+// answers, the records' topics cannot take records now
+// ([outbox.ErrTopicUnavailable]: the relay holds back those topics and
+// goes on with the others); when none answers, the ping's error is the
+// reason the cluster is down ([outbox.ErrUnavailable]), which kgo does not
+// always give on the records (refused credentials, for one).
+func (p *Publisher) explainStalls(ctx context.Context, results []error) {
 	var pingErr error
 	pinged := false
-	for i, err := range results {
-		if !errors.Is(err, kgo.ErrRecordTimeout) {
+	for _, err := range results {
+		st, ok := errors.AsType[*stalled](err)
+		if !ok {
 			continue
 		}
 		if !pinged {
@@ -172,10 +177,7 @@ func (p *Publisher) explainTimeouts(ctx context.Context, results []error) {
 			cancel()
 			pinged = true
 		}
-		if pingErr == nil {
-			return
-		}
-		results[i] = fmt.Errorf("%w (a ping of the brokers fails with: %v)", err, pingErr)
+		st.reachable, st.pingErr = pingErr == nil, pingErr
 	}
 }
 

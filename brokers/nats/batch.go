@@ -422,12 +422,16 @@ func (b *batch) noStream(f flight) (retry bool, err error) {
 	return verdict == nil, verdict
 }
 
-// noStreamVerdict is the error of a message that stays unanswered.
+// noStreamVerdict is the error of a message that stays unanswered. The
+// connection is up and a stream captures the subject, so the stream is
+// what cannot take it now (it has no leader, e.g. a replicated stream
+// without a quorum of its servers): the relay holds back that subject and
+// goes on with the others.
 func (b *batch) noStreamVerdict(subject string) error {
 	if verdict, seen := b.streams[subject]; seen && verdict != nil {
 		return verdict
 	}
-	return fmt.Errorf("natspub: the stream for %q did not answer (no leader, or JetStream is recovering): %w", subject, outbox.ErrUnavailable)
+	return fmt.Errorf("natspub: the stream for %q did not answer (no leader, or JetStream is recovering): %w", subject, outbox.ErrTopicUnavailable)
 }
 
 // finish settles what is left when sending stopped: acknowledgements that

@@ -72,8 +72,11 @@
 //
 // Results match [outbox.ErrUnavailable] when the connection is down or
 // closed (the relay then pauses and retries without counting attempts, and
-// Publish stops sending at the first such failure), [ErrNoStream] for a
-// subject without a stream, and [outbox.ErrPermanent] (dead-lettered at
+// Publish stops sending at the first such failure),
+// [outbox.ErrTopicUnavailable] when the subject's stream does not answer
+// while the connection is up (no leader: the relay holds back that subject
+// alone, without counting attempts), [ErrNoStream] for a subject without a
+// stream, and [outbox.ErrPermanent] (dead-lettered at
 // once) for a message larger than the server's max_payload (payload and
 // headers together) or its stream's max_msg_size, and for a subject that
 // is not a literal NATS subject. An acknowledgement that does not come

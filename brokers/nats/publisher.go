@@ -82,7 +82,9 @@ func (p *Publisher) JetStream() jetstream.JetStream { return p.js }
 // without a key, share the window freely.
 //
 // Results wrap [outbox.ErrUnavailable] when the connection is down (the
-// relay then pauses instead of counting attempts), [ErrNoStream] when no
+// relay then pauses instead of counting attempts),
+// [outbox.ErrTopicUnavailable] when a subject's stream does not answer (no
+// leader; the relay holds back that subject), [ErrNoStream] when no
 // stream captures a subject, and are [outbox.Permanent] for a message larger
 // than the server's max_payload or its stream's max_msg_size, an invalid
 // subject, or a reserved header name.

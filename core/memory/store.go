@@ -259,10 +259,13 @@ func (s *Store) Release(ctx context.Context, p outbox.ReleaseParams) error {
 		if e, ok := s.byID[id]; ok && e.leasedTo(p.Owner, now) {
 			e.Attempts--
 			e.leaseOwner, e.leaseUntil = "", time.Time{}
+			if p.Delay > 0 {
+				e.availableAt = now.Add(p.Delay)
+			}
 		}
 	}
-	if len(p.IDs) > 0 {
-		s.notifyLocked()
+	if len(p.IDs) > 0 && p.Delay <= 0 {
+		s.notifyLocked() // records delayed are not claimable: waking relays would find nothing
 	}
 	return nil
 }

@@ -84,7 +84,8 @@ func (s *Store) DeadLetter(ctx context.Context, p outbox.DeadLetterParams) error
 }
 
 // Release implements [outbox.Store]: one updateMany that ends the leases
-// and takes back the attempts their claim counted.
+// and takes back the attempts their claim counted. A delay counts from the
+// server's clock (as the store estimates it), like a retry's.
 func (s *Store) Release(ctx context.Context, p outbox.ReleaseParams) error {
 	if len(p.IDs) == 0 {
 		return nil
@@ -94,8 +95,12 @@ func (s *Store) Release(ctx context.Context, p outbox.ReleaseParams) error {
 	if err != nil {
 		return err
 	}
+	set := notLeased()
+	if p.Delay > 0 {
+		set = append(set, bson.E{Key: fAvailableAt, Value: now.Add(p.Delay)})
+	}
 	err = s.updateEach(ctx, p.IDs, leasedTo(p.Owner, now), bson.D{
-		{Key: "$set", Value: notLeased()},
+		{Key: "$set", Value: set},
 		{Key: "$unset", Value: bson.D{{Key: fLeaseToken, Value: ""}}},
 		{Key: "$inc", Value: bson.D{{Key: fAttempts, Value: int32(-1)}}},
 	})

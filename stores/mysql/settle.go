@@ -106,8 +106,14 @@ func (s *Store) DeadLetter(ctx context.Context, p outbox.DeadLetterParams) error
 	return nil
 }
 
-// Release implements [outbox.Store].
+// Release implements [outbox.Store]. available_at is both the lease's
+// expiry and the retry time: a release without a delay sets it to the
+// epoch, one with a delay to when the records may be claimed again.
 func (s *Store) Release(ctx context.Context, p outbox.ReleaseParams) error {
+	availableAt := epoch
+	if p.Delay > 0 {
+		availableAt = "UTC_TIMESTAMP(6) + INTERVAL " + strconv.FormatInt(micros(p.Delay), 10) + " MICROSECOND"
+	}
 	for _, c := range chunks(len(p.IDs), settleChunk) {
 		list, n := idList(p.IDs[c[0]:c[1]])
 		if n == 0 {
@@ -115,7 +121,7 @@ func (s *Store) Release(ctx context.Context, p outbox.ReleaseParams) error {
 		}
 		err := s.withRetry(ctx, "release", func(ctx context.Context) error {
 			_, err := s.db.ExecContext(ctx, "UPDATE "+s.table+byID+
-				" SET attempts = GREATEST(attempts - 1, 0), lease_owner = NULL, available_at = "+epoch+
+				" SET attempts = GREATEST(attempts - 1, 0), lease_owner = NULL, available_at = "+availableAt+
 				" WHERE id IN "+list+leasedTo, p.Owner)
 			return err
 		})

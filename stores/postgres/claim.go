@@ -159,15 +159,16 @@ func (s *Store) DeadLetter(ctx context.Context, p outbox.DeadLetterParams) error
 }
 
 // Release returns records leased to p.Owner, undoing the attempt their
-// claim counted, and wakes listening relays. It implements [outbox.Store].
+// claim counted, claimable after p.Delay, and wakes listening relays when
+// they are claimable at once. It implements [outbox.Store].
 func (s *Store) Release(ctx context.Context, p outbox.ReleaseParams) error {
 	ids := validIDs(p.IDs)
 	if len(ids) == 0 {
 		return ctx.Err()
 	}
 	b := &pgx.Batch{}
-	b.Queue(s.sql.release, p.Owner, ids)
-	if !s.cfg.DisableNotify {
+	b.Queue(s.sql.release, p.Owner, ids, micros(p.Delay))
+	if !s.cfg.DisableNotify && p.Delay <= 0 {
 		b.Queue(s.sql.notify, s.names.channel)
 	}
 	return translate("release", s.pool.SendBatch(ctx, b).Close())

@@ -144,9 +144,12 @@ FROM unnest($2::uuid[], $3::text[]) AS r(id, error)
 WHERE o.id = r.id AND o.lease_owner = $1::text AND o.lease_until > now()
 	AND o.delivered_at IS NULL AND o.dead_at IS NULL`),
 
+		// A positive delay makes the records wait like a retry does; zero
+		// leaves available_at as it is (in the past: they were claimed).
 		release: sql(`
 UPDATE {table}
-SET lease_owner = NULL, lease_until = NULL, attempts = greatest(attempts - 1, 0)
+SET lease_owner = NULL, lease_until = NULL, attempts = greatest(attempts - 1, 0),
+	available_at = CASE WHEN $3::bigint > 0 THEN now() + $3::bigint * interval '1 microsecond' ELSE available_at END
 WHERE id = ANY($2::uuid[]) AND lease_owner = $1::text AND lease_until > now()
 	AND delivered_at IS NULL AND dead_at IS NULL`),
 

@@ -134,6 +134,12 @@ func (s *Store) Release(ctx context.Context, p outbox.ReleaseParams) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.execStmt(ctx, "Release", s.q.release, func(now int64) []any { return []any{now, ids, p.Owner} })
+	_, err = s.execStmt(ctx, "Release", s.q.release, func(now int64) []any {
+		var at int64 // claimable at once
+		if p.Delay > 0 {
+			at = now + p.Delay.Microseconds()
+		}
+		return []any{now, ids, p.Owner, at}
+	})
 	return err
 }

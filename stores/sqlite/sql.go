@@ -83,9 +83,11 @@ UPDATE {table} AS o
 SET last_error = r.error, dead_at = ?1, lease_owner = NULL, lease_until = 0, available_at = 0
 FROM (SELECT value ->> 'id' AS id, value ->> 'error' AS error FROM json_each(?2)) AS r
 WHERE o.id = r.id AND ` + leasedTo("?3"))
+	// ?4 is when the records may be claimed again: 0 for at once (claims
+	// set available_at to 0), or a time like a retry's.
 	q.release = r.Replace(`
 UPDATE {table} AS o
-SET attempts = max(attempts - 1, 0), lease_owner = NULL, lease_until = 0
+SET attempts = max(attempts - 1, 0), lease_owner = NULL, lease_until = 0, available_at = ?4
 WHERE id IN (SELECT value FROM json_each(?2)) AND ` + leasedTo("?3"))
 	q.cleanup = r.Replace(`
 DELETE FROM {table}
