@@ -24,6 +24,7 @@ const (
 // produce) or the batch is complete, so that a batch of many keys costs
 // one wake-up, not one per message.
 type batch struct {
+	p       *Publisher
 	scratch *scratch
 	msgs    []outbox.Message
 	next    []int    // next[i]: the next message with the key of msgs[i], or -1
@@ -35,7 +36,8 @@ type batch struct {
 	mu       sync.Mutex
 	state    []int8
 	results  []error
-	ready    []int // successors to produce
+	ready    []int  // successors to produce, and records to produce again alone
+	alone    []bool // alone[i]: msgs[i] goes alone, after its batch was too large; nil until then
 	inFlight int
 	done     bool          // Publish returned: promises must not touch results
 	wake     chan struct{} // capacity 1: a pending wake-up
@@ -117,6 +119,7 @@ func (b *batch) release() {
 // run produces the batch through p and returns the results once every
 // message has one, or when ctx ends.
 func (b *batch) run(ctx context.Context, p *Publisher) []error {
+	b.p = p
 	var todo []int
 	for {
 		b.mu.Lock()
@@ -160,16 +163,29 @@ func (b *batch) run(ctx context.Context, p *Publisher) []error {
 // cannot go. They are counted in flight first, under one lock, so that the
 // loop does not contend with the promises for every message.
 func (b *batch) produce(ctx context.Context, p *Publisher, todo []int) {
+	var alone []bool // alone[k]: todo[k] goes alone; nil in the common case
 	b.mu.Lock()
-	for _, i := range todo {
+	for k, i := range todo {
 		b.state[i] = inFlight
+		if b.alone != nil && b.alone[i] {
+			if alone == nil {
+				alone = make([]bool, len(todo))
+			}
+			alone[k] = true
+		}
 	}
 	b.inFlight += len(todo)
 	b.mu.Unlock()
-	for _, i := range todo {
+	for k, i := range todo {
 		rec := &b.recs[i]
-		err := p.fill(rec, b.slab[b.headers[i]:b.headers[i]:b.headers[i+1]], b.msgs[i])
-		b.topics[i] = rec.Topic
+		client := p.client
+		var err error
+		if alone != nil && alone[k] {
+			client, err = p.aloneFor(ctx, rec) // filled already
+		} else {
+			err = p.fill(rec, b.slab[b.headers[i]:b.headers[i]:b.headers[i+1]], b.msgs[i])
+			b.topics[i] = rec.Topic
+		}
 		if err == nil {
 			if err = ctx.Err(); err != nil {
 				err = notSent{err}
@@ -182,7 +198,7 @@ func (b *batch) produce(ctx context.Context, p *Publisher, todo []int) {
 			b.mu.Unlock()
 			continue
 		}
-		p.client.Produce(ctx, rec, func(_ *kgo.Record, err error) { b.answer(i, err) })
+		client.Produce(ctx, rec, func(_ *kgo.Record, err error) { b.answer(i, err) })
 	}
 }
 
@@ -194,9 +210,23 @@ func (b *batch) answer(i int, err error) {
 		return
 	}
 	b.inFlight--
-	if err != nil {
+	switch {
+	case err != nil && tooLarge(err) && (b.alone == nil || !b.alone[i]):
+		// The broker refuses a record batch larger than the topic's
+		// max.message.bytes as a whole: this record may only have been in
+		// such a batch. Produce it again alone (successors still wait)
+		// before judging it; see Publisher.aloneFor.
+		if b.alone == nil {
+			b.alone = make([]bool, len(b.msgs))
+		}
+		b.alone[i], b.state[i] = true, waiting
+		b.ready = append(b.ready, i)
+	case err != nil:
+		if tooLarge(err) {
+			b.p.limits.forget(b.topics[i]) // refused alone although the limit let it through
+		}
 		b.failLocked(i, classify(b.topics[i], recordSize(b.msgs[i]), err))
-	} else {
+	default:
 		b.state[i] = settled
 		if n := b.next[i]; n >= 0 {
 			b.ready = append(b.ready, n)

@@ -85,8 +85,9 @@ type DialConfig struct {
 	// (kgo.ProducerBatchMaxBytes); a record larger than that on its own
 	// fails permanently without reaching a broker. Set it at or below the
 	// smallest max.message.bytes of the topics you produce to: the broker
-	// refuses a larger batch as a whole, and every record in it would be
-	// dead-lettered. Default DefaultMaxMessageBytes, which is below Kafka's
+	// refuses a larger batch as a whole, and Publish then has to produce
+	// its records again one at a time (only a record too large on its own
+	// fails). Default DefaultMaxMessageBytes, which is below Kafka's
 	// default max.message.bytes (1048588).
 	MaxMessageBytes int
 

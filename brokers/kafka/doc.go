@@ -42,9 +42,11 @@
 //
 // # Errors
 //
-// Results are classified for the relay: a record too large for the topic
-// or the client's batch limit (MESSAGE_TOO_LARGE) and other refusals of
-// the record itself are [outbox.Permanent] and dead-lettered at once; a
+// Results are classified for the relay: a record too large on its own for
+// the topic or the client's batch limit (MESSAGE_TOO_LARGE) and other
+// refusals of the record itself are [outbox.Permanent] and dead-lettered at
+// once (a record refused only because its batch was too large is produced
+// again alone, within the same call); a
 // missing topic matches [ErrUnknownTopic] and is retried, then
 // dead-lettered; a topic whose partitions cannot take records now while
 // the brokers answer (too few in-sync replicas for min.insync.replicas, no

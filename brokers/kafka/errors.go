@@ -51,7 +51,7 @@ func (e heldBack) Is(target error) bool { return target == outbox.ErrNotAttempte
 // permanentKafka lists broker answers that retrying the same record cannot
 // change: the record itself is refused.
 var permanentKafka = []error{
-	kerr.MessageTooLarge,       // larger than max.message.bytes (or the client's batch limit)
+	kerr.MessageTooLarge,       // larger than max.message.bytes (or the client's batch limit) alone; see aloneFor
 	kerr.RecordListTooLarge,    // the same, from older brokers
 	kerr.InvalidRecord,         // e.g. no key on a compacted topic
 	kerr.InvalidTopicException, // a topic name Kafka can never accept
@@ -92,7 +92,7 @@ func classify(topic string, size int, err error) error {
 		return err // ours already
 	case anyIs(err, permanentKafka):
 		if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) {
-			return outbox.Permanent(fmt.Errorf("kafkapub: topic %q refused a record of %d bytes (key, value and headers) as too large: raise the topic's max.message.bytes (and the client's batch limit) or send smaller messages: %w",
+			return outbox.Permanent(fmt.Errorf("kafkapub: topic %q refused a record of %d bytes (key, value and headers) as too large on its own: raise the topic's max.message.bytes (and the client's MaxMessageBytes) or send smaller messages: %w",
 				topic, size, err))
 		}
 		return outbox.Permanent(fmt.Errorf("kafkapub: topic %q refused the record: %w", topic, err))

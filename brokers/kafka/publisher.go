@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +21,11 @@ type Publisher struct {
 	owned  bool // Close closes the client
 	topic  func(outbox.Message) string
 	closed atomic.Bool
+
+	// For records whose batch a broker refused as too large (see aloneFor).
+	limits  topicLimits
+	aloneMu sync.Mutex
+	alone   *kgo.Client // made on first need; closed by Close
 }
 
 var (
@@ -103,6 +109,11 @@ func (p *Publisher) Close() {
 	if p.closed.Swap(true) {
 		return
 	}
+	p.aloneMu.Lock()
+	if p.alone != nil {
+		p.alone.Close()
+	}
+	p.aloneMu.Unlock()
 	if p.owned {
 		p.client.Close()
 	}
