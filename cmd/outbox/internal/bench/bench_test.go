@@ -40,6 +40,8 @@ func TestQuickMemory(t *testing.T) {
 	}
 	if len(p.Latency) != 1 || p.Latency[0].Samples == 0 || p.Latency[0].Lost != 0 {
 		t.Errorf("latency = %+v, want one txoutbox measurement with samples and nothing lost", p.Latency)
+	} else if bd := p.Latency[0].Breakdown; bd == nil || bd.Batches == 0 || bd.RecordsPerCall <= 0 {
+		t.Errorf("latency breakdown = %+v, want the relay's batches and their size", bd)
 	}
 	for _, scenario := range []string{ScenarioSimple} {
 		if p.Skipped[scenario] == "" {
@@ -98,6 +100,9 @@ func TestQuickSQLite(t *testing.T) {
 	relays := map[string]bool{}
 	for _, l := range p.Latency {
 		relays[l.Relay] = l.Samples > 0 && l.Lost == 0
+		if (l.Breakdown != nil) != (l.Relay == "txoutbox") {
+			t.Errorf("%s relay's latency breakdown = %+v; want one for the txoutbox relay only", l.Relay, l.Breakdown)
+		}
 	}
 	if !relays["txoutbox"] || !relays["simple"] {
 		t.Errorf("latency = %+v, want the txoutbox and the simple relay, with samples and nothing lost", p.Latency)

@@ -97,8 +97,12 @@ func (b *bencher) pair(ctx context.Context, s storeTarget, br brokerTarget, sr *
 				continue
 			}
 			pr.Latency = append(pr.Latency, res)
-			b.progress.done("p50 %s, p99 %s, p999 %s ms over %d events (%s ev/s achieved)",
-				msText(res.P50), msText(res.P99), msText(res.P999), res.Samples, number(res.Achieved))
+			per := ""
+			if bd := res.Breakdown; bd != nil {
+				per = fmt.Sprintf("; per batch of %.1f: claim %.2f ms, publish %.2f ms, mark %.2f ms", bd.RecordsPerCall, bd.ClaimMs, bd.PublishMs, bd.MarkMs)
+			}
+			b.progress.done("p50 %s, p99 %s, p999 %s ms over %d events (%s ev/s achieved)%s",
+				msText(res.P50), msText(res.P99), msText(res.P999), res.Samples, number(res.Achieved), per)
 		}
 	}
 	for i := range pr.Latency {
@@ -456,6 +460,9 @@ func (b *bencher) latency(ctx context.Context, s storeTarget, br brokerTarget, e
 		}
 	}
 	run.stop()
+	if run.timings != nil {
+		res.Breakdown = run.timings.breakdown()
+	}
 
 	var lat []float64
 	var last time.Time

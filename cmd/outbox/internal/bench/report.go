@@ -212,6 +212,9 @@ type LatencyResult struct {
 	Max  float64 `json:"max_ms"`
 	// VsSimpleP99 is this p99 over the simple relay's at the same rate.
 	VsSimpleP99 float64 `json:"vs_simple_p99,omitempty"`
+	// Breakdown tells where the txoutbox relay spent its time (nil for the
+	// simple relay): the broker's share of a latency is its publish call.
+	Breakdown *Breakdown `json:"breakdown,omitempty"`
 }
 
 // TargetCheck is one goal of issue 11 against this run.

@@ -8,8 +8,9 @@ import (
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
-// Breakdown tells where the relays of a drain spent their time: the mean
-// duration of each call, and how many records each batch held. Calls
+// Breakdown tells where the relays of a drain or a latency measurement
+// spent their time: the mean duration of each call, and how many records
+// each batch held. Calls
 // overlap (relays and their workers run concurrently), so the parts do not
 // add up to the drain's time.
 type Breakdown struct {
@@ -21,7 +22,7 @@ type Breakdown struct {
 	MarkMs         float64 `json:"mark_delivered_ms"`
 }
 
-// timings accumulates the calls of the relays of one drain.
+// timings accumulates the calls of the relays of one measurement.
 type timings struct {
 	claims, emptyClaims, claimed, claimNs atomic.Int64
 	publishes, publishNs                  atomic.Int64
