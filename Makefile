@@ -7,7 +7,7 @@ PACKAGES = $(shell go list -m -f '{{.Dir}}/...')
 GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
 STATICCHECK := go run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: test services services-stop lint tidy deps fmt demo chaos bench
+.PHONY: test services services-stop release-check lint tidy deps fmt demo chaos bench
 
 # The servers the tests use: the OUTBOX_TEST_* variables when set, else the
 # ones `scripts/services` installs and starts on loopback.
@@ -45,6 +45,10 @@ lint:
 	.ci/tidy -check
 	.ci/deps
 	cd scripts/testsummary && GOWORK=off go vet ./... && GOWORK=off $(STATICCHECK) ./... && GOWORK=off go test -count=1 ./...
+
+## release-check: install cmd/outbox@v0.1.0 and build a user's service from the modules packed as published
+release-check:
+	.ci/release-check
 
 ## tidy: go mod tidy every module (siblings at v0.1.0, replaced by their directories)
 tidy:
