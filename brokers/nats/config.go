@@ -3,7 +3,6 @@ package natspub
 import (
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -89,46 +88,4 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.Default()
 	}
 	return c, nil
-}
-
-// SubjectPrefix returns a [Config.Subject] mapping that publishes each
-// message on prefix.<Topic>, e.g. "prod.orders.created" for the topic
-// "orders.created" and the prefix "prod". A trailing dot on prefix is
-// ignored; an empty prefix leaves topics unchanged.
-func SubjectPrefix(prefix string) func(outbox.Message) string {
-	prefix = strings.TrimSuffix(prefix, ".")
-	if prefix == "" {
-		return func(m outbox.Message) string { return m.Topic }
-	}
-	return func(m outbox.Message) string { return prefix + "." + m.Topic }
-}
-
-// checkSubject reports why subject cannot be published on, or "" when it
-// can: NATS publish subjects are non-empty dot-separated tokens without
-// white space, and "*" and ">" tokens are wildcards that only subscribers
-// may use.
-func checkSubject(subject string) string {
-	if subject == "" {
-		return "the subject is empty"
-	}
-	start := 0
-	for i := 0; i <= len(subject); i++ {
-		if i < len(subject) {
-			c := subject[i]
-			if c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == 0 || c == 0x7f {
-				return fmt.Sprintf("subject %q has white space or a control character", subject)
-			}
-			if c != '.' {
-				continue
-			}
-		}
-		switch token := subject[start:i]; token {
-		case "":
-			return fmt.Sprintf("subject %q has an empty token", subject)
-		case "*", ">":
-			return fmt.Sprintf("subject %q has the wildcard token %q; publish subjects must be literal", subject, token)
-		}
-		start = i + 1
-	}
-	return ""
 }

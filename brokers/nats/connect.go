@@ -196,6 +196,7 @@ var urlParams = map[string]string{
 	"tls_cert":       "Connection.TLSCertFile",
 	"tls_key":        "Connection.TLSKeyFile",
 	"name":           "Connection.Name",
+	"subject":        "Config.Subject (SubjectTemplate)",
 	"subject_prefix": "Config.Subject (SubjectPrefix)",
 	"max_in_flight":  "Config.MaxInFlight",
 	"ack_timeout":    "Config.AckTimeout",
@@ -209,6 +210,7 @@ var urlParams = map[string]string{
 //
 // Parameters: creds (a credentials file), nkey (an NKey seed file), token,
 // tls_ca, tls_cert and tls_key (PEM files), name (the client name),
+// subject (a template such as {topic}.{key}, see [SubjectTemplate]) or
 // subject_prefix (see [SubjectPrefix]), max_in_flight (an integer),
 // ack_timeout (a Go duration such as 10s) and create_streams (a boolean).
 // The query string follows the last server. An unknown parameter is an
@@ -273,6 +275,12 @@ func ParseURL(rawURL string) (Connection, Config, error) {
 			conn.TLSKeyFile = v
 		case "name":
 			conn.Name = v
+		case "subject":
+			t, err := parseSubjectTemplate(v)
+			if err != nil {
+				return bad("subject=%q: %v", v, err)
+			}
+			cfg.Subject = t.subject
 		case "subject_prefix":
 			if why := checkSubject(strings.TrimSuffix(v, ".")); v != "" && why != "" {
 				return bad("subject_prefix: %s", why)
@@ -297,6 +305,9 @@ func ParseURL(rawURL string) (Connection, Config, error) {
 			}
 			cfg.CreateStreams = on
 		}
+	}
+	if values.Has("subject") && values.Has("subject_prefix") {
+		return bad("subject and subject_prefix are both given; put the prefix in the template (subject=prod.{topic}.{key})")
 	}
 	if err := conn.validate(); err != nil {
 		return Connection{}, Config{}, err

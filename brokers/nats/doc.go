@@ -20,7 +20,8 @@
 // # What a message becomes
 //
 // The subject is the message's Topic, or what [Config.Subject] maps it to
-// (see [SubjectPrefix]). The payload is the body. The message's headers are
+// (see [SubjectPrefix], and [SubjectTemplate] to put the key in the
+// subject). The payload is the body. The message's headers are
 // carried as they are, and two are added: Nats-Msg-Id ([HeaderMsgID]) holds
 // the message ID, and Outbox-Key ([HeaderKey]) the key when there is one.
 // User headers cannot replace them or any other Nats- header: names starting
