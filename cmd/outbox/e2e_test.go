@@ -23,6 +23,7 @@ import (
 
 	"github.com/txoutbox/txoutbox/conformance"
 	"github.com/txoutbox/txoutbox/conformance/servers"
+	"github.com/txoutbox/txoutbox/conformance/servers/kafkaserver"
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
@@ -76,11 +77,11 @@ func relayArgs(st storeFixture, br brokerFixture, brokerURL string, extra ...str
 }
 
 // TestRelaySIGTERMPostgresKafka is the operator's whole loop on PostgreSQL
-// and Kafka: migrate (twice), relay while writers commit, SIGTERM in the
-// middle, restart: nothing lost, order kept, no lease left behind.
+// and a real Kafka: migrate (twice), relay while writers commit, SIGTERM in
+// the middle, restart: nothing lost, order kept, no lease left behind.
 func TestRelaySIGTERMPostgresKafka(t *testing.T) {
 	t.Parallel()
-	relaySurvivesSIGTERM(t, postgresOutbox(t), kafkaBroker(t), nil)
+	relaySurvivesSIGTERM(t, postgresOutbox(t), sharedKafkaBroker(t), nil)
 }
 
 // TestRelaySIGTERMMySQLNATS is the same loop on MySQL (a mysql:// URL) and
@@ -100,10 +101,10 @@ func TestRelaySIGTERMMySQLNATS(t *testing.T) {
 }
 
 // TestRelaySIGTERMSQLiteKafka runs the loop on an SQLite file shared by the
-// relay process and the test's writers.
+// relay process and the test's writers, into a real Kafka.
 func TestRelaySIGTERMSQLiteKafka(t *testing.T) {
 	t.Parallel()
-	relaySurvivesSIGTERM(t, sqliteOutbox(t), kafkaBroker(t), nil)
+	relaySurvivesSIGTERM(t, sqliteOutbox(t), sharedKafkaBroker(t), nil)
 }
 
 // TestRelaySIGTERMMongoNATS runs the loop on MongoDB (FerretDB in CI).
@@ -163,11 +164,11 @@ func relaySurvivesSIGTERM(t *testing.T, st storeFixture, br brokerFixture, confi
 
 // TestMetricsAndReadiness scrapes a relay: the published counter matches
 // the ledger, and /readyz follows the broker going down and coming back
-// while /healthz stays up.
+// while /healthz stays up. It is about the CLI's endpoints: kfake.
 func TestMetricsAndReadiness(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	st, br := postgresOutbox(t), kafkaBroker(t)
+	st, br := postgresOutbox(t), kfakeBroker(t)
 	st.migrate(t)
 	ledger := conformance.NewLedger()
 	conformance.ConsumeInto(t, ctx, br.consumer, ledger, br.topic)
@@ -211,13 +212,22 @@ func TestMetricsAndReadiness(t *testing.T) {
 
 // TestRelayStartsWhileBackendsAreDown starts a relay whose store and
 // broker do not answer: it stays up, logs, is alive but not ready, and
-// delivers everything once they come.
+// delivers everything once they come. The Kafka broker is a real node of
+// the test's own, stopped before the relay starts.
 func TestRelayStartsWhileBackendsAreDown(t *testing.T) {
 	t.Parallel()
-	for _, kind := range []string{"kafka", "nats"} {
-		t.Run(kind, func(t *testing.T) {
+	for _, tc := range []struct {
+		kind   string
+		broker func(t *testing.T) brokerFixture
+	}{
+		{"kafka", func(t *testing.T) brokerFixture {
+			return realKafkaBroker(t, kafkaserver.StartCluster(t, kafkaserver.ClusterConfig{Nodes: 1}))
+		}},
+		{"nats", func(t *testing.T) brokerFixture { return natsBroker(t) }},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
 			t.Parallel()
-			br := chaosBroker(t, kind)
+			br := tc.broker(t)
 			relayWaitsForBackends(t, postgresOutbox(t), br, chaosBrokerURL(br, 1<<20))
 		})
 	}
@@ -370,10 +380,12 @@ func claim(t *testing.T, ctx context.Context, st outbox.Store, owner string, n i
 // before it can share a produce request with healthy messages that the
 // broker would refuse with it. Raising the limit means raising both, and
 // restarting the relay.
+//
+// It is about the dead-letter commands: kfake.
 func TestDeadLetterRoundTrip(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	st, br := postgresOutbox(t), kafkaBroker(t)
+	st, br := postgresOutbox(t), kfakeBroker(t)
 	st.migrate(t)
 	const small, large = 16 << 10, 1 << 20
 	if err := br.setMaxMessageBytes(ctx, small); err != nil {
@@ -542,11 +554,11 @@ func waitStatus(t *testing.T, ctx context.Context, addr, path string, code int) 
 // TestTracing runs a relay with an OTLP endpoint in the environment: the
 // publish span continues the writer's trace (its trace ID reaches the
 // collector), and the message on the broker carries the publish span as
-// its parent.
+// its parent. It is about the CLI's tracing setup: kfake.
 func TestTracing(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	st, br := sqliteOutbox(t), kafkaBroker(t)
+	st, br := sqliteOutbox(t), kfakeBroker(t)
 	st.migrate(t)
 
 	var mu sync.Mutex

@@ -19,16 +19,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	kafkapub "github.com/txoutbox/txoutbox/brokers/kafka"
 	natspub "github.com/txoutbox/txoutbox/brokers/nats"
 	"github.com/txoutbox/txoutbox/conformance"
 	"github.com/txoutbox/txoutbox/conformance/servers"
-	"github.com/txoutbox/txoutbox/conformance/servers/kafkaserver"
 	"github.com/txoutbox/txoutbox/conformance/servers/mongoserver"
 	"github.com/txoutbox/txoutbox/conformance/servers/mysqlserver"
 	"github.com/txoutbox/txoutbox/conformance/servers/natsserver"
@@ -398,8 +394,10 @@ type brokerFixture struct {
 	topic string
 	// consumer reads the topic from its start, riding out outages.
 	consumer conformance.Broker
-	stop     func()
-	start    func()
+	// stop takes the broker down, keeping its data, and start brings it
+	// back on the same address; both are nil on a shared broker.
+	stop  func()
+	start func()
 	// setMaxMessageBytes sets the broker's limit on the test's messages
 	// (Kafka topic max.message.bytes, NATS stream max_msg_size).
 	setMaxMessageBytes func(ctx context.Context, n int) error
@@ -416,75 +414,6 @@ func (b brokerFixture) param(kv ...string) string {
 		sep = "&"
 	}
 	return b.url + sep + strings.Join(q, "&")
-}
-
-// kafkaBroker starts a kfake cluster of t's own with a topic of four
-// partitions.
-func kafkaBroker(t testing.TB) brokerFixture {
-	t.Helper()
-	fake := kafkaserver.RestartableFake(t)
-	brokers := fake.Addrs()
-	topic := kafkaserver.Topic(t, brokers, 4)
-	return brokerFixture{
-		kind:     "kafka",
-		url:      "kafka://" + strings.Join(brokers, ","),
-		topic:    topic,
-		consumer: conformance.Broker{Consume: kafkaConsume(brokers)},
-		stop:     fake.Stop,
-		start:    fake.Start,
-		setMaxMessageBytes: func(ctx context.Context, n int) error {
-			return setTopicConfig(ctx, brokers, topic, "max.message.bytes", strconv.Itoa(n))
-		},
-	}
-}
-
-func setTopicConfig(ctx context.Context, brokers []string, topic, name, value string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		return err
-	}
-	adm := kadm.NewClient(cl)
-	defer adm.Close()
-	resp, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: name, Value: &value}}, topic)
-	if err != nil {
-		return err
-	}
-	for _, r := range resp {
-		err = errors.Join(err, r.Err)
-	}
-	return err
-}
-
-// kafkaConsume reads topics from their start with a client of its own.
-func kafkaConsume(brokers []string) func(context.Context, []string, func(conformance.Received)) error {
-	return func(ctx context.Context, topics []string, fn func(conformance.Received)) error {
-		cl, err := kgo.NewClient(
-			kgo.SeedBrokers(brokers...),
-			kgo.ConsumeTopics(topics...),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-			kgo.FetchMaxWait(100*time.Millisecond),
-		)
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		for {
-			fetches := cl.PollFetches(ctx)
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if fetches.IsClientClosed() {
-				return kgo.ErrClientClosed
-			}
-			fetches.EachRecord(func(r *kgo.Record) {
-				h := make(map[string]string, len(r.Headers))
-				for _, hd := range r.Headers {
-					h[hd.Key] = string(hd.Value)
-				}
-				fn(conformance.Received{ID: kafkapub.RecordID(r), Topic: r.Topic, Key: string(r.Key), Payload: r.Value, Headers: h})
-			})
-		}
-	}
 }
 
 // natsBroker starts a nats-server of t's own with a stream for the test.
