@@ -37,7 +37,7 @@ var backends = map[string]backend{
 	Postgres: {EnvPostgresURL, "install PostgreSQL"},
 	MySQL:    {EnvMySQLURL, "install MariaDB or MySQL"},
 	Mongo:    {EnvMongoURL, "install MongoDB"},
-	Kafka:    {EnvKafkaBrokers, ""},
+	Kafka:    {EnvKafkaBrokers, "run scripts/services kafka (Apache Kafka from Maven Central, for throwaway nodes)"},
 	NATS:     {EnvNATSURL, "install nats-server"},
 }
 

@@ -149,7 +149,7 @@ func TestUnavailable(t *testing.T) {
 		},
 		{
 			"postgres,kafka", Kafka, "docker: no daemon\nsecond line",
-			"", "kafka: no server: set OUTBOX_TEST_KAFKA_BROKERS or start Docker (docker: no daemon second line)",
+			"", "kafka: no server: set OUTBOX_TEST_KAFKA_BROKERS, run scripts/services kafka (Apache Kafka from Maven Central, for throwaway nodes), or start Docker (docker: no daemon second line)",
 		},
 		{
 			"all", NATS, "",
