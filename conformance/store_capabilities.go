@@ -167,6 +167,24 @@ var capabilityTests = []storeTest{
 		if len(st.Relays) != 1 || st.Relays[0].Owner != "a" || st.Relays[0].Leased != 1 || st.Relays[0].Until.Before(time.Now()) {
 			t.Fatalf("Relays = %+v, want owner a holding 1 lease into the future", st.Relays)
 		}
+		if st.Replayed != 0 {
+			t.Fatalf("Stats.Replayed = %d before any replay", st.Replayed)
+		}
+		// A replayed dead letter keeps its error but has no attempt: it is
+		// pending and replayed, not retrying.
+		dls, ok := ob.Store.(outbox.DeadLetterStore)
+		if !ok {
+			return
+		}
+		if n, err := dls.ReplayDead(ctx, outbox.SelectDead{All: true}); err != nil || n != 1 {
+			t.Fatalf("ReplayDead = %d, %v; want 1", n, err)
+		}
+		if st, err = sr.Stats(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st.Pending != 7 || st.Dead != 0 || st.Retrying != 1 || st.Replayed != 1 {
+			t.Fatalf("after a replay Stats = pending %d dead %d retrying %d replayed %d; want 7, 0, 1, 1", st.Pending, st.Dead, st.Retrying, st.Replayed)
+		}
 	}},
 	{"ListenWakesOnCommit", func(t *testing.T, h StoreHarness) {
 		ctx := testContext(t)

@@ -167,8 +167,14 @@ type Stats struct {
 	Pending int64
 	// Leased counts pending records held by a relay right now.
 	Leased int64
-	// Retrying counts pending records that failed at least once.
+	// Retrying counts pending records that failed at least once since they
+	// were written or replayed: they have an error and a counted attempt.
+	// A replayed record counts here again once a relay claims it.
 	Retrying int64
+	// Replayed counts pending records replayed from the dead letters
+	// ([DeadLetterStore.ReplayDead]) and not claimed since: they keep the
+	// error that dead-lettered them, with no attempt counted.
+	Replayed int64
 	// Dead counts dead letters.
 	Dead int64
 	// OldestPending is the CreatedAt of the oldest pending record, zero

@@ -8,8 +8,8 @@
 //     messages and failures by outcome, and times claims, publish calls and
 //     the commit-to-publish lag of every message.
 //   - [StatsCollector] asks a store that is an [outbox.StatsReader] for
-//     its backlog when Prometheus scrapes: pending, leased, retrying and
-//     dead messages, the age of the oldest pending one, and the leases each
+//     its backlog when Prometheus scrapes: pending, leased, retrying,
+//     replayed and dead messages, the age of the oldest pending one, and the leases each
 //     relay holds.
 //
 // Wiring, in a service that runs its relay in process or in the outbox

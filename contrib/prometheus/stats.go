@@ -62,7 +62,7 @@ type StatsCollector struct {
 	relays  bool
 	log     *slog.Logger
 
-	up, duration, pending, leased, retrying, dead, oldestAge, relayLeased *prometheus.Desc
+	up, duration, pending, leased, retrying, replayed, dead, oldestAge, relayLeased *prometheus.Desc
 
 	mu     sync.Mutex // held while Stats runs, so concurrent scrapes share one call
 	last   outbox.Stats
@@ -106,7 +106,8 @@ func NewStatsCollector(sr outbox.StatsReader, cfg StatsConfig) (*StatsCollector,
 		duration:  desc("stats_duration_seconds", "How long the last read of the outbox statistics took."),
 		pending:   desc("pending_messages", "Messages not yet delivered and not dead, leased or not."),
 		leased:    desc("leased_messages", "Pending messages leased to a relay right now."),
-		retrying:  desc("retrying_messages", "Pending messages that failed at least once."),
+		retrying:  desc("retrying_messages", "Pending messages that failed at least once since they were written or replayed."),
+		replayed:  desc("replayed_messages", "Pending messages replayed from the dead letters and not tried since."),
 		dead:      desc("dead_letters", "Dead-lettered messages, waiting to be replayed or purged."),
 		oldestAge: desc("oldest_pending_age_seconds", "Age of the oldest pending message (now minus its enqueue time); 0 when nothing is pending."),
 		relayLeased: desc("relay_leased_messages",
@@ -116,7 +117,7 @@ func NewStatsCollector(sr outbox.StatsReader, cfg StatsConfig) (*StatsCollector,
 
 // Describe implements [prometheus.Collector].
 func (c *StatsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.duration, c.pending, c.leased, c.retrying, c.dead, c.oldestAge} {
+	for _, d := range []*prometheus.Desc{c.up, c.duration, c.pending, c.leased, c.retrying, c.replayed, c.dead, c.oldestAge} {
 		ch <- d
 	}
 	if c.relays {
@@ -140,6 +141,7 @@ func (c *StatsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.pending, float64(st.Pending))
 	gauge(c.leased, float64(st.Leased))
 	gauge(c.retrying, float64(st.Retrying))
+	gauge(c.replayed, float64(st.Replayed))
 	gauge(c.dead, float64(st.Dead))
 	age := 0.0
 	if !st.OldestPending.IsZero() {

@@ -46,8 +46,8 @@ func (f fixedStats) Stats(context.Context) (outbox.Stats, error) {
 	return f.stats, f.err
 }
 
-// The gauges report what the store holds: pending, leased, retrying, dead
-// and the leases of each relay.
+// The gauges report what the store holds: pending, leased, retrying,
+// replayed, dead and the leases of each relay.
 func TestStatsCollectorReportsTheBacklog(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
@@ -69,12 +69,15 @@ func TestStatsCollectorReportsTheBacklog(t *testing.T) {
 		return recs
 	}
 	a := claim("relay-a", 3)
-	b := claim("relay-b", 1)
+	b := claim("relay-b", 2)
 	if err := store.ScheduleRetry(ctx, outbox.ScheduleRetryParams{Owner: "relay-a", Retries: []outbox.Retry{{ID: a[0].ID, Error: "no", Delay: time.Hour}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.DeadLetter(ctx, outbox.DeadLetterParams{Owner: "relay-b", Letters: []outbox.Failure{{ID: b[0].ID, Error: "no"}}}); err != nil {
+	if err := store.DeadLetter(ctx, outbox.DeadLetterParams{Owner: "relay-b", Letters: []outbox.Failure{{ID: b[0].ID, Error: "no"}, {ID: b[1].ID, Error: "no"}}}); err != nil {
 		t.Fatal(err)
+	}
+	if n, err := store.ReplayDead(ctx, outbox.SelectDead{IDs: []string{b[1].ID}}); n != 1 || err != nil {
+		t.Fatalf("ReplayDead = %d, %v", n, err)
 	}
 
 	c := newStats(t, store, outboxprom.StatsConfig{ConstLabels: prometheus.Labels{"outbox": "orders"}})
@@ -91,7 +94,10 @@ txoutbox_pending_messages{outbox="orders"} 4
 # HELP txoutbox_relay_leased_messages Messages leased to each relay, by the relay's owner identity.
 # TYPE txoutbox_relay_leased_messages gauge
 txoutbox_relay_leased_messages{outbox="orders",owner="relay-a"} 2
-# HELP txoutbox_retrying_messages Pending messages that failed at least once.
+# HELP txoutbox_replayed_messages Pending messages replayed from the dead letters and not tried since.
+# TYPE txoutbox_replayed_messages gauge
+txoutbox_replayed_messages{outbox="orders"} 1
+# HELP txoutbox_retrying_messages Pending messages that failed at least once since they were written or replayed.
 # TYPE txoutbox_retrying_messages gauge
 txoutbox_retrying_messages{outbox="orders"} 1
 # HELP txoutbox_stats_up 1 if the last read of the outbox statistics succeeded, 0 if it failed (the other txoutbox_ stats are then absent).
@@ -100,7 +106,7 @@ txoutbox_stats_up{outbox="orders"} 1
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
 		"txoutbox_dead_letters", "txoutbox_leased_messages", "txoutbox_pending_messages",
-		"txoutbox_relay_leased_messages", "txoutbox_retrying_messages", "txoutbox_stats_up"); err != nil {
+		"txoutbox_relay_leased_messages", "txoutbox_replayed_messages", "txoutbox_retrying_messages", "txoutbox_stats_up"); err != nil {
 		t.Error(err)
 	}
 	reg := registry(t, c)

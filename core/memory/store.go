@@ -360,8 +360,11 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 		if st.OldestPending.IsZero() || e.CreatedAt.Before(st.OldestPending) {
 			st.OldestPending = e.CreatedAt
 		}
-		if e.LastError != "" {
+		switch {
+		case e.LastError != "" && e.Attempts > 0:
 			st.Retrying++
+		case e.LastError != "":
+			st.Replayed++
 		}
 		if now.Before(e.leaseUntil) {
 			st.Leased++

@@ -14,8 +14,8 @@ import (
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
-// Stats implements [outbox.StatsReader] with five queries: three counts
-// (pending, retrying, dead), the oldest pending record by CreatedAt, and
+// Stats implements [outbox.StatsReader] with six queries: four counts
+// (pending, retrying, replayed, dead), the oldest pending record by CreatedAt, and
 // the leased records (at most what the relays hold). Finding the oldest
 // CreatedAt sorts the pending records without an index: its cost grows
 // with the backlog.
@@ -30,12 +30,14 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 		return st, err
 	}
 	pending := inState(statePending)
+	failed := bson.E{Key: fLastError, Value: bson.D{{Key: "$exists", Value: true}, {Key: "$ne", Value: ""}}}
 	counts := []struct {
 		into   *int64
 		filter bson.D
 	}{
 		{&st.Pending, bson.D{pending}},
-		{&st.Retrying, bson.D{pending, {Key: fLastError, Value: bson.D{{Key: "$exists", Value: true}, {Key: "$ne", Value: ""}}}}},
+		{&st.Retrying, bson.D{pending, failed, {Key: fAttempts, Value: bson.D{{Key: "$gt", Value: 0}}}}},
+		{&st.Replayed, bson.D{pending, failed, {Key: fAttempts, Value: bson.D{{Key: "$lte", Value: 0}}}}},
 		{&st.Dead, bson.D{inState(stateDead)}},
 	}
 	for _, c := range counts {

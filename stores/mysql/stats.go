@@ -16,10 +16,11 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 		err := s.db.QueryRowContext(ctx, "SELECT"+
 			" COALESCE(SUM(state = 0), 0),"+
 			" COALESCE(SUM(state = 0 AND lease_owner IS NOT NULL AND available_at > UTC_TIMESTAMP(6)), 0),"+
-			" COALESCE(SUM(state = 0 AND last_error <> ''), 0),"+
+			" COALESCE(SUM(state = 0 AND last_error <> '' AND attempts > 0), 0),"+
+			" COALESCE(SUM(state = 0 AND last_error <> '' AND attempts = 0), 0),"+
 			" COALESCE(SUM(state = 1), 0),"+
 			" MIN(CASE WHEN state = 0 THEN created_at END)"+
-			" FROM "+s.table+" WHERE state IN (0, 1)").Scan(&st.Pending, &st.Leased, &st.Retrying, &st.Dead, &oldest)
+			" FROM "+s.table+" WHERE state IN (0, 1)").Scan(&st.Pending, &st.Leased, &st.Retrying, &st.Replayed, &st.Dead, &oldest)
 		if err != nil {
 			return err
 		}

@@ -165,7 +165,8 @@ WHERE seq IN (
 		stats: sql(`
 SELECT count(*) FILTER (WHERE dead_at IS NULL),
 	count(*) FILTER (WHERE dead_at IS NULL AND lease_until > now()),
-	count(*) FILTER (WHERE dead_at IS NULL AND last_error <> ''),
+	count(*) FILTER (WHERE dead_at IS NULL AND last_error <> '' AND attempts > 0),
+	count(*) FILTER (WHERE dead_at IS NULL AND last_error <> '' AND attempts = 0),
 	count(*) FILTER (WHERE dead_at IS NOT NULL),
 	min(created_at) FILTER (WHERE dead_at IS NULL)
 FROM {table}

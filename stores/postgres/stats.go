@@ -22,7 +22,7 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 	br := s.pool.SendBatch(ctx, b)
 	err := func() error {
 		var oldest *time.Time
-		if err := br.QueryRow().Scan(&st.Pending, &st.Leased, &st.Retrying, &st.Dead, &oldest); err != nil {
+		if err := br.QueryRow().Scan(&st.Pending, &st.Leased, &st.Retrying, &st.Replayed, &st.Dead, &oldest); err != nil {
 			return err
 		}
 		if oldest != nil {

@@ -96,7 +96,9 @@ WHERE seq IN (
 	WHERE delivered_at IS NOT NULL AND delivered_at < ?1
 	ORDER BY delivered_at LIMIT ?2)`)
 	q.stats = r.Replace(`
-SELECT count(*), coalesce(sum(lease_until > ?1), 0), coalesce(sum(last_error IS NOT NULL), 0), min(created_at)
+SELECT count(*), coalesce(sum(lease_until > ?1), 0),
+	coalesce(sum(last_error IS NOT NULL AND attempts > 0), 0), coalesce(sum(last_error IS NOT NULL AND attempts = 0), 0),
+	min(created_at)
 FROM {table} INDEXED BY {table_pending}
 WHERE delivered_at IS NULL AND dead_at IS NULL`)
 	q.statsDead = r.Replace(`SELECT count(*) FROM {table} INDEXED BY {table_dead} WHERE dead_at IS NOT NULL`)

@@ -19,7 +19,7 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 	defer func() { _ = tx.Rollback() }()
 	now := s.clock()
 	var oldest sql.NullInt64
-	err = tx.QueryRowContext(ctx, s.q.stats, now).Scan(&st.Pending, &st.Leased, &st.Retrying, &oldest)
+	err = tx.QueryRowContext(ctx, s.q.stats, now).Scan(&st.Pending, &st.Leased, &st.Retrying, &st.Replayed, &oldest)
 	if err != nil {
 		return st, translate("Stats", err)
 	}

@@ -39,10 +39,10 @@ func ExampleMain() {
 	// migrated sqlite:/data/app.db table outbox: up to date
 	// migrated sqlite:/data/app.db table outbox: up to date
 	// store         sqlite:/data/app.db table outbox
-	// pending       0   (in flight 0, retrying 0)
+	// pending       0   (in flight 0, retrying 0, replayed 0)
 	// lag           0s  (nothing pending)
 	// dead letters  0
-	// relays        0
+	// relays        0  holding leases (an idle relay holds none)
 }
 
 // A mistake in a URL names its flag (or environment variable), hides the

@@ -29,9 +29,13 @@ func Command(a *app.App) *cobra.Command {
 		Use:   "status",
 		Short: "Show pending messages, lag, dead letters and the relays holding leases",
 		Long: `status reads the outbox's statistics: messages pending (and how many of them
-are leased to a relay right now, i.e. in flight, or waiting for a retry), the
-age of the oldest pending message (the relay lag), dead letters, and each
-relay holding leases.
+are leased to a relay right now, i.e. in flight, waiting for a retry, or
+replayed from the dead letters and not tried since), the age of the oldest
+pending message (the relay lag), dead letters, and each relay holding leases.
+
+Relays are counted from their leases: a relay holds leases only while it
+publishes, so an idle relay (nothing pending) is not counted. A relay's
+/healthz tells whether it runs.
 
 --json prints the same numbers with stable field names; --watch refreshes
 them (one JSON document per line with --json).`,
@@ -89,8 +93,12 @@ type Report struct {
 	Pending int64 `json:"pending"`
 	// Leased counts pending messages leased to a relay now (in flight).
 	Leased int64 `json:"leased"`
-	// Retrying counts pending messages that failed at least once.
+	// Retrying counts pending messages that failed at least once since
+	// they were written or replayed.
 	Retrying int64 `json:"retrying"`
+	// Replayed counts pending messages replayed from the dead letters and
+	// not claimed since (they keep the error that dead-lettered them).
+	Replayed int64 `json:"replayed"`
 	// Dead counts dead letters.
 	Dead int64 `json:"dead"`
 	// OldestPending is the enqueue time of the oldest pending message,
@@ -98,7 +106,8 @@ type Report struct {
 	OldestPending *time.Time `json:"oldest_pending"`
 	// LagSeconds is Time minus OldestPending, 0 when none is pending.
 	LagSeconds float64 `json:"lag_seconds"`
-	// Relays lists the relays holding leases, busiest first.
+	// Relays lists the relays holding leases, busiest first. An idle relay
+	// holds none, so it is not listed.
 	Relays []Relay `json:"relays"`
 	// Error is set, and the numbers are zero, when a --watch refresh could
 	// not read the statistics.
@@ -121,6 +130,7 @@ func NewReport(store string, s outbox.Stats, now time.Time) Report {
 		Pending:  s.Pending,
 		Leased:   s.Leased,
 		Retrying: s.Retrying,
+		Replayed: s.Replayed,
 		Dead:     s.Dead,
 		Relays:   []Relay{},
 	}
@@ -144,7 +154,7 @@ func (r Report) WriteText(w io.Writer) {
 		_ = tw.Flush()
 		return
 	}
-	fmt.Fprintf(tw, "pending\t%d\t(in flight %d, retrying %d)\n", r.Pending, r.Leased, r.Retrying)
+	fmt.Fprintf(tw, "pending\t%d\t(in flight %d, retrying %d, replayed %d)\n", r.Pending, r.Leased, r.Retrying, r.Replayed)
 	if r.OldestPending != nil {
 		lag := time.Duration(r.LagSeconds * float64(time.Second))
 		fmt.Fprintf(tw, "lag\t%s\t(oldest pending enqueued %s)\n", roundDuration(lag), r.OldestPending.Format(time.RFC3339))
@@ -152,7 +162,11 @@ func (r Report) WriteText(w io.Writer) {
 		fmt.Fprintf(tw, "lag\t0s\t(nothing pending)\n")
 	}
 	fmt.Fprintf(tw, "dead letters\t%d\n", r.Dead)
-	fmt.Fprintf(tw, "relays\t%d\n", len(r.Relays))
+	if len(r.Relays) == 0 {
+		fmt.Fprintf(tw, "relays\t0\tholding leases (an idle relay holds none)\n")
+	} else {
+		fmt.Fprintf(tw, "relays\t%d\tholding leases\n", len(r.Relays))
+	}
 	_ = tw.Flush()
 	if len(r.Relays) == 0 {
 		return
