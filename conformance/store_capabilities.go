@@ -84,6 +84,49 @@ var deadLetterTests = []storeTest{
 			t.Fatalf("ListDead = %d, %v after the dead letter was marked delivered; want none", len(list), err)
 		}
 	}},
+	{"WaitingBehindDead", func(t *testing.T, h StoreHarness) {
+		ctx := testContext(t)
+		ob := h.New(t, OutboxOptions{})
+		wb := needCapability[outbox.DeadLetterBacklog](t, ob.Store, "DeadLetterBacklog")
+		// deadOne writes a message of key and dead-letters it.
+		deadOne := func(key string) string {
+			m := write(t, ctx, ob, outbox.Message{Topic: "t", Key: key})
+			recs := claim(t, ctx, ob.Store, "a", 10, hour)
+			if len(recs) != 1 || recs[0].ID != m[0].ID {
+				t.Fatalf("claimed %v; want just %s", recordIDs(recs), m[0].ID)
+			}
+			deadLetter(t, ctx, ob.Store, "a", "rejected", recs...)
+			return m[0].ID
+		}
+		// Dead letters of keys a, d, b and of no key.
+		a, d, b := deadOne("a"), deadOne("d"), deadOne("b")
+		deadOne("")
+		// Key d went on: a later message delivered.
+		write(t, ctx, ob, outbox.Message{Topic: "t", Key: "d"})
+		markDelivered(t, ctx, ob.Store, "a", claim(t, ctx, ob.Store, "a", 1, hour)...)
+		// Pending now: two messages of a, one of d, none of b, one without
+		// a key (which nothing holds back), one of c (which has no dead
+		// letter).
+		write(t, ctx, ob, newMessages("t", "a", 2)...)
+		write(t, ctx, ob, outbox.Message{Topic: "t", Key: "d"}, outbox.Message{Topic: "t"}, outbox.Message{Topic: "t", Key: "c"})
+
+		for _, c := range []struct {
+			sel  outbox.SelectDead
+			want outbox.Waiting
+		}{
+			{outbox.SelectDead{All: true}, outbox.Waiting{Records: 3, Keys: 2}},
+			{outbox.SelectDead{IDs: []string{a}}, outbox.Waiting{Records: 2, Keys: 1}},
+			{outbox.SelectDead{IDs: []string{a, d, b}}, outbox.Waiting{Records: 3, Keys: 2}},
+			{outbox.SelectDead{IDs: []string{b}}, outbox.Waiting{}},
+			{outbox.SelectDead{IDs: []string{"0190aaaa-0000-7000-8000-000000000000"}}, outbox.Waiting{}},
+			{outbox.SelectDead{}, outbox.Waiting{}},
+		} {
+			got, err := wb.WaitingBehindDead(ctx, c.sel)
+			if err != nil || got != c.want {
+				t.Errorf("WaitingBehindDead(%+v) = %+v, %v; want %+v", c.sel, got, err, c.want)
+			}
+		}
+	}},
 }
 
 var capabilityTests = []storeTest{

@@ -39,8 +39,9 @@
 // # Contracts for adapter authors
 //
 // The relay depends only on [Store] and [Publisher]. Optional capabilities
-// ([Listener], [Cleaner], [StatsReader], [DeadLetterStore], [Migrator],
-// [Pinger]) are discovered by interface assertion. This module imports
-// nothing outside the standard library; the in-memory reference
-// implementation in package memory is the executable specification.
+// ([Listener], [Cleaner], [StatsReader], [DeadLetterStore],
+// [DeadLetterBacklog], [Migrator], [Pinger]) are discovered by interface
+// assertion. This module imports nothing outside the standard library; the
+// in-memory reference implementation in package memory is the executable
+// specification.
 package outbox

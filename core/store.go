@@ -204,6 +204,28 @@ type DeadLetterStore interface {
 	PurgeDead(ctx context.Context, p SelectDead) (int, error)
 }
 
+// DeadLetterBacklog is implemented by dead-letter stores that can tell what
+// a replay would hold back. Once replayed, a dead letter is again the
+// earliest undelivered record of its key, so the pending records of its key
+// written after it wait until it is delivered, or dead-lettered again after
+// its retries. Without [ClaimParams.StrictOrder] they were flowing until
+// the replay; with it they were waiting already.
+type DeadLetterBacklog interface {
+	// WaitingBehindDead counts the pending records (not delivered, not
+	// dead) that share a key with one of the selected dead letters and were
+	// written after the earliest of them. Dead letters without a key hold
+	// nothing back.
+	WaitingBehindDead(ctx context.Context, p SelectDead) (Waiting, error)
+}
+
+// Waiting is what [DeadLetterBacklog.WaitingBehindDead] counts.
+type Waiting struct {
+	// Records counts the pending records of the dead letters' keys.
+	Records int64
+	// Keys counts the keys those records have.
+	Keys int64
+}
+
 // ListDeadParams are the arguments of [DeadLetterStore.ListDead].
 type ListDeadParams struct {
 	// IDs, when set, lists only these dead letters.

@@ -55,13 +55,14 @@ func NewStore(cfg StoreConfig) *Store {
 }
 
 var (
-	_ outbox.Store           = (*Store)(nil)
-	_ outbox.Listener        = (*Store)(nil)
-	_ outbox.Cleaner         = (*Store)(nil)
-	_ outbox.StatsReader     = (*Store)(nil)
-	_ outbox.DeadLetterStore = (*Store)(nil)
-	_ outbox.Migrator        = (*Store)(nil)
-	_ outbox.Pinger          = (*Store)(nil)
+	_ outbox.Store             = (*Store)(nil)
+	_ outbox.Listener          = (*Store)(nil)
+	_ outbox.Cleaner           = (*Store)(nil)
+	_ outbox.StatsReader       = (*Store)(nil)
+	_ outbox.DeadLetterStore   = (*Store)(nil)
+	_ outbox.DeadLetterBacklog = (*Store)(nil)
+	_ outbox.Migrator          = (*Store)(nil)
+	_ outbox.Pinger            = (*Store)(nil)
 )
 
 // ErrTxDone is returned by operations on a transaction that was already
@@ -436,6 +437,33 @@ func (s *Store) PurgeDead(ctx context.Context, p outbox.SelectDead) (int, error)
 		delete(s.byID, e.ID)
 		e.deliveredAt = time.Now() // drops it from pending at the next compaction
 	})
+}
+
+// WaitingBehindDead implements [outbox.DeadLetterBacklog].
+func (s *Store) WaitingBehindDead(ctx context.Context, p outbox.SelectDead) (outbox.Waiting, error) {
+	if err := ctx.Err(); err != nil {
+		return outbox.Waiting{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	first := make(map[string]int64) // the earliest selected dead letter of each key
+	for _, e := range s.pending {
+		if e.dead() && !e.delivered() && e.Key != "" && (p.All || slices.Contains(p.IDs, e.ID)) {
+			if seq, ok := first[e.Key]; !ok || e.Seq < seq {
+				first[e.Key] = e.Seq
+			}
+		}
+	}
+	var w outbox.Waiting
+	keys := make(map[string]bool)
+	for _, e := range s.pending {
+		if seq, ok := first[e.Key]; ok && e.Seq > seq && !e.dead() && !e.delivered() {
+			w.Records++
+			keys[e.Key] = true
+		}
+	}
+	w.Keys = int64(len(keys))
+	return w, nil
 }
 
 func (s *Store) eachDead(ctx context.Context, p outbox.SelectDead, do func(*entry)) (int, error) {

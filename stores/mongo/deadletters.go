@@ -2,8 +2,11 @@ package mongostore
 
 import (
 	"context"
+	"maps"
+	"slices"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	outbox "github.com/txoutbox/txoutbox/core"
@@ -81,6 +84,68 @@ func (s *Store) ReplayDead(ctx context.Context, p outbox.SelectDead) (int, error
 		return 0, fail("replay dead letters", err)
 	}
 	return int(res.ModifiedCount), nil
+}
+
+// waitingKeysPerQuery bounds the keys of one WaitingBehindDead aggregation.
+const waitingKeysPerQuery = 100
+
+// WaitingBehindDead implements [outbox.DeadLetterBacklog]: it reads the
+// earliest selected dead letter of each key, then counts the pending
+// records of those keys after them, for up to waitingKeysPerQuery keys per
+// aggregation (through the pending_key index).
+func (s *Store) WaitingBehindDead(ctx context.Context, p outbox.SelectDead) (outbox.Waiting, error) {
+	var w outbox.Waiting
+	filter, ok := selectDead(p)
+	if !ok {
+		return w, nil
+	}
+	ctx = withoutSession(ctx)
+	if err := s.ready(ctx); err != nil {
+		return w, err
+	}
+	cur, err := s.records.Find(ctx, append(filter, bson.E{Key: fKey, Value: bson.D{{Key: "$ne", Value: ""}}}),
+		options.Find().SetProjection(bson.D{{Key: fKey, Value: 1}, {Key: fSeq, Value: 1}}))
+	if err != nil {
+		return w, fail("count the records behind dead letters", err)
+	}
+	var dead []struct {
+		Key string `bson:"key"`
+		Seq int64  `bson:"seq"`
+	}
+	if err := cur.All(ctx, &dead); err != nil {
+		return w, fail("count the records behind dead letters", err)
+	}
+	first := make(map[string]int64) // the earliest selected dead letter of each key
+	for _, d := range dead {
+		if seq, ok := first[d.Key]; !ok || d.Seq < seq {
+			first[d.Key] = d.Seq
+		}
+	}
+	keys := slices.Sorted(maps.Keys(first))
+	for chunk := range slices.Chunk(keys, waitingKeysPerQuery) {
+		after := make(bson.A, len(chunk))
+		for i, k := range chunk {
+			after[i] = bson.D{{Key: fKey, Value: k}, {Key: fSeq, Value: bson.D{{Key: "$gt", Value: first[k]}}}}
+		}
+		cur, err := s.records.Aggregate(ctx, mongo.Pipeline{
+			{{Key: "$match", Value: bson.D{inState(statePending), {Key: "$or", Value: after}}}},
+			{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$" + fKey}, {Key: "n", Value: bson.D{{Key: "$sum", Value: 1}}}}}},
+		})
+		if err != nil {
+			return w, fail("count the records behind dead letters", err)
+		}
+		var groups []struct {
+			N int64 `bson:"n"`
+		}
+		if err := cur.All(ctx, &groups); err != nil {
+			return w, fail("count the records behind dead letters", err)
+		}
+		for _, g := range groups {
+			w.Records += g.N
+			w.Keys++
+		}
+	}
+	return w, nil
 }
 
 // PurgeDead implements [outbox.DeadLetterStore]: one deleteMany.

@@ -36,13 +36,14 @@ type Store struct {
 }
 
 var (
-	_ outbox.Store           = (*Store)(nil)
-	_ outbox.Listener        = (*Store)(nil)
-	_ outbox.Cleaner         = (*Store)(nil)
-	_ outbox.StatsReader     = (*Store)(nil)
-	_ outbox.DeadLetterStore = (*Store)(nil)
-	_ outbox.Migrator        = (*Store)(nil)
-	_ outbox.Pinger          = (*Store)(nil)
+	_ outbox.Store             = (*Store)(nil)
+	_ outbox.Listener          = (*Store)(nil)
+	_ outbox.Cleaner           = (*Store)(nil)
+	_ outbox.StatsReader       = (*Store)(nil)
+	_ outbox.DeadLetterStore   = (*Store)(nil)
+	_ outbox.DeadLetterBacklog = (*Store)(nil)
+	_ outbox.Migrator          = (*Store)(nil)
+	_ outbox.Pinger            = (*Store)(nil)
 )
 
 // ErrNoTransaction is returned (wrapped) by [Store.Enqueue] when its

@@ -56,6 +56,30 @@ func (s *Store) ReplayDead(ctx context.Context, p outbox.SelectDead) (int, error
 	})
 }
 
+// WaitingBehindDead implements [outbox.DeadLetterBacklog]: the earliest
+// selected dead letter of each key, then the pending records of that key
+// after it, through the key_order index.
+func (s *Store) WaitingBehindDead(ctx context.Context, p outbox.SelectDead) (outbox.Waiting, error) {
+	var w outbox.Waiting
+	where := ""
+	if !p.All {
+		list, n := idList(p.IDs)
+		if n == 0 {
+			return w, nil
+		}
+		where = " AND id IN " + list
+	}
+	err := s.withRetry(ctx, "count the records behind dead letters", func(ctx context.Context) error {
+		return s.db.QueryRowContext(ctx, "SELECT COUNT(*), COUNT(DISTINCT p.order_key) FROM"+
+			" (SELECT msg_key, MIN(seq) AS seq FROM "+s.table+" WHERE state = 1 AND msg_key <> ''"+where+" GROUP BY msg_key) d"+
+			" JOIN "+s.table+" p ON p.state = 0 AND p.order_key = d.msg_key AND p.seq > d.seq").Scan(&w.Records, &w.Keys)
+	})
+	if err != nil {
+		return outbox.Waiting{}, err
+	}
+	return w, nil
+}
+
 // PurgeDead implements [outbox.DeadLetterStore].
 func (s *Store) PurgeDead(ctx context.Context, p outbox.SelectDead) (int, error) {
 	return s.eachDead(ctx, "purge dead letters", p, func(ctx context.Context, seqs []int64) (int64, error) {

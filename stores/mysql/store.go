@@ -31,12 +31,13 @@ type Store struct {
 }
 
 var (
-	_ outbox.Store           = (*Store)(nil)
-	_ outbox.Cleaner         = (*Store)(nil)
-	_ outbox.StatsReader     = (*Store)(nil)
-	_ outbox.DeadLetterStore = (*Store)(nil)
-	_ outbox.Migrator        = (*Store)(nil)
-	_ outbox.Pinger          = (*Store)(nil)
+	_ outbox.Store             = (*Store)(nil)
+	_ outbox.Cleaner           = (*Store)(nil)
+	_ outbox.StatsReader       = (*Store)(nil)
+	_ outbox.DeadLetterStore   = (*Store)(nil)
+	_ outbox.DeadLetterBacklog = (*Store)(nil)
+	_ outbox.Migrator          = (*Store)(nil)
+	_ outbox.Pinger            = (*Store)(nil)
 )
 
 // New returns a store on db, which must reach MySQL 8.0+ or MariaDB 10.6+.

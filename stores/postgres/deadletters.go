@@ -67,6 +67,22 @@ func (s *Store) ReplayDead(ctx context.Context, p outbox.SelectDead) (int, error
 	return int(n), nil
 }
 
+// WaitingBehindDead counts the pending records that a replay of the
+// selected dead letters would hold back: those of their keys written after
+// them. It implements [outbox.DeadLetterBacklog].
+func (s *Store) WaitingBehindDead(ctx context.Context, p outbox.SelectDead) (outbox.Waiting, error) {
+	var w outbox.Waiting
+	ids := validIDs(p.IDs)
+	if !p.All && len(ids) == 0 {
+		return w, ctx.Err()
+	}
+	err := s.pool.QueryRow(ctx, s.sql.waitingBehindDead, p.All, ids).Scan(&w.Records, &w.Keys)
+	if err != nil {
+		return outbox.Waiting{}, translate("count the records behind dead letters", err)
+	}
+	return w, nil
+}
+
 // PurgeDead deletes the selected dead letters and returns how many it
 // deleted. It implements [outbox.DeadLetterStore].
 func (s *Store) PurgeDead(ctx context.Context, p outbox.SelectDead) (int, error) {

@@ -75,7 +75,7 @@ type statements struct {
 
 	cleanup, stats, statsRelays string
 
-	listDead, replayDead, purgeDead string
+	listDead, replayDead, purgeDead, waitingBehindDead string
 
 	version string
 }
@@ -195,6 +195,18 @@ WHERE dead_at IS NOT NULL AND delivered_at IS NULL AND ($1::boolean OR id = ANY(
 		purgeDead: sql(`
 DELETE FROM {table}
 WHERE dead_at IS NOT NULL AND delivered_at IS NULL AND ($1::boolean OR id = ANY($2::uuid[]))`),
+
+		// The earliest selected dead letter of each key, then the live
+		// records of that key after it (both through the key indexes).
+		waitingBehindDead: sql(`
+SELECT count(*), count(DISTINCT p.key)
+FROM (
+	SELECT key, min(seq) AS seq FROM {table}
+	WHERE dead_at IS NOT NULL AND delivered_at IS NULL AND key <> '' AND ($1::boolean OR id = ANY($2::uuid[]))
+	GROUP BY key
+) d
+JOIN {table} p ON p.key = d.key AND p.seq > d.seq
+WHERE p.delivered_at IS NULL AND p.dead_at IS NULL AND p.key <> ''`),
 
 		version: sql(`SELECT coalesce(max(version), 0) FROM {versions}`),
 	}

@@ -32,13 +32,14 @@ type Store struct {
 }
 
 var (
-	_ outbox.Store           = (*Store)(nil)
-	_ outbox.Listener        = (*Store)(nil)
-	_ outbox.Cleaner         = (*Store)(nil)
-	_ outbox.StatsReader     = (*Store)(nil)
-	_ outbox.DeadLetterStore = (*Store)(nil)
-	_ outbox.Migrator        = (*Store)(nil)
-	_ outbox.Pinger          = (*Store)(nil)
+	_ outbox.Store             = (*Store)(nil)
+	_ outbox.Listener          = (*Store)(nil)
+	_ outbox.Cleaner           = (*Store)(nil)
+	_ outbox.StatsReader       = (*Store)(nil)
+	_ outbox.DeadLetterStore   = (*Store)(nil)
+	_ outbox.DeadLetterBacklog = (*Store)(nil)
+	_ outbox.Migrator          = (*Store)(nil)
+	_ outbox.Pinger            = (*Store)(nil)
 )
 
 // New returns a store on the table that cfg names, reached through pool. It

@@ -53,6 +53,28 @@ func (s *Store) ReplayDead(ctx context.Context, p outbox.SelectDead) (int, error
 	return s.changeDead(ctx, "ReplayDead", p, s.q.replayAll, s.q.replayDead)
 }
 
+// WaitingBehindDead implements [outbox.DeadLetterBacklog]. It reads the
+// pending records of the dead letters' keys, so its cost grows with the
+// backlog.
+func (s *Store) WaitingBehindDead(ctx context.Context, p outbox.SelectDead) (outbox.Waiting, error) {
+	var w outbox.Waiting
+	if !p.All && len(p.IDs) == 0 {
+		return w, nil
+	}
+	query, args := s.q.waitingAll, []any(nil)
+	if !p.All {
+		ids, err := toJSON(p.IDs)
+		if err != nil {
+			return w, err
+		}
+		query, args = s.q.waitingIDs, []any{ids}
+	}
+	if err := s.db.QueryRowContext(ctx, query, args...).Scan(&w.Records, &w.Keys); err != nil {
+		return outbox.Waiting{}, translate("WaitingBehindDead", err)
+	}
+	return w, nil
+}
+
 // PurgeDead implements [outbox.DeadLetterStore].
 func (s *Store) PurgeDead(ctx context.Context, p outbox.SelectDead) (int, error) {
 	return s.changeDead(ctx, "PurgeDead", p, s.q.purgeAll, s.q.purgeDead)

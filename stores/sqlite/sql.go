@@ -46,6 +46,8 @@ type queries struct {
 	replayAll    string
 	purgeDead    string
 	purgeAll     string
+	waitingAll   string
+	waitingIDs   string
 }
 
 func newQueries(table string) queries {
@@ -123,6 +125,16 @@ ORDER BY seq LIMIT ?2`)
 	q.replayAll = r.Replace(`UPDATE {table} ` + replaySet + ` WHERE dead_at IS NOT NULL`)
 	q.purgeDead = r.Replace(`DELETE FROM {table} WHERE dead_at IS NOT NULL AND id IN (SELECT value FROM json_each(?1))`)
 	q.purgeAll = r.Replace(`DELETE FROM {table} WHERE dead_at IS NOT NULL`)
+	// The earliest selected dead letter of each key, then the pending
+	// records of that key after it.
+	const waiting = `
+SELECT count(*), count(DISTINCT p.key)
+FROM (SELECT key, min(seq) AS seq FROM {table} INDEXED BY {table_dead}
+	WHERE dead_at IS NOT NULL AND key <> '' %s GROUP BY key) d
+JOIN {table} p ON p.key = d.key AND p.seq > d.seq
+WHERE p.delivered_at IS NULL AND p.dead_at IS NULL`
+	q.waitingAll = r.Replace(fmt.Sprintf(waiting, ""))
+	q.waitingIDs = r.Replace(fmt.Sprintf(waiting, "AND id IN (SELECT value FROM json_each(?1))"))
 	return q
 }
 

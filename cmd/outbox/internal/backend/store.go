@@ -120,6 +120,16 @@ func (s *Store) DeadLetters() (outbox.DeadLetterStore, error) {
 // of store creates no schema of its own.
 func (s *Store) Migrator() (outbox.Migrator, error) {
 	if m, ok := s.Outbox.(outbox.Migrator); ok {
+// DeadLetterBacklog returns the store's count of the messages that a
+// replay of dead letters holds back, or an error saying that this kind of
+// store cannot tell.
+func (s *Store) DeadLetterBacklog() (outbox.DeadLetterBacklog, error) {
+	if d, ok := s.Outbox.(outbox.DeadLetterBacklog); ok {
+		return d, nil
+	}
+	return nil, s.lacks("count the messages behind dead letters (outbox.DeadLetterBacklog)")
+}
+
 		return m, nil
 	}
 	return nil, s.lacks("create its schema (outbox.Migrator)")

@@ -22,12 +22,16 @@ type action struct {
 	confirmIDs bool
 	// warning ends the confirmation question.
 	warning string
-	do      func(context.Context, outbox.DeadLetterStore, outbox.SelectDead) (int, error)
+	// holdsBack: the action makes dead letters the first pending messages
+	// of their keys again (replay), so it says what waits behind them.
+	holdsBack bool
+	do        func(context.Context, outbox.DeadLetterStore, outbox.SelectDead) (int, error)
 }
 
 var replay = action{
 	name: "replay", past: "replayed",
-	warning: "they will be published again",
+	warning:   "they will be published again",
+	holdsBack: true,
 	do: func(ctx context.Context, d outbox.DeadLetterStore, s outbox.SelectDead) (int, error) {
 		return d.ReplayDead(ctx, s)
 	},
@@ -50,7 +54,11 @@ relay publishes them at its next claim. Replay once the cause is fixed (the
 topic exists, the broker accepts the size), or they come back as dead letters.
 
 By default (RelayConfig.StrictOrder off) later messages of the same key were
-not held back, so a replayed message arrives after them.
+not held back, so a replayed message arrives after them. Once replayed, a dead
+letter is again the first pending message of its key: the later messages of
+its key that are still pending wait until it is delivered, or dead-lettered
+again after its retries. replay says how many messages will wait (in the
+question, or before replaying with --yes or listed IDs).
 
 --all asks for confirmation on a terminal (--yes skips it; without a terminal
 --yes is required). Many dead letters are replayed in batches, with a progress
@@ -135,11 +143,15 @@ func (r *runner) call(ctx context.Context, what string, fn func(context.Context)
 
 // ids acts on the listed dead letters, in batches.
 func (r *runner) ids(ctx context.Context, ids []string, yes bool) error {
+	behind := r.behind(ctx, outbox.SelectDead{IDs: ids})
 	if r.act.confirmIDs {
 		q := fmt.Sprintf("%s %d dead letter(s) of %s? %s.", capital(r.act.name), len(ids), r.st.Display, capital(r.act.warning))
 		if err := r.a.Confirm(q, yes); err != nil {
 			return err
 		}
+	}
+	if behind != "" {
+		r.a.Printf("%s.\n", capital(behind))
 	}
 	bar := r.progress(int64(len(ids)))
 	done := 0
@@ -187,8 +199,15 @@ func (r *runner) all(ctx context.Context, yes bool) error {
 		count = fmt.Sprintf("all %d", total)
 	}
 	q := fmt.Sprintf("%s %s dead letters of %s? %s.", capital(r.act.name), count, r.st.Display, capital(r.act.warning))
+	behind := r.behind(ctx, outbox.SelectDead{All: true})
+	if behind != "" {
+		q += " " + capital(behind) + "."
+	}
 	if err := r.a.Confirm(q, yes); err != nil {
 		return err
+	}
+	if behind != "" && yes {
+		r.a.Printf("%s.\n", capital(behind))
 	}
 
 	bar := r.progress(total)
@@ -237,6 +256,47 @@ func (r *runner) all(ctx context.Context, yes bool) error {
 	bar.finish()
 	r.a.Printf("%s %d dead letter(s) of %s\n", r.act.past, done, r.st.Display)
 	return nil
+}
+
+// behind says how many pending messages a replay of sel holds back, or
+// "" when none does, for actions that do not hold back, and when the store
+// cannot tell (a failed count is logged: it must not stop a repair).
+func (r *runner) behind(ctx context.Context, sel outbox.SelectDead) string {
+	if !r.act.holdsBack {
+		return ""
+	}
+	wb, err := r.st.DeadLetterBacklog()
+	if err != nil {
+		return ""
+	}
+	var w outbox.Waiting
+	err = r.call(ctx, "count the messages behind the dead letters", func(ctx context.Context) error {
+		var err error
+		w, err = wb.WaitingBehindDead(ctx, sel)
+		return err
+	})
+	if err != nil {
+		r.a.Logger().Warn("outbox: could not count the messages behind the dead letters", "error", err)
+		return ""
+	}
+	if w.Records == 0 {
+		return ""
+	}
+	are := "are"
+	if w.Records == 1 {
+		are = "is"
+	}
+	return fmt.Sprintf("%s of %s %s pending behind these dead letters and will wait: once replayed, each dead letter goes first, "+
+		"and the later messages of its key wait until it is delivered, or dead-lettered again after its retries (fix the cause first)",
+		several(w.Records, "later message"), several(w.Keys, "key"), are)
+}
+
+// several says n things: "1 key", "3 keys".
+func several(n int64, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 func (r *runner) partial(done int, err error) error {
