@@ -31,8 +31,6 @@ type event struct {
 	Test    string
 	Output  string
 	Elapsed float64
-	// ImportPath names the package of build-output and build-fail events.
-	ImportPath string
 }
 
 func main() {
@@ -93,7 +91,7 @@ func (s *summary) handle(e event, w io.Writer) {
 	case "build-output":
 		fmt.Fprint(w, e.Output) // a compile error
 	case "build-fail":
-		s.failedPkgs = append(s.failedPkgs, e.ImportPath+" (build)")
+		// The package's own "fail" event follows and counts it.
 	case "output":
 		if m := found.FindStringSubmatch(e.Output); m != nil {
 			if s.servers[m[1]] == nil {
