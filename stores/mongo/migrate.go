@@ -162,37 +162,54 @@ func (s *Store) ready(ctx context.Context) error {
 	if s.migrated.Load() {
 		return nil
 	}
-	db := s.records.Database()
-	names, err := db.ListCollectionNames(ctx, bson.D{{Key: "name", Value: bson.D{{Key: "$in",
+	missing, err := s.MissingSchema(ctx)
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("mongostore: %s is missing in database %q (run Store.Migrate or `outbox migrate`): %w",
+			missing[0], s.records.Database().Name(), outbox.ErrSchemaMissing)
+	}
+	s.migrated.Store(true)
+	return nil
+}
+
+// MissingSchema lists what [Store.Migrate] would create: the collections
+// that do not exist ("collection outbox"), then the indexes missing from
+// the collections that do (`index "pending" of outbox`). It is empty
+// when the schema is complete. MongoDB has no schema version: the
+// collections and their indexes are the schema.
+func (s *Store) MissingSchema(ctx context.Context) ([]string, error) {
+	ctx = withoutSession(ctx)
+	names, err := s.records.Database().ListCollectionNames(ctx, bson.D{{Key: "name", Value: bson.D{{Key: "$in",
 		Value: bson.A{s.records.Name(), s.keys.Name(), s.locks.Name()}}}}})
 	if err != nil {
-		return fail("check the schema", err)
+		return nil, fail("check the schema", err)
 	}
-	missing := func(what string) error {
-		return fmt.Errorf("mongostore: %s is missing in database %q (run Store.Migrate or `outbox migrate`): %w",
-			what, db.Name(), outbox.ErrSchemaMissing)
-	}
+	var missing []string
 	for _, c := range []*mongo.Collection{s.records, s.keys, s.locks} {
 		if !slices.Contains(names, c.Name()) {
-			return missing("collection " + c.Name())
+			missing = append(missing, "collection "+c.Name())
 		}
 	}
 	for _, c := range []struct {
 		coll *mongo.Collection
 		want []index
 	}{{s.records, recordIndexes}, {s.locks, lockIndexes}} {
+		if !slices.Contains(names, c.coll.Name()) {
+			continue // its indexes come with it
+		}
 		have, err := indexNames(ctx, c.coll)
 		if err != nil {
-			return fail("check the schema", err)
+			return nil, fail("check the schema", err)
 		}
 		for _, ix := range c.want {
 			if !slices.Contains(have, ix.name) {
-				return missing(fmt.Sprintf("index %q of %s", ix.name, c.coll.Name()))
+				missing = append(missing, fmt.Sprintf("index %q of %s", ix.name, c.coll.Name()))
 			}
 		}
 	}
-	s.migrated.Store(true)
-	return nil
+	return missing, nil
 }
 
 // sleep waits for d or until ctx ends.

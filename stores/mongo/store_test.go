@@ -168,11 +168,31 @@ func TestSchemaMissingUntilMigrate(t *testing.T) {
 			t.Errorf("Enqueue before Migrate = %v, want ErrSchemaMissing", err)
 		}
 	}
+	missing, err := bare.MissingSchema(ctx)
+	if want := []string{"collection other", "collection other.keys", "collection other.locks"}; err != nil || !slices.Equal(missing, want) {
+		t.Errorf("MissingSchema before Migrate = %q, %v; want %q", missing, err, want)
+	}
 	if err := bare.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := bare.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 1, Lease: time.Minute}); err != nil {
 		t.Errorf("Claim after Migrate: %v", err)
+	}
+	if missing, err := bare.MissingSchema(ctx); err != nil || len(missing) != 0 {
+		t.Errorf("MissingSchema after Migrate = %q, %v; want nothing", missing, err)
+	}
+	// An index dropped by hand is missing; Migrate makes it again.
+	if err := client.Database(s.Config().Database).Collection("other").Indexes().DropOne(ctx, "dead"); err != nil {
+		t.Fatal(err)
+	}
+	if missing, err := bare.MissingSchema(ctx); err != nil || !slices.Equal(missing, []string{`index "dead" of other`}) {
+		t.Errorf("MissingSchema without the dead index = %q, %v", missing, err)
+	}
+	if err := bare.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if missing, err := bare.MissingSchema(ctx); err != nil || len(missing) != 0 {
+		t.Errorf("MissingSchema after the second Migrate = %q, %v; want nothing", missing, err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -13,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 //go:embed migrations/*.up.sql
@@ -164,6 +167,27 @@ func (s *Store) Migrate(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// LatestSchemaVersion is the schema version that [Store.Migrate] of this
+// release brings a table to.
+func LatestSchemaVersion() int {
+	all, err := migrations()
+	if err != nil || len(all) == 0 {
+		return 0
+	}
+	return all[len(all)-1].version
+}
+
+// SchemaVersion returns the schema version applied to the store's table:
+// 0 when Migrate never ran, [LatestSchemaVersion] when it is up to date.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.db.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM "+s.migrations).Scan(&v)
+	if me, ok := errors.AsType[*mysql.MySQLError](err); ok && me.Number == erNoSuchTable {
+		return 0, nil
+	}
+	return v, translate("schema version", err)
 }
 
 // migrateLockName is the GET_LOCK name for one outbox, within MySQL's 64

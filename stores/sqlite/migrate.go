@@ -54,13 +54,33 @@ func migrations() ([]migration, error) {
 	return ms, nil
 }
 
-// SchemaVersion is the schema version this package migrates to.
-func SchemaVersion() int {
+// LatestSchemaVersion is the schema version this package migrates to.
+func LatestSchemaVersion() int {
 	ms, err := migrations()
 	if err != nil {
 		return 0
 	}
 	return len(ms)
+}
+
+// SchemaVersion is the schema version this package migrates to.
+//
+// Deprecated: use [LatestSchemaVersion]; [Store.SchemaVersion] reads the
+// version a database is at.
+func SchemaVersion() int { return LatestSchemaVersion() }
+
+// SchemaVersion returns the schema version applied to the store's table:
+// 0 when Migrate never ran, [LatestSchemaVersion] when it is up to date.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var exists bool
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?`,
+		s.table+"_migrations").Scan(&exists)
+	if err != nil || !exists {
+		return 0, translate("SchemaVersion", err)
+	}
+	var v int
+	err = s.db.QueryRowContext(ctx, s.q.replacer.Replace(`SELECT coalesce(max(version), 0) FROM {migrations}`)).Scan(&v)
+	return v, translate("SchemaVersion", err)
 }
 
 // Migrate implements [outbox.Migrator]: it creates or upgrades the outbox

@@ -36,8 +36,8 @@ func ExampleMain() {
 		}
 	}
 	// Output:
-	// migrated sqlite:/data/app.db table outbox: up to date
-	// migrated sqlite:/data/app.db table outbox: up to date
+	// migrated sqlite:/data/app.db table outbox to schema version 1 (from version 0: no tables yet)
+	// sqlite:/data/app.db table outbox: already up to date (schema version 1)
 	// store         sqlite:/data/app.db table outbox
 	// pending       0   (in flight 0, retrying 0, replayed 0)
 	// lag           0s  (nothing pending)

@@ -3,6 +3,7 @@ package migrate
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -35,6 +36,18 @@ processes at once (a deployment step, an init container, every relay's start).`,
 	return cmd
 }
 
+// versioned is a store that numbers its schema versions (PostgreSQL,
+// MySQL, SQLite).
+type versioned interface {
+	SchemaVersion(context.Context) (int, error)
+}
+
+// unversioned is a store whose schema is a set of collections and indexes
+// (MongoDB).
+type unversioned interface {
+	MissingSchema(context.Context) ([]string, error)
+}
+
 func run(ctx context.Context, a *app.App, o backend.StoreOptions, wait time.Duration) error {
 	st, err := a.OpenStore(ctx, o, "migrate")
 	if err != nil {
@@ -45,18 +58,51 @@ func run(ctx context.Context, a *app.App, o backend.StoreOptions, wait time.Dura
 	if err != nil {
 		return err
 	}
-	if err := a.Retry(ctx, "migrate "+st.Display, wait, m.Migrate); err != nil {
+	// What was there before is read in the same retried step as the
+	// migration, so that an outage is waited out once.
+	var before, after int
+	var missing []string
+	err = a.Retry(ctx, "migrate "+st.Display, wait, func(ctx context.Context) error {
+		var err error
+		switch s := st.Outbox.(type) {
+		case versioned:
+			if before, err = s.SchemaVersion(ctx); err != nil {
+				return err
+			}
+		case unversioned:
+			if missing, err = s.MissingSchema(ctx); err != nil {
+				return err
+			}
+		}
+		if err := m.Migrate(ctx); err != nil {
+			return err
+		}
+		if s, ok := st.Outbox.(versioned); ok {
+			after, err = s.SchemaVersion(ctx)
+		}
+		return err
+	})
+	if err != nil {
 		return err
 	}
-	msg := "migrated " + st.Display
-	if v, ok := st.Outbox.(interface {
-		SchemaVersion(context.Context) (int, error)
-	}); ok {
-		if n, err := v.SchemaVersion(ctx); err == nil {
-			a.Printf("%s: schema version %d\n", msg, n)
-			return nil
+	switch st.Outbox.(type) {
+	case versioned:
+		switch {
+		case before == after:
+			a.Printf("%s: already up to date (schema version %d)\n", st.Display, after)
+		case before == 0:
+			a.Printf("migrated %s to schema version %d (from version 0: no tables yet)\n", st.Display, after)
+		default:
+			a.Printf("migrated %s to schema version %d (from version %d)\n", st.Display, after, before)
 		}
+	case unversioned:
+		if len(missing) == 0 {
+			a.Printf("%s: already up to date (every collection and index exists)\n", st.Display)
+		} else {
+			a.Printf("migrated %s: created %s\n", st.Display, strings.Join(missing, ", "))
+		}
+	default:
+		a.Printf("migrated %s\n", st.Display)
 	}
-	a.Printf("%s: up to date\n", msg)
 	return nil
 }
