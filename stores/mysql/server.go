@@ -53,6 +53,18 @@ func (s *Store) checkServer(ctx context.Context) (*serverInfo, error) {
 	return info, nil
 }
 
+// Server names the server the store talks to and its version, as
+// "MariaDB 10.11.6" or "MySQL 8.0.36" (VERSION() says which). It reports an
+// unsupported server as [Store.Migrate] does, with an error matching
+// [outbox.ErrUnsupported].
+func (s *Store) Server(ctx context.Context) (string, error) {
+	info, err := s.checkServer(ctx)
+	if err != nil {
+		return "", err
+	}
+	return info.name(), nil
+}
+
 // requiredPacket is the max_allowed_packet an Enqueue of messages up to
 // maxPayload bytes needs: a statement carries up to insertBudget bytes of
 // payload and headers, or one larger message, escaped (up to twice as long)

@@ -77,6 +77,18 @@ func TestRealServers(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer db.Close()
+		// The header names the server as VERSION() does: CI's is MariaDB.
+		var version string
+		if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
+			t.Fatal(err)
+		}
+		product := "MySQL "
+		if strings.Contains(strings.ToLower(version), "mariadb") {
+			product = "MariaDB "
+		}
+		if !strings.Contains(out, "  store    "+product) {
+			t.Errorf("server version %q, but the header does not say %q:\n%s", version, product, out)
+		}
 		var n int
 		err = db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name LIKE ?",
 			"outbox\\_demo\\_"+id+"%").Scan(&n)

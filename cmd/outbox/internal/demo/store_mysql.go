@@ -54,6 +54,10 @@ func openMySQL(ctx context.Context, raw, table string, keys []string) (*store, e
 	if err := st.Migrate(ctx); err != nil {
 		return fail(fmt.Errorf("create the demo's outbox %s: %w", table, err))
 	}
+	server, err := st.Server(ctx) // "MariaDB 10.11.6": VERSION() tells MariaDB from MySQL
+	if err != nil {
+		return fail(err)
+	}
 	create := fmt.Sprintf("CREATE TABLE `%s` (user_id VARCHAR(64) PRIMARY KEY, name VARCHAR(255) NOT NULL, updated_on DATETIME(6) NOT NULL) ENGINE=InnoDB", users)
 	insert := fmt.Sprintf("INSERT INTO `%s` (user_id, name, updated_on) VALUES (?, ?, ?)", users)
 	if err := createUsers(ctx, db, create, insert, time.Now().UTC(), keys); err != nil {
@@ -61,7 +65,7 @@ func openMySQL(ctx context.Context, raw, table string, keys []string) (*store, e
 	}
 	update := fmt.Sprintf("UPDATE `%s` SET name = ?, updated_on = UTC_TIMESTAMP(6) WHERE user_id = ?", users)
 	return &store{
-		display:   fmt.Sprintf("MySQL %s/%s, tables %s* (dropped at the end)", mcfg.Addr, mcfg.DBName, table),
+		display:   fmt.Sprintf("%s %s/%s, tables %s* (dropped at the end)", server, mcfg.Addr, mcfg.DBName, table),
 		outbox:    st,
 		url:       raw,
 		relayArgs: []string{"--table", table},
