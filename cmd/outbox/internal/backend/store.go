@@ -116,10 +116,6 @@ func (s *Store) DeadLetters() (outbox.DeadLetterStore, error) {
 	return nil, s.lacks("list, replay or purge dead letters (outbox.DeadLetterStore)")
 }
 
-// Migrator returns the store's migrator, or an error saying that this kind
-// of store creates no schema of its own.
-func (s *Store) Migrator() (outbox.Migrator, error) {
-	if m, ok := s.Outbox.(outbox.Migrator); ok {
 // DeadLetterBacklog returns the store's count of the messages that a
 // replay of dead letters holds back, or an error saying that this kind of
 // store cannot tell.
@@ -130,6 +126,10 @@ func (s *Store) DeadLetterBacklog() (outbox.DeadLetterBacklog, error) {
 	return nil, s.lacks("count the messages behind dead letters (outbox.DeadLetterBacklog)")
 }
 
+// Migrator returns the store's migrator, or an error saying that this kind
+// of store creates no schema of its own.
+func (s *Store) Migrator() (outbox.Migrator, error) {
+	if m, ok := s.Outbox.(outbox.Migrator); ok {
 		return m, nil
 	}
 	return nil, s.lacks("create its schema (outbox.Migrator)")
