@@ -65,7 +65,9 @@ func grow[T any](s []T, n int) []T {
 	return s
 }
 
-func newBatch(msgs []outbox.Message) *batch {
+// newBatch returns the batch of msgs, with room for extraHeaders headers per
+// record beyond the message's own and the ID.
+func newBatch(msgs []outbox.Message, extraHeaders int) *batch {
 	sc := scratchPool.Get().(*scratch)
 	n := len(msgs)
 	sc.next, sc.topics, sc.state = grow(sc.next, n), grow(sc.topics, n), grow(sc.state, n)
@@ -82,7 +84,7 @@ func newBatch(msgs []outbox.Message) *batch {
 		wake:    make(chan struct{}, 1),
 	}
 	for i, m := range msgs {
-		b.headers[i+1] = b.headers[i] + len(m.Headers) + 1
+		b.headers[i+1] = b.headers[i] + len(m.Headers) + 1 + extraHeaders
 	}
 	b.slab = make([]kgo.RecordHeader, b.headers[n])
 	// The first message of every key and every message without one can
@@ -225,7 +227,7 @@ func (b *batch) answer(i int, err error) {
 		if tooLarge(err) {
 			b.p.limits.forget(b.topics[i]) // refused alone although the limit let it through
 		}
-		b.failLocked(i, classify(b.topics[i], recordSize(b.msgs[i]), err))
+		b.failLocked(i, classify(b.topics[i], recordBytes(&b.recs[i]), err))
 	default:
 		b.state[i] = settled
 		if n := b.next[i]; n >= 0 {

@@ -21,6 +21,10 @@ type Config struct {
 	// message's Topic. A message mapped to "" fails permanently and is
 	// dead-lettered. See [TopicPrefix].
 	Topic func(outbox.Message) string
+
+	// CloudEvents, when its Source is set, adds the headers of the
+	// CloudEvents Kafka binding (binary mode) to every record. Default off.
+	CloudEvents CloudEvents
 }
 
 // TopicPrefix returns a [Config.Topic] mapping that produces each message to
@@ -159,6 +163,9 @@ func (c DialConfig) withDefaults() (DialConfig, error) {
 		return bad("SASL.Mechanism is %q; use %s, %s or %s", c.SASL.Mechanism, SASLPlain, SASLScramSHA256, SASLScramSHA512)
 	}
 	c.SASL.Mechanism = mech
+	if err := c.CloudEvents.validate(); err != nil {
+		return c, err
+	}
 	if c.ClientID == "" {
 		c.ClientID = DefaultClientID
 	}

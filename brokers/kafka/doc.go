@@ -22,7 +22,9 @@
 // compacted topic), and the headers are the message's headers, sorted by
 // name, after an [IDHeader] ("outbox-id") header with the message ID. Trace
 // context travels as the message's own headers (traceparent, tracestate).
-// The record timestamp is the time it was produced.
+// The record timestamp is the time it was produced. With
+// [Config.CloudEvents] on, the records also carry the ce_ headers of the
+// CloudEvents Kafka binding (binary mode).
 //
 // # Guarantees
 //

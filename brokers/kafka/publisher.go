@@ -20,6 +20,7 @@ type Publisher struct {
 	client *kgo.Client
 	owned  bool // Close closes the client
 	topic  func(outbox.Message) string
+	ce     *cloudEvents // nil unless Config.CloudEvents is on
 	closed atomic.Bool
 
 	// For records whose batch a broker refused as too large (see aloneFor).
@@ -53,11 +54,15 @@ func New(client *kgo.Client, cfg Config) (*Publisher, error) {
 	if err := checkClient(client); err != nil {
 		return nil, err
 	}
+	ce, err := newCloudEvents(cfg.CloudEvents)
+	if err != nil {
+		return nil, err
+	}
 	topic := cfg.Topic
 	if topic == nil {
 		topic = func(m outbox.Message) string { return m.Topic }
 	}
-	return &Publisher{client: client, topic: topic}, nil
+	return &Publisher{client: client, topic: topic, ce: ce}, nil
 }
 
 // Dial builds a client from cfg (see [DialConfig.ClientOptions]) and
@@ -160,7 +165,11 @@ func (p *Publisher) Publish(ctx context.Context, msgs []outbox.Message) []error 
 		}
 		return results
 	}
-	b := newBatch(msgs)
+	extra := 0
+	if p.ce != nil {
+		extra = ceHeaders
+	}
+	b := newBatch(msgs, extra)
 	results := b.run(ctx, p)
 	p.explainStalls(ctx, results)
 	return results

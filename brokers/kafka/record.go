@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -17,9 +18,9 @@ import (
 const IDHeader = "outbox-id"
 
 // fill makes rec the Kafka record of m, with headers (capacity
-// len(m.Headers)+1, length 0) as its header slice; batches hand out records
-// and headers from one allocation each. The topic is set even when the
-// error is not nil.
+// len(m.Headers)+1, plus ceHeaders with CloudEvents, length 0) as its header
+// slice; batches hand out records and headers from one allocation each. The
+// topic is set even when the error is not nil.
 func (p *Publisher) fill(rec *kgo.Record, headers []kgo.RecordHeader, m outbox.Message) error {
 	rec.Topic = p.topic(m)
 	if rec.Topic == "" {
@@ -35,9 +36,19 @@ func (p *Publisher) fill(rec *kgo.Record, headers []kgo.RecordHeader, m outbox.M
 	values := valuesArr[:0]
 	n := len(m.Key) + len(m.ID)
 	for name, value := range m.Headers {
+		if p.ce != nil {
+			if name = p.ce.rename(name); name == "" {
+				continue
+			}
+		}
 		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: name})
 		values = append(values, value)
 		n += len(value)
+	}
+	var eventType string
+	if p.ce != nil {
+		eventType = p.ce.eventType(m)
+		n += len(eventType) + len(time.RFC3339Nano)
 	}
 	buf := make([]byte, 0, n)
 	take := func(s string) []byte {
@@ -52,17 +63,29 @@ func (p *Publisher) fill(rec *kgo.Record, headers []kgo.RecordHeader, m outbox.M
 	for i, value := range values {
 		rec.Headers[i+1].Value = take(value)
 	}
+	if p.ce != nil {
+		rec.Headers = append(rec.Headers,
+			kgo.RecordHeader{Key: ceSpecVersion, Value: specVersion1},
+			kgo.RecordHeader{Key: ceID, Value: rec.Headers[0].Value},
+			kgo.RecordHeader{Key: ceSource, Value: p.ce.source},
+			kgo.RecordHeader{Key: ceType, Value: take(eventType)})
+		if !m.CreatedAt.IsZero() {
+			start := len(buf)
+			buf = m.CreatedAt.UTC().AppendFormat(buf, time.RFC3339Nano)
+			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: ceTime, Value: buf[start:len(buf):len(buf)]})
+		}
+	}
 	if len(rec.Headers) > 2 {
 		slices.SortFunc(rec.Headers[1:], func(a, b kgo.RecordHeader) int { return strings.Compare(a.Key, b.Key) })
 	}
 	return nil
 }
 
-// recordSize is the number of bytes of key, value and headers of m's record.
-func recordSize(m outbox.Message) int {
-	n := len(m.Key) + len(m.Payload) + len(IDHeader) + len(m.ID)
-	for k, v := range m.Headers {
-		n += len(k) + len(v)
+// recordBytes is the number of bytes of key, value and headers of rec.
+func recordBytes(rec *kgo.Record) int {
+	n := len(rec.Key) + len(rec.Value)
+	for _, h := range rec.Headers {
+		n += len(h.Key) + len(h.Value)
 	}
 	return n
 }

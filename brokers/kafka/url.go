@@ -35,6 +35,8 @@ const DefaultPort = "9092"
 //	delivery_timeout          DialConfig.DeliveryTimeout, e.g. 10s
 //	max_message_bytes         DialConfig.MaxMessageBytes
 //	linger                    DialConfig.Linger, e.g. 5ms
+//	cloudevents_source        Config.CloudEvents.Source: CloudEvents headers on
+//	cloudevents_type_header   Config.CloudEvents.TypeHeader
 //
 // An unknown parameter is an error, so that a misspelt one is not silently
 // ignored. Errors match [outbox.ErrInvalidConfig] and never contain the
@@ -123,6 +125,10 @@ func ParseURL(s string) (DialConfig, error) {
 			cfg.MaxMessageBytes, err = strconv.Atoi(v)
 		case "linger":
 			cfg.Linger, err = time.ParseDuration(v)
+		case "cloudevents_source":
+			cfg.CloudEvents.Source = v
+		case "cloudevents_type_header":
+			cfg.CloudEvents.TypeHeader = v
 		default:
 			return bad("unknown parameter %q", name)
 		}
@@ -159,6 +165,11 @@ func ParseURL(s string) (DialConfig, error) {
 			}
 			cfg.TLS.Certificates = []tls.Certificate{cert}
 		}
+	}
+	if ce := cfg.CloudEvents; ce.TypeHeader != "" && ce.Source == "" {
+		return bad("cloudevents_type_header is given without cloudevents_source, which turns CloudEvents headers on (a URI such as urn:app:orders)")
+	} else if why := checkSource(ce.Source); ce.Source != "" && why != "" {
+		return bad("cloudevents_source=%q %s", ce.Source, why)
 	}
 	// The rest (SASL completeness, ranges) is checked the way Dial checks
 	// it, so that the URL and the struct cannot disagree.

@@ -49,6 +49,10 @@ type Config struct {
 	// retry (see the package documentation).
 	StreamFor func(subject string) jetstream.StreamConfig
 
+	// CloudEvents, when its Source is set, adds the headers of the
+	// CloudEvents NATS binding (binary mode) to every message. Default off.
+	CloudEvents CloudEvents
+
 	// Logger receives the publisher's rare events: streams it creates and,
 	// for a Publisher from Connect, connection losses and recoveries.
 	// Default slog.Default().
@@ -74,6 +78,9 @@ func (c Config) withDefaults() (Config, error) {
 		return bad("AckTimeout is %v; it must be positive (or zero for %v)", c.AckTimeout, DefaultAckTimeout)
 	case c.StreamFor != nil && !c.CreateStreams:
 		return bad("StreamFor is set but CreateStreams is false; set CreateStreams to let the publisher create streams")
+	}
+	if err := c.CloudEvents.validate(); err != nil {
+		return c, err
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = DefaultMaxInFlight

@@ -201,6 +201,9 @@ var urlParams = map[string]string{
 	"max_in_flight":  "Config.MaxInFlight",
 	"ack_timeout":    "Config.AckTimeout",
 	"create_streams": "Config.CreateStreams",
+
+	"cloudevents_source":      "Config.CloudEvents.Source",
+	"cloudevents_type_header": "Config.CloudEvents.TypeHeader",
 }
 
 // ParseURL reads a broker URL as the outbox command line takes it, for
@@ -212,7 +215,8 @@ var urlParams = map[string]string{
 // tls_ca, tls_cert and tls_key (PEM files), name (the client name),
 // subject (a template such as {topic}.{key}, see [SubjectTemplate]) or
 // subject_prefix (see [SubjectPrefix]), max_in_flight (an integer),
-// ack_timeout (a Go duration such as 10s) and create_streams (a boolean).
+// ack_timeout (a Go duration such as 10s), create_streams (a boolean), and
+// cloudevents_source and cloudevents_type_header (see [CloudEvents]).
 // The query string follows the last server. An unknown parameter is an
 // error matching [outbox.ErrInvalidConfig], so that a typo is not ignored.
 func ParseURL(rawURL string) (Connection, Config, error) {
@@ -304,7 +308,16 @@ func ParseURL(rawURL string) (Connection, Config, error) {
 				return bad("create_streams=%q: want true or false", v)
 			}
 			cfg.CreateStreams = on
+		case "cloudevents_source":
+			cfg.CloudEvents.Source = v
+		case "cloudevents_type_header":
+			cfg.CloudEvents.TypeHeader = v
 		}
+	}
+	if ce := cfg.CloudEvents; ce.TypeHeader != "" && ce.Source == "" {
+		return bad("cloudevents_type_header is given without cloudevents_source, which turns CloudEvents headers on (a URI such as urn:app:orders)")
+	} else if why := checkSource(ce.Source); ce.Source != "" && why != "" {
+		return bad("cloudevents_source=%q %s", ce.Source, why)
 	}
 	if values.Has("subject") && values.Has("subject_prefix") {
 		return bad("subject and subject_prefix are both given; put the prefix in the template (subject=prod.{topic}.{key})")

@@ -26,6 +26,8 @@
 // the message ID, and Outbox-Key ([HeaderKey]) the key when there is one.
 // User headers cannot replace them or any other Nats- header: names starting
 // with "Nats-" or "Outbox-" are refused (core's Enqueue refuses them first).
+// With [Config.CloudEvents] on, messages also carry the ce- headers of the
+// CloudEvents NATS binding (binary mode).
 //
 // # Streams and the duplicate window
 //

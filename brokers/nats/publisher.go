@@ -145,22 +145,33 @@ func (p *Publisher) message(m *outbox.Message) (*nats.Msg, error) {
 	if m.ID == "" {
 		return nil, outbox.Permanent(fmt.Errorf("natspub: message on %q: %w (Nats-Msg-Id needs it)", subject, outbox.ErrMissingID))
 	}
+	ce := p.cfg.CloudEvents
+	extra := 2
+	if ce.on() {
+		extra += ceHeaders
+	}
 	// One backing array for every header's one-value slice.
-	values := make([]string, 0, len(m.Headers)+2)
+	values := make([]string, 0, len(m.Headers)+extra)
 	one := func(v string) []string {
 		values = append(values, v)
 		return values[len(values)-1 : len(values) : len(values)]
 	}
-	h := make(nats.Header, len(m.Headers)+2)
+	h := make(nats.Header, len(m.Headers)+extra)
 	for name, value := range m.Headers {
 		if reserved(name) {
 			return nil, outbox.Permanent(fmt.Errorf("natspub: message %s: header %q uses a reserved prefix (Nats-, Outbox-)", m.ID, name))
+		}
+		if ce.on() && ce.replaced(name) {
+			continue
 		}
 		h[name] = one(value)
 	}
 	h[HeaderMsgID] = one(m.ID)
 	if m.Key != "" {
 		h[HeaderKey] = one(m.Key)
+	}
+	if ce.on() {
+		ce.attributes(m, func(name, value string) { h[name] = one(value) })
 	}
 	return &nats.Msg{Subject: subject, Data: m.Payload, Header: h}, nil
 }
