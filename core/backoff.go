@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -47,8 +48,28 @@ func (b *breaker) failure(err error) {
 	b.fails++
 	wait := exponential(b.fails, b.base, b.limit)
 	b.resume = now.Add(wait)
-	b.log.Warn("outbox: "+b.what+" unavailable; pausing the relay",
+	level, msg := outageMessage(b.what, err)
+	b.log.Log(context.Background(), level, msg,
 		slog.Int("failures", b.fails), slog.Duration("retry_in", wait), slog.Any("error", err))
+}
+
+// outageMessage says what stops the relay, in terms of its cause: a backend
+// that does not answer is an outage to wait out (a warning); refused
+// credentials, a missing database and missing tables need someone to fix
+// them (errors), though the relay keeps trying so that it resumes by
+// itself once they are fixed.
+func outageMessage(what string, err error) (slog.Level, string) {
+	switch {
+	case errors.Is(err, ErrSchemaMissing):
+		return slog.LevelError, "outbox: the outbox tables do not exist (create them with the store's Migrate); pausing the relay"
+	case errors.Is(err, ErrDatabaseMissing):
+		return slog.LevelError, "outbox: the " + what + "'s database does not exist; pausing the relay"
+	case errors.Is(err, ErrAccessDenied):
+		return slog.LevelError, "outbox: the " + what + " refused access (check the credentials and grants); pausing the relay"
+	case errors.Is(err, ErrUnavailable):
+		return slog.LevelWarn, "outbox: " + what + " unavailable; pausing the relay"
+	}
+	return slog.LevelWarn, "outbox: " + what + " failed; pausing the relay"
 }
 
 // success ends the failure streak.

@@ -48,6 +48,19 @@ var (
 	// ErrUnavailable: the database or broker could not be reached. It is
 	// transient; the relay retries with backoff.
 	ErrUnavailable = errors.New("outbox: backend unavailable")
+	// ErrAccessDenied: the database or broker answers but refuses the
+	// credentials (an unknown user, a wrong password, a failed SASL or
+	// NATS authentication), or the user lacks a privilege the operation
+	// needs. Retrying does not help until someone fixes the credentials or
+	// the grants. Stores report it alone. A broker error that matches it
+	// also matches [ErrUnavailable] when it refuses every message (the
+	// relay pauses instead of spending attempts), and not when it refuses
+	// one topic (the message is retried and dead-lettered as usual).
+	ErrAccessDenied = errors.New("outbox: access denied")
+	// ErrDatabaseMissing: the server answers but the database named in the
+	// connection settings does not exist (for SQLite, the directory of the
+	// database file). Migrate does not create databases.
+	ErrDatabaseMissing = errors.New("outbox: database does not exist")
 	// ErrTopicUnavailable: the broker answers, but cannot take messages
 	// for this topic now (for example a Kafka topic whose partitions have
 	// fewer in-sync replicas than min.insync.replicas, or no leader). It
@@ -62,9 +75,10 @@ var (
 	// ErrUnsupported: the server version or deployment lacks a feature the
 	// adapter needs. The error text says which one.
 	ErrUnsupported = errors.New("outbox: unsupported server")
-	// ErrSchemaMissing: the outbox tables do not exist; run Migrate (or
-	// `outbox migrate`) first.
-	ErrSchemaMissing = errors.New("outbox: outbox schema is missing; run Migrate first")
+	// ErrSchemaMissing: the outbox tables (collections) do not exist.
+	// Create them with the store's Migrate method ([Migrator]), or with
+	// `outbox migrate`.
+	ErrSchemaMissing = errors.New("outbox: the outbox tables do not exist")
 	// ErrRelayRunning: Run was called on a relay that is already running.
 	ErrRelayRunning = errors.New("outbox: relay is already running")
 )

@@ -80,7 +80,12 @@ func (r *Relay) Notify() {
 // claimed but not yet published are released. It returns nil after a
 // graceful stop, and [ErrRelayRunning] when the relay is already running.
 // Failures of the store or broker do not end Run: it logs them and retries
-// with backoff.
+// with backoff. That includes failures that need someone to fix them
+// ([ErrSchemaMissing], [ErrAccessDenied], [ErrDatabaseMissing]), which it
+// logs as errors that name the cause, so that the relay resumes by itself
+// once they are fixed. To stop instead, as `outbox relay` does, give the
+// relay an [Observer] whose ObserveClaim cancels ctx when ClaimEvent.Err
+// matches one of them.
 func (r *Relay) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return ErrRelayRunning
@@ -117,6 +122,9 @@ func (r *Relay) work(ctx context.Context) {
 		}
 		recs, err := r.claim(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return // stopping: the failure needs no pause (an Observer may have stopped the relay for it)
+			}
 			r.storeDown.failure(err)
 			continue
 		}
@@ -437,6 +445,9 @@ func (r *Relay) listen(ctx context.Context, l Listener) {
 			return
 		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return // stopping, not a failure of the notifications
+			}
 			fails++
 			wait := exponential(fails, time.Second, time.Minute)
 			r.log.Warn("outbox: store notifications unavailable; polling meanwhile",
