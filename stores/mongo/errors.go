@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/auth"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 
 	outbox "github.com/txoutbox/txoutbox/core"
@@ -12,6 +14,8 @@ import (
 
 // Server error codes the store looks at.
 const (
+	codeUnauthorized            = 13 // the user lacks a privilege
+	codeAuthenticationFailed    = 18
 	codeHostUnreachable         = 6
 	codeHostNotFound            = 7
 	codeNamespaceNotFound       = 26
@@ -33,19 +37,35 @@ const (
 )
 
 // fail wraps a driver error from operation op, adding the core sentinel
-// that fits: [outbox.ErrUnavailable] when the server cannot be reached or
-// is not primary right now. The driver error stays in the chain, so context
+// that fits: [outbox.ErrAccessDenied] when the server refuses the
+// credentials (when the connection is made) or a privilege,
+// [outbox.ErrUnavailable] when the server cannot be reached or is not
+// primary right now. The driver error stays in the chain, so context
 // errors still match errors.Is, its labels (TransientTransactionError) and
 // codes remain visible to errors.As, and session.WithTransaction still
-// retries what it should.
+// retries what it should. A database that does not exist is no error in
+// MongoDB: it appears with its first collection.
 func fail(op string, err error) error {
 	if err == nil {
 		return nil
+	}
+	if accessDenied(err) {
+		return fmt.Errorf("mongostore: %s: %w: %w", op, outbox.ErrAccessDenied, err)
 	}
 	if unavailable(err) {
 		return fmt.Errorf("mongostore: %s: %w: %w", op, outbox.ErrUnavailable, err)
 	}
 	return fmt.Errorf("mongostore: %s: %w", op, err)
+}
+
+// accessDenied reports whether err is a refused authentication (the
+// driver reports it as a failed connection handshake) or a command the
+// user has no privilege for.
+func accessDenied(err error) bool {
+	if _, ok := errors.AsType[*auth.Error](err); ok {
+		return true
+	}
+	return hasCode(err, codeAuthenticationFailed, codeUnauthorized)
 }
 
 // unavailable reports whether err means the deployment cannot serve the
@@ -62,6 +82,12 @@ func unavailable(err error) bool {
 	var conn topology.ConnectionError
 	if errors.As(err, &conn) {
 		return true
+	}
+	if pe, ok := errors.AsType[interface {
+		error
+		driver.RetryablePoolError
+	}](err); ok && pe.Retryable() {
+		return true // the pool was cleared after another operation's connection failed
 	}
 	return hasCode(err, codeHostUnreachable, codeHostNotFound, codeNetworkTimeout, codeShutdownInProgress,
 		codeNotWritablePrimary, codePrimarySteppedDown, codeInterruptedAtShutdown, codeInterruptedDueToRepl,

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"syscall"
 	"time"
 
@@ -20,6 +21,13 @@ const (
 	erLockWaitTimeout   = 1205
 	erLockDeadlock      = 1213
 	erNoSuchTable       = 1146
+	erBadDB             = 1049 // unknown database
+	erDBAccessDenied    = 1044 // the user may not use the database
+	erAccessDenied      = 1045 // unknown user or wrong password
+	erTableAccessDenied = 1142 // a command refused on a table
+	erColumnAccess      = 1143
+	erSpecificAccess    = 1227 // needs a privilege such as SUPER
+	erAccessNoPassword  = 1698 // MariaDB/MySQL: unknown user, or a plugin refused it
 	erDupEntry          = 1062
 	erConCount          = 1040 // too many connections
 	erServerShutdown    = 1053
@@ -35,8 +43,10 @@ const (
 )
 
 // translate wraps a driver error of operation op: connection failures match
-// [outbox.ErrUnavailable], a missing table [outbox.ErrSchemaMissing]; the
-// driver's error stays in the chain.
+// [outbox.ErrUnavailable], a missing table [outbox.ErrSchemaMissing], an
+// unknown database [outbox.ErrDatabaseMissing], refused credentials or
+// privileges [outbox.ErrAccessDenied]; the driver's error stays in the
+// chain.
 func translate(op string, err error) error {
 	if err == nil {
 		return nil
@@ -46,6 +56,10 @@ func translate(op string, err error) error {
 		return fmt.Errorf("mysqlstore: %s: %w", op, err)
 	case isSchemaMissing(err):
 		return fmt.Errorf("mysqlstore: %s: %w: %w", op, outbox.ErrSchemaMissing, err)
+	case isServerError(err, erBadDB):
+		return fmt.Errorf("mysqlstore: %s: %w: %w", op, outbox.ErrDatabaseMissing, err)
+	case isServerError(err, erAccessDenied, erAccessNoPassword, erDBAccessDenied, erTableAccessDenied, erColumnAccess, erSpecificAccess):
+		return fmt.Errorf("mysqlstore: %s: %w: %w", op, outbox.ErrAccessDenied, err)
 	case isUnavailable(err):
 		return fmt.Errorf("mysqlstore: %s: %w: %w", op, outbox.ErrUnavailable, err)
 	}
@@ -58,6 +72,12 @@ func serverError(err error) (uint16, bool) {
 		return me.Number, true
 	}
 	return 0, false
+}
+
+// isServerError reports whether err is a server error with one of numbers.
+func isServerError(err error, numbers ...uint16) bool {
+	n, ok := serverError(err)
+	return ok && slices.Contains(numbers, n)
 }
 
 func isSchemaMissing(err error) bool {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/txoutbox/txoutbox/conformance"
+	"github.com/txoutbox/txoutbox/conformance/servers"
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
@@ -443,6 +444,56 @@ func TestErrorsAreTranslated(t *testing.T) {
 		for name, err := range map[string]error{"Claim": claimErr, "Stats": statsErr, "Enqueue": enqueueErr} {
 			if !errors.Is(err, outbox.ErrSchemaMissing) {
 				t.Errorf("%s without Migrate = %v, want ErrSchemaMissing", name, err)
+			}
+		}
+	})
+	t.Run("refused or missing", func(t *testing.T) {
+		// An unknown user and a user without privileges are
+		// ErrAccessDenied, an unknown database ErrDatabaseMissing, from
+		// every operation the CLI runs; none of them is ErrUnavailable,
+		// which would be retried.
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		admin := openDB(t, testDSN(t, nil))
+		user := servers.Name(t, "noaccess")
+		if _, err := admin.ExecContext(ctx, "CREATE USER '"+user+"'@'%' IDENTIFIED BY 'pw'"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if _, err := admin.ExecContext(context.Background(), "DROP USER IF EXISTS '"+user+"'@'%'"); err != nil {
+				t.Errorf("drop user %s: %v", user, err)
+			}
+		})
+		newStore(t, admin, Config{}) // the tables exist: only the refusals can fail
+		tests := []struct {
+			name  string
+			tweak func(*mysql.Config)
+			want  error
+		}{
+			{"unknown user", func(c *mysql.Config) { c.User, c.Passwd = servers.Name(t, "nouser"), "pw" }, outbox.ErrAccessDenied},
+			{"wrong password", func(c *mysql.Config) { c.User, c.Passwd = user, "wrong" }, outbox.ErrAccessDenied},
+			{"no privilege", func(c *mysql.Config) { c.User, c.Passwd = user, "pw" }, outbox.ErrAccessDenied},
+			{"unknown database", func(c *mysql.Config) { c.DBName = servers.Name(t, "nodb") }, outbox.ErrDatabaseMissing},
+		}
+		sentinels := []error{outbox.ErrSchemaMissing, outbox.ErrDatabaseMissing, outbox.ErrAccessDenied, outbox.ErrUnavailable}
+		for _, tt := range tests {
+			s, err := New(openDB(t, testDSN(t, tt.tweak)), Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, claimErr := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 1, Lease: time.Second})
+			_, statsErr := s.Stats(ctx)
+			_, listErr := s.ListDead(ctx, outbox.ListDeadParams{Limit: 1})
+			for op, err := range map[string]error{"Claim": claimErr, "Stats": statsErr, "ListDead": listErr, "Ping": s.Ping(ctx), "Migrate": s.Migrate(ctx)} {
+				for _, sentinel := range sentinels {
+					if errors.Is(err, sentinel) != (sentinel == tt.want) {
+						t.Errorf("%s with %s = %v; errors.Is(%v) = %v, want only %v", op, tt.name, err, sentinel, errors.Is(err, sentinel), tt.want)
+					}
+				}
+				if _, ok := serverError(err); !ok {
+					t.Errorf("%s with %s = %v, which lost the server's error", op, tt.name, err)
+				}
 			}
 		}
 	})

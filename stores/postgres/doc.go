@@ -35,5 +35,7 @@
 // The store uses the database clock (now()) for leases and retries, so
 // relays with skewed clocks agree. Errors wrap the pgx error and, where one
 // fits, a sentinel of package outbox: ErrSchemaMissing when the table does
-// not exist (run Migrate), ErrUnavailable when the server cannot be reached.
+// not exist (run Migrate), ErrDatabaseMissing when the database does not,
+// ErrAccessDenied when the server refuses the role, its password or a
+// privilege, ErrUnavailable when the server cannot be reached.
 package pgstore

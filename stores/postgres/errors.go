@@ -17,6 +17,9 @@ import (
 const (
 	codeUndefinedTable  = "42P01"
 	codeInvalidSchema   = "3F000"
+	codeUnknownDatabase = "3D000" // invalid_catalog_name: the database in the connection settings
+	codeNoPrivilege     = "42501" // insufficient_privilege
+	classAuthorization  = "28"    // invalid_authorization_specification (unknown role), invalid_password
 	codeUniqueViolation = "23505"
 	codeAdminShutdown   = "57P01" // pg_terminate_backend, fast shutdown
 	codeCrashShutdown   = "57P02"
@@ -27,8 +30,11 @@ const (
 
 // translate wraps a driver error of operation op, adding the core sentinel
 // that fits: [outbox.ErrSchemaMissing] when the outbox table or its schema
-// does not exist, [outbox.ErrUnavailable] when the server cannot be reached
-// or dropped the connection. errors.As still finds the *pgconn.PgError.
+// does not exist, [outbox.ErrDatabaseMissing] when the database of the
+// connection settings does not, [outbox.ErrAccessDenied] when the server
+// refuses the role, its password or a privilege, [outbox.ErrUnavailable]
+// when the server cannot be reached or dropped the connection. errors.As
+// still finds the *pgconn.PgError.
 func translate(op string, err error) error {
 	if err == nil {
 		return nil
@@ -47,6 +53,10 @@ func classify(err error) error {
 		switch {
 		case code == codeUndefinedTable, code == codeInvalidSchema:
 			return outbox.ErrSchemaMissing
+		case code == codeUnknownDatabase:
+			return outbox.ErrDatabaseMissing
+		case strings.HasPrefix(code, classAuthorization), code == codeNoPrivilege:
+			return outbox.ErrAccessDenied
 		case strings.HasPrefix(code, classConnection),
 			code == codeAdminShutdown, code == codeCrashShutdown,
 			code == codeCannotConnect, code == codeTooManyConns:

@@ -239,3 +239,42 @@ func TestMigrateRecordsVersions(t *testing.T) {
 		t.Fatalf("outbox_migrations has %d rows up to version %d, want %d", n, max, sqlitestore.SchemaVersion())
 	}
 }
+
+// TestOpenRefusalsAreTranslated: a database file in a directory that does
+// not exist is ErrDatabaseMissing, and a file SQLite may only read is
+// ErrAccessDenied; neither is ErrUnavailable, which would be retried.
+func TestOpenRefusalsAreTranslated(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	missing := filepath.Join(t.TempDir(), "no", "such", "dir", "outbox.db")
+	_, err := sqlitestore.Open(missing)
+	if !errors.Is(err, outbox.ErrDatabaseMissing) || errors.Is(err, outbox.ErrUnavailable) || !strings.Contains(err.Error(), filepath.Dir(missing)) {
+		t.Errorf("Open(%s) = %v; want ErrDatabaseMissing naming the directory, and not ErrUnavailable", missing, err)
+	}
+
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	rw := openDB(t, path)
+	enqueueOne(t, ctx, rw, newStore(t, rw, sqlitestore.Config{}), outbox.Message{Topic: "t", Key: "k"})
+	ro, err := sqlitestore.OpenDSN(sqlitestore.DSN(path) + "&mode=ro")
+	if err != nil {
+		t.Fatalf("opening the file read-only: %v", err)
+	}
+	t.Cleanup(func() { _ = ro.Close() })
+	readOnly, err := sqlitestore.New(ro, sqlitestore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readOnly.Stats(ctx); err != nil {
+		t.Fatalf("Stats of a read-only file: %v", err)
+	}
+	_, claimErr := readOnly.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 1, Lease: hour}) // a record to lease
+	other, err := sqlitestore.New(ro, sqlitestore.Config{Table: "other"})                     // a table to create
+	if err != nil {
+		t.Fatal(err)
+	}
+	for op, err := range map[string]error{"Migrate": other.Migrate(ctx), "Claim": claimErr, "Enqueue": tryEnqueue(ctx, ro, readOnly, outbox.Message{Topic: "t"})} {
+		if !errors.Is(err, outbox.ErrAccessDenied) || errors.Is(err, outbox.ErrUnavailable) {
+			t.Errorf("%s on a read-only file = %v; want ErrAccessDenied, not ErrUnavailable", op, err)
+		}
+	}
+}

@@ -63,7 +63,10 @@ func uriPath(path string) string {
 
 // Open opens (creating it if needed) the SQLite database file at path, with
 // the settings a relay and its writers need (see [DSN]), and checks that it
-// can be read. Its connections do two things for the other users of the
+// can be read. When the file cannot be opened, the error matches
+// [outbox.ErrDatabaseMissing] if its directory does not exist and
+// [outbox.ErrAccessDenied] if this process may not use the directory or
+// the file; otherwise [outbox.ErrUnavailable]. Its connections do two things for the other users of the
 // same file in this process: a write transaction (BeginTx, not read-only)
 // first queues in Go for the file's write lock, in arrival order; and a
 // commit that inserted into an outbox table wakes the relays listening on
@@ -87,7 +90,11 @@ func Open(path string) (*sql.DB, error) {
 		return nil, fmt.Errorf("%w: sqlitestore.Open needs the path of a database file, got %q (for a DSN use OpenDSN)",
 			outbox.ErrInvalidConfig, path)
 	}
-	return OpenDSN(DSN(path))
+	db, err := OpenDSN(DSN(path))
+	if err != nil {
+		return nil, openError(path, err)
+	}
+	return db, nil
 }
 
 // OpenDSN is [Open] with a modernc.org/sqlite data source name of your own,
