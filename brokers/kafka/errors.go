@@ -69,10 +69,24 @@ var unavailableKafka = []error{
 	kerr.BrokerNotAvailable,
 }
 
+// refusedKafka lists broker answers that refuse the client's credentials
+// or its permissions on the cluster: they match [outbox.ErrAccessDenied]
+// as well as [outbox.ErrUnavailable] (no record gets through until someone
+// fixes the credentials or the ACLs).
+var refusedKafka = []error{
+	kerr.SaslAuthenticationFailed,
+	kerr.IllegalSaslState,
+	kerr.UnsupportedSaslMechanism,
+	kerr.ClusterAuthorizationFailed,
+}
+
 // classify turns the failure of a record produced to topic into the error
 // Publish reports: [outbox.Permanent] for what retrying cannot fix,
 // [outbox.ErrUnavailable] for a cluster that cannot be reached or does not
-// answer in time, [outbox.ErrTopicUnavailable] for a broker that answers
+// answer in time (and also [outbox.ErrAccessDenied] when it refuses the
+// credentials or the client's cluster permissions), [outbox.ErrAccessDenied]
+// alone for a topic the client may not write to (an ordinary failure),
+// [outbox.ErrTopicUnavailable] for a broker that answers
 // but cannot take the topic's records now, [ErrUnknownTopic] for a missing
 // topic, and a plain error otherwise. size is the record's key, value and
 // header bytes.
@@ -104,13 +118,16 @@ func classify(topic string, size int, err error) error {
 		// accept), so it counts against the message.
 		return fmt.Errorf("kafkapub: topic %q refused the batch of the record: %w", topic, err)
 	case errors.Is(err, kerr.TopicAuthorizationFailed):
-		return fmt.Errorf("kafkapub: not allowed to write to topic %q (grant WRITE on it): %w", topic, err)
+		return fmt.Errorf("kafkapub: not allowed to write to topic %q (grant WRITE on it): %w: %w", topic, outbox.ErrAccessDenied, err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%w: kafkapub: topic %q: no acknowledgement before the deadline: %w", outbox.ErrUnavailable, topic, err)
 	case errors.Is(err, context.Canceled):
 		// kgo fails a record on a cancelled context only while it is
 		// safe, that is before it was written to a broker.
 		return notSent{fmt.Errorf("topic %q: %w", topic, err)}
+	case anyIs(err, refusedKafka):
+		return fmt.Errorf("%w: %w: kafkapub: topic %q: the brokers refuse the client's credentials or cluster permissions: %w",
+			outbox.ErrUnavailable, outbox.ErrAccessDenied, topic, err)
 	case unreachable(err):
 		return fmt.Errorf("%w: kafkapub: topic %q: %w", outbox.ErrUnavailable, topic, err)
 	case topicRefused(err):
@@ -168,7 +185,13 @@ func (e *stalled) Is(target error) bool {
 	if e.reachable {
 		return target == outbox.ErrTopicUnavailable
 	}
-	return target == outbox.ErrUnavailable
+	return target == outbox.ErrUnavailable || (target == outbox.ErrAccessDenied && refused(e.pingErr))
+}
+
+// refused reports whether err holds a broker's refusal of the client's
+// credentials or cluster permissions.
+func refused(err error) bool {
+	return err != nil && (errors.Is(err, outbox.ErrAccessDenied) || anyIs(err, refusedKafka))
 }
 
 // unreachable reports whether err means that the cluster cannot take any

@@ -57,8 +57,12 @@ func TestClassify(t *testing.T) {
 		{context.DeadlineExceeded, outbox.ErrUnavailable},
 		{context.Canceled, outbox.ErrNotAttempted},
 	}
+	denied := []error{kerr.SaslAuthenticationFailed, kerr.ClusterAuthorizationFailed, kerr.TopicAuthorizationFailed}
 	for _, tc := range tests {
 		got := classify("orders", 100, tc.err)
+		if want := anyIs(tc.err, denied); errors.Is(got, outbox.ErrAccessDenied) != want {
+			t.Errorf("classify(%v) = %v; errors.Is(ErrAccessDenied) = %v, want %v", tc.err, got, !want, want)
+		}
 		if !errors.Is(got, tc.err) {
 			t.Errorf("classify(%v) = %v, which lost the cause", tc.err, got)
 		}
@@ -86,9 +90,14 @@ func TestStalledRecord(t *testing.T) {
 	if !ok {
 		t.Fatalf("classify(ErrRecordTimeout) = %T %v; want a *stalled", err, err)
 	}
-	st.pingErr = errors.New("SASL authentication failed")
-	if !errors.Is(err, outbox.ErrUnavailable) || errors.Is(err, outbox.ErrTopicUnavailable) || !strings.Contains(err.Error(), "SASL") {
-		t.Errorf("stalled with a failed ping = %v; want ErrUnavailable with the ping's reason", err)
+	st.pingErr = errors.New("dial tcp 127.0.0.1:9092: connection refused")
+	if !errors.Is(err, outbox.ErrUnavailable) || errors.Is(err, outbox.ErrTopicUnavailable) || errors.Is(err, outbox.ErrAccessDenied) ||
+		!strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("stalled with a failed ping = %v; want ErrUnavailable (only) with the ping's reason", err)
+	}
+	st.pingErr = fmt.Errorf("kafkapub: ping: %w", kerr.SaslAuthenticationFailed)
+	if !errors.Is(err, outbox.ErrUnavailable) || !errors.Is(err, outbox.ErrAccessDenied) || !strings.Contains(err.Error(), "SASL") {
+		t.Errorf("stalled with a ping refused by SASL = %v; want ErrUnavailable and ErrAccessDenied with the ping's reason", err)
 	}
 	st.reachable, st.pingErr = true, nil
 	if errors.Is(err, outbox.ErrUnavailable) || !errors.Is(err, outbox.ErrTopicUnavailable) || !errors.Is(err, kgo.ErrRecordTimeout) ||

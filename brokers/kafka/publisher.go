@@ -125,12 +125,17 @@ func (p *Publisher) Close() {
 }
 
 // Ping reports whether a broker answers, with an error matching
-// [outbox.ErrUnavailable] when none does.
+// [outbox.ErrUnavailable] when none does, and also
+// [outbox.ErrAccessDenied] when the brokers refuse the client's
+// credentials.
 func (p *Publisher) Ping(ctx context.Context) error {
 	if p.closed.Load() {
 		return fmt.Errorf("%w: %w", outbox.ErrUnavailable, ErrClosed)
 	}
 	if err := p.client.Ping(ctx); err != nil {
+		if refused(err) {
+			return fmt.Errorf("%w: %w: kafkapub: the brokers refuse the client's credentials: %w", outbox.ErrUnavailable, outbox.ErrAccessDenied, err)
+		}
 		return fmt.Errorf("%w: kafkapub: no broker answers: %w", outbox.ErrUnavailable, err)
 	}
 	return nil

@@ -151,7 +151,8 @@ func dialURL(t *testing.T, u string) *kafkapub.Publisher {
 // not trust, a certificate for another name, a client without TLS and one
 // without SASL all fail as the broker being unavailable (the relay keeps
 // the messages and pauses instead of counting attempts), each with an
-// error that says what is wrong.
+// error that says what is wrong; the wrong password also matches
+// outbox.ErrAccessDenied, and the relay logs it as refused access.
 func TestTLSAndSCRAMKafka(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Kafka node with TLS and SASL (tens of seconds); skipped with -short")
@@ -183,7 +184,13 @@ func TestTLSAndSCRAMKafka(t *testing.T) {
 		pub := dialURL(t, secureURL(broker, ca.caFile, scramUser, wrong))
 		err := publishOne(t, pub, tp)
 		checkUnavailable(t, "a wrong password", err, "SASL_AUTHENTICATION_FAILED", "invalid credentials")
-		checkUnavailable(t, "a wrong password (Ping)", pub.Ping(ctx), "SASL_AUTHENTICATION_FAILED", "invalid credentials")
+		pingErr := pub.Ping(ctx)
+		checkUnavailable(t, "a wrong password (Ping)", pingErr, "SASL_AUTHENTICATION_FAILED", "invalid credentials")
+		for what, err := range map[string]error{"Publish": err, "Ping": pingErr} {
+			if !errors.Is(err, outbox.ErrAccessDenied) {
+				t.Errorf("%s with a wrong password: %v; want it to match outbox.ErrAccessDenied too", what, err)
+			}
+		}
 		if err != nil && strings.Contains(err.Error(), wrong) {
 			t.Errorf("the error shows the password: %v", err)
 		}
@@ -197,7 +204,7 @@ func TestTLSAndSCRAMKafka(t *testing.T) {
 		stop := conformance.StartRelay(t, fx.store, pub, cfg)
 		writeKeys(t, ctx, fx.ob, fx.ledger, tp, 5, 50, "held")
 		eventually(t, ctx, "the relay to report the refused credentials", func() bool {
-			return logs.count("broker unavailable") > 0 && logs.count("SASL_AUTHENTICATION_FAILED") > 0
+			return logs.count("the broker refused access") > 0 && logs.count("SASL_AUTHENTICATION_FAILED") > 0
 		})
 		stop()
 		if d := fx.delivered(); d != 0 {

@@ -154,6 +154,14 @@ authorization { users: [ { user: alice, password: wonderland }, { nkey: %s } ] }
 			}
 			return strings.Contains(strings.ToLower(res[0].Error()), "authorization")
 		})
+		// Once the server has said why, the error is ErrAccessDenied too,
+		// from Publish and from Ping.
+		if !errors.Is(res[0], outbox.ErrAccessDenied) {
+			t.Errorf("Publish = %v; want ErrAccessDenied as well", res[0])
+		}
+		if err := pub.Ping(ctx); !errors.Is(err, outbox.ErrUnavailable) || !errors.Is(err, outbox.ErrAccessDenied) {
+			t.Errorf("Ping = %v; want ErrUnavailable and ErrAccessDenied", err)
+		}
 	})
 }
 

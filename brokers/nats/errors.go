@@ -13,7 +13,9 @@ import (
 
 // ErrNoStream matches the publish error of a message whose subject no
 // JetStream stream captures. The error names the subject. Create a stream
-// whose subjects include it, or set [Config.CreateStreams]. The relay
+// whose subjects include it, or set [Config.CreateStreams]
+// (create_streams=true in a [ParseURL] URL, as `outbox relay --broker`
+// takes it); the error says both. The relay
 // retries such a message with backoff and dead-letters it after
 // MaxAttempts, so a stream created in the meantime receives it.
 var ErrNoStream = errors.New("natspub: no JetStream stream captures the subject")
@@ -52,8 +54,16 @@ var connectivity = []error{
 	jetstream.ErrJetStreamNotEnabledForAccount,
 }
 
+// refused reports whether err is the server's refusal of the connection's
+// credentials.
+func refused(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired)
+}
+
 // unavailable reports why the connection cannot publish now, as an error
-// matching outbox.ErrUnavailable, or nil when it is connected.
+// matching outbox.ErrUnavailable (and outbox.ErrAccessDenied when the
+// server refused the credentials), or nil when it is connected.
 func (p *Publisher) unavailable() error {
 	if p.closed.Load() {
 		return fmt.Errorf("%w: the publisher is closed", outbox.ErrUnavailable)
@@ -63,7 +73,10 @@ func (p *Publisher) unavailable() error {
 		return nil
 	}
 	if last := p.nc.LastError(); last != nil {
-		return fmt.Errorf("%w: the NATS connection is %s (last error: %v)", outbox.ErrUnavailable, st, last)
+		if refused(last) {
+			return fmt.Errorf("%w: %w: the NATS connection is %s: the server refuses the credentials: %w", outbox.ErrUnavailable, outbox.ErrAccessDenied, st, last)
+		}
+		return fmt.Errorf("%w: the NATS connection is %s (last error: %w)", outbox.ErrUnavailable, st, last)
 	}
 	return fmt.Errorf("%w: the NATS connection is %s", outbox.ErrUnavailable, st)
 }
@@ -81,6 +94,8 @@ func (p *Publisher) classify(subject string, err error) error {
 		return outbox.Permanent(fmt.Errorf("natspub: message on %q is larger than its stream's max_msg_size: %w", subject, err))
 	case errors.Is(err, nats.ErrBadSubject), errors.Is(err, nats.ErrHeadersNotSupported):
 		return outbox.Permanent(fmt.Errorf("natspub: publish on %q: %w", subject, err))
+	case errors.Is(err, nats.ErrPermissionViolation):
+		return fmt.Errorf("natspub: not allowed to publish on %q (grant the user publish permission on it): %w: %w", subject, outbox.ErrAccessDenied, err)
 	}
 	for _, target := range connectivity {
 		if errors.Is(err, target) {
@@ -107,5 +122,5 @@ func isNoResponse(err error) bool {
 }
 
 func noStreamError(subject string) error {
-	return fmt.Errorf("%w %q: create a stream whose subjects include it, or set Config.CreateStreams to let the publisher create one", ErrNoStream, subject)
+	return fmt.Errorf("%w %q: create a stream whose subjects include it, or let the publisher create one: add create_streams=true to the broker URL (Config.CreateStreams in Go)", ErrNoStream, subject)
 }

@@ -50,7 +50,7 @@ func TestNoStreamIsAClearPerMessageError(t *testing.T) {
 	if !errors.Is(res[0], ErrNoStream) {
 		t.Fatalf("result for a subject without a stream = %v; want ErrNoStream", res[0])
 	}
-	for _, part := range []string{missing, "create a stream", "CreateStreams"} {
+	for _, part := range []string{missing, "create a stream", "create_streams=true", "Config.CreateStreams"} {
 		if !strings.Contains(res[0].Error(), part) {
 			t.Errorf("the error %q does not mention %q", res[0], part)
 		}
