@@ -38,7 +38,7 @@ func Run(ctx context.Context, a *app.App, args []string) int {
 	root.SetErr(a.Stderr)
 	err := root.ExecuteContext(ctx)
 	if err != nil {
-		fmt.Fprintf(a.Stderr, "outbox: %v\n", err)
+		fmt.Fprintf(a.Stderr, "outbox: %s\n", a.Explain(err))
 	}
 	return app.ExitCode(err)
 }

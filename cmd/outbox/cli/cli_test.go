@@ -69,7 +69,11 @@ func TestUsageErrors(t *testing.T) {
 		{"schema on mysql", nil, []string{"status", "--store", "mysql://app@db/app", "--schema", "x"},
 			[]string{"--schema", "only PostgreSQL stores have a schema"}},
 		{"bad table name", nil, []string{"status", "--store", "postgres://db/app", "--table", "out;box"},
-			[]string{"invalid configuration", "Table"}},
+			[]string{`--table "out;box": has ';' at byte 3; use ASCII letters`}},
+		{"bad schema name", nil, []string{"status", "--store", "postgres://db/app", "--schema", "1st"},
+			[]string{`--schema "1st": starts with a digit; use ASCII letters`}},
+		{"bad collection name", nil, []string{"status", "--store", "mongodb://db/app", "--table", "system_events"},
+			[]string{`--table "system_events": names starting with "system" are reserved by MongoDB`}},
 		{"bad broker", nil, []string{"relay", "--store", "postgres://db/app", "--broker", "amqp://guest:s3cret@rabbit"},
 			[]string{`--broker "amqp://guest:xxxxx@rabbit": unknown broker "amqp"`, "example: --broker kafka://"}},
 		{"bad broker parameter", nil, []string{"relay", "--store", "postgres://db/app", "--broker", "kafka://k1:9092?sasl=scram-sha-512&user=r&password=s3cret&tsl=true"},
@@ -102,6 +106,9 @@ func TestUsageErrors(t *testing.T) {
 			if strings.Contains(stderr, "s3cret") {
 				t.Errorf("stderr shows the password:\n%s", stderr)
 			}
+			if strings.Contains(stderr, "outbox: outbox:") || strings.Contains(stderr, "invalid configuration") {
+				t.Errorf("stderr stutters or names a Go error instead of the flag:\n%s", stderr)
+			}
 		})
 	}
 }
@@ -123,14 +130,16 @@ func TestHelpAndVersion(t *testing.T) {
 }
 
 // TestStoreNotReachable: a one-shot command retries a store that does not
-// answer for --wait, logging each attempt, then fails naming it.
+// answer for --wait, logging each attempt, then fails naming the address,
+// the attempts and the flag to check.
 func TestStoreNotReachable(t *testing.T) {
 	t.Parallel()
 	_, stderr, code := run(t, nil, "", false, "status", "--store", "postgres://app:s3cret@127.0.0.1:1/app", "--wait", "600ms")
 	if code != app.ExitError {
 		t.Errorf("exit code %d, want %d", code, app.ExitError)
 	}
-	for _, w := range []string{"not reachable yet; retrying", "attempt=1", "gave up after 2 attempts", "(--wait)", "backend unavailable", "postgres://app:xxxxx@127.0.0.1:1/app"} {
+	for _, w := range []string{"not reachable yet; retrying", "attempt=1", "postgres://app:xxxxx@127.0.0.1:1/app",
+		"outbox: nothing answers at 127.0.0.1:1 (PostgreSQL: connection refused); gave up after 2 attempts in ", " (--wait 600ms): check the host and port in --store"} {
 		if !strings.Contains(stderr, w) {
 			t.Errorf("stderr\n%s\ndoes not contain %q", stderr, w)
 		}
@@ -150,7 +159,8 @@ func TestOperatorCommands(t *testing.T) {
 	ctx := t.Context()
 
 	stdout, stderr, code := run(t, env, "", false, "status")
-	if code != app.ExitError || !strings.Contains(stderr, "run Migrate first") {
+	if code != app.ExitError || !strings.Contains(stderr, "outbox: the outbox table "+schema+".outbox does not exist") ||
+		!strings.Contains(stderr, "create it with `outbox migrate` (with the same OUTBOX_STORE_URL and OUTBOX_SCHEMA)") {
 		t.Errorf("status before migrate: exit %d, %q; want the missing schema named", code, stderr)
 	}
 	for range 2 {

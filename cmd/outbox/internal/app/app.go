@@ -48,6 +48,8 @@ type App struct {
 	configPath string
 	logger     *slog.Logger
 	sources    map[string]string // flag name -> where its value came from
+	fromFile   map[string]string // flag name -> "--config" or OUTBOX_CONFIG, for values from the config file
+	opened     opened            // what the command opened, for Explain
 }
 
 // New returns an App on the given streams and the process environment.

@@ -11,11 +11,19 @@ import (
 // OpenStore opens the store o describes, for the command named command
 // (it names the database connections "outbox <command>"). A bad URL or
 // table name is a [UsageError] that names its flag or variable.
+//
+// The errors of the command are explained ([App.Explain]) in terms of this
+// store: its server, database and table, and the flags that name them.
 func (a *App) OpenStore(ctx context.Context, o backend.StoreOptions, command string) (*backend.Store, error) {
 	o.Source = a.Source("store")
 	o.AppName = "outbox " + command
+	a.opened.schema, a.opened.table = o.Schema, o.Table
 	s, err := backend.OpenStore(ctx, o)
-	return s, a.usage(err)
+	if err != nil {
+		return nil, a.usage(err)
+	}
+	a.opened.store = &s.Target
+	return s, nil
 }
 
 // OpenBroker opens the broker o describes. A bad URL is a [UsageError] that

@@ -68,6 +68,7 @@ func (a *App) Source(name string) string {
 // and builds the logger.
 func (a *App) Prepare(cmd *cobra.Command, _ []string) error {
 	a.sources = map[string]string{}
+	a.fromFile = map[string]string{}
 	fs := cmd.Flags()
 
 	path, pathSource := a.configPath, "--config"
@@ -105,6 +106,7 @@ func (a *App) Prepare(cmd *cobra.Command, _ []string) error {
 		}
 		if vs, ok := file[f.Name]; ok {
 			a.sources[f.Name] = fmt.Sprintf("%q in %s", f.Name, path)
+			a.fromFile[f.Name] = pathSource
 			if err := setFlag(fs, f, vs, false); err != nil {
 				firstErr = Usagef("%s: %q: %v", path, f.Name, err)
 			}

@@ -67,6 +67,8 @@ type Broker struct {
 	Kind string
 	// Display names the broker for people and logs, secrets hidden.
 	Display string
+	// Target is the broker's servers and user, for error messages.
+	Target Target
 
 	close func()
 }
@@ -149,7 +151,8 @@ func OpenBroker(ctx context.Context, o BrokerOptions) (*Broker, error) {
 		if err != nil {
 			return nil, bad(err)
 		}
-		return &Broker{Publisher: pub, Kind: Kafka, Display: Redact(raw), close: pub.Close}, nil
+		target := Target{System: systemKafka, Addr: joinAddrs(dc.Brokers), User: dc.SASL.User, URL: Redact(raw)}
+		return &Broker{Publisher: pub, Kind: Kafka, Display: Redact(raw), Target: target, close: pub.Close}, nil
 	default:
 		conn, cfg, err := natspub.ParseURL(raw)
 		if err != nil {
@@ -166,14 +169,15 @@ func OpenBroker(ctx context.Context, o BrokerOptions) (*Broker, error) {
 			}
 		}
 		cfg.Logger = logger
+		target := Target{System: systemNATS, Addr: joinAddrs(urlHosts(raw)), User: conn.User, URL: Redact(raw)}
 		pub, err := natspub.Connect(ctx, conn, cfg) // returns while the server is down
 		if err != nil {
 			if errors.Is(err, outbox.ErrInvalidConfig) {
 				return nil, bad(err)
 			}
-			return nil, fmt.Errorf("NATS at %s: %w", Redact(raw), err)
+			return nil, &TargetError{Target: target, Err: fmt.Errorf("NATS at %s: %w", Redact(raw), err)}
 		}
-		return &Broker{Publisher: pub, Kind: NATS, Display: Redact(raw), close: func() { _ = pub.Close() }}, nil
+		return &Broker{Publisher: pub, Kind: NATS, Display: Redact(raw), Target: target, close: func() { _ = pub.Close() }}, nil
 	}
 }
 

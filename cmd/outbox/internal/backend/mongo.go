@@ -42,10 +42,16 @@ func openMongo(raw string, o StoreOptions, bad func(string) error) (*Store, erro
 		return nil, err
 	}
 	c := store.Config()
+	user := ""
+	if opts.Auth != nil {
+		user = opts.Auth.Username
+	}
 	return &Store{
 		Outbox:  store,
 		Kind:    MongoDB,
 		Display: Redact(raw) + " collection " + c.Database + "." + c.Collection,
+		Target: Target{System: systemMongoDB, Addr: joinAddrs(urlHosts(raw)), User: user, Database: c.Database,
+			Table: c.Collection, TableKind: "collection", URL: Redact(raw)},
 		closers: []func() error{disconnect},
 	}, nil
 }

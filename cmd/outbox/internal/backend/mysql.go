@@ -50,6 +50,8 @@ func openMySQL(raw string, o StoreOptions, bad func(string) error) (*Store, erro
 		Outbox:  store,
 		Kind:    MySQL,
 		Display: display + " table " + store.Table(),
+		Target: Target{System: systemMySQL, Addr: cfg.Addr, User: cfg.User, Database: cfg.DBName,
+			Table: store.Table(), TableKind: "table", URL: Redact(raw)},
 		closers: []func() error{db.Close},
 	}, nil
 }

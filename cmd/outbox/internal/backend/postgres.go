@@ -39,10 +39,16 @@ func openPostgres(ctx context.Context, raw string, o StoreOptions, bad func(stri
 		return nil, err
 	}
 	c := store.Config()
+	addrs := []string{hostPort(cfg.ConnConfig.Host, cfg.ConnConfig.Port)}
+	for _, f := range cfg.ConnConfig.Fallbacks {
+		addrs = append(addrs, hostPort(f.Host, f.Port))
+	}
 	return &Store{
 		Outbox:  store,
 		Kind:    Postgres,
 		Display: Redact(raw) + " table " + c.Schema + "." + c.Table,
+		Target: Target{System: systemPostgres, Addr: joinAddrs(addrs), User: cfg.ConnConfig.User,
+			Database: cfg.ConnConfig.Database, Table: c.Schema + "." + c.Table, TableKind: "table", URL: Redact(raw)},
 		closers: []func() error{func() error { pool.Close(); return nil }},
 	}, nil
 }

@@ -12,19 +12,22 @@ func openSQLite(raw string, o StoreOptions, bad func(string) error) (*Store, err
 	if err != nil {
 		return nil, bad(err.Error())
 	}
+	target := Target{System: systemSQLite, Addr: path, TableKind: "table", URL: raw}
 	db, err := sqlitestore.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, &TargetError{Target: target, Err: err}
 	}
 	store, err := sqlitestore.New(db, sqlitestore.Config{Table: o.Table})
 	if err != nil {
 		_ = db.Close()
 		return nil, err
 	}
+	target.Table = store.Table()
 	return &Store{
 		Outbox:  store,
 		Kind:    SQLite,
 		Display: "sqlite:" + path + " table " + store.Table(),
+		Target:  target,
 		closers: []func() error{db.Close, store.Close},
 	}, nil
 }

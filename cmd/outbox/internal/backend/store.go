@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -84,6 +86,8 @@ type Store struct {
 	// Display names the outbox for people and logs, secrets hidden:
 	// "postgres://app:xxxxx@db:5432/app table public.outbox".
 	Display string
+	// Target is the server, database and table, for error messages.
+	Target Target
 
 	closers []func() error
 }
@@ -207,16 +211,52 @@ func OpenStore(ctx context.Context, o StoreOptions) (*Store, error) {
 	bad := func(reason string) error {
 		return &URLError{Source: o.source(), URL: Redact(raw), Reason: reason, Example: storeExamples[kind]}
 	}
+	var s *Store
 	switch kind {
 	case Postgres:
-		return openPostgres(ctx, raw, o, bad)
+		s, err = openPostgres(ctx, raw, o, bad)
 	case MySQL:
-		return openMySQL(raw, o, bad)
+		s, err = openMySQL(raw, o, bad)
 	case MongoDB:
-		return openMongo(raw, o, bad)
+		s, err = openMongo(raw, o, bad)
 	default:
-		return openSQLite(raw, o, bad)
+		s, err = openSQLite(raw, o, bad)
 	}
+	if err != nil {
+		return nil, configFlagError(err, o.source(), raw)
+	}
+	return s, nil
+}
+
+// configField finds the Config field an adapter's configuration error is
+// about, the value it quotes and what it says of it:
+// `pgstore: Config.Table "x;y" has ';' at byte 1; use …`,
+// `mysqlstore.Config.Table "x-y": use …`.
+var configField = regexp.MustCompile(`Config\.(Table|Schema|Collection|Database) ("(?:[^"\\]|\\.)*")[:;]? *(.*)$`)
+
+// configFlagError rewrites an adapter's refusal of the table, schema or
+// database name in terms of the flag that set it (a *[URLError]):
+// `--table "x;y": has ';' at byte 1; use ASCII letters, …`. Other errors
+// are returned as they are.
+func configFlagError(err error, storeSource, raw string) error {
+	if !errors.Is(err, outbox.ErrInvalidConfig) {
+		return err
+	}
+	m := configField.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	value, qerr := strconv.Unquote(m[2])
+	if qerr != nil {
+		return err
+	}
+	switch m[1] {
+	case "Table", "Collection":
+		return &URLError{Source: "--table", URL: value, Reason: m[3]}
+	case "Schema":
+		return &URLError{Source: "--schema", URL: value, Reason: m[3]}
+	}
+	return &URLError{Source: storeSource, URL: Redact(raw), Reason: fmt.Sprintf("database %q %s", value, m[3])}
 }
 
 // storeKind tells the store kind from a URL's scheme, or a go-sql-driver

@@ -32,6 +32,19 @@ type health struct {
 	broker  *backend.Broker
 	timeout time.Duration
 	state   atomic.Int32
+	// explain turns a failed ping into the CLI's message for it
+	// (app.Problem); "" keeps the error's own text.
+	explain func(backend.Target, error) string
+}
+
+// reason is what /readyz says of a failed ping of t.
+func (h *health) reason(t backend.Target, err error) string {
+	if h.explain != nil {
+		if msg := h.explain(t, err); msg != "" {
+			return msg
+		}
+	}
+	return err.Error()
 }
 
 // serve listens on addr and serves /metrics, /healthz and /readyz until
@@ -111,9 +124,9 @@ func (h *health) readyz(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusServiceUnavailable)
 	fmt.Fprintln(w, "not ready")
 	if storeErr != nil {
-		fmt.Fprintf(w, "store: %v\n", storeErr)
+		fmt.Fprintf(w, "store: %s\n", h.reason(h.store.Target, storeErr))
 	}
 	if brokerErr != nil {
-		fmt.Fprintf(w, "broker: %v\n", brokerErr)
+		fmt.Fprintf(w, "broker: %s\n", h.reason(h.broker.Target, brokerErr))
 	}
 }

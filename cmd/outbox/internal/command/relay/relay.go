@@ -43,7 +43,11 @@ released for the next relay. A second signal exits at once (leases then expire
 and other relays take the messages over).
 
 A store or broker that does not answer, at startup or later, is retried with
-backoff and logged once per step; the process does not exit.
+backoff and logged once per step; the process does not exit. A store that
+refuses the credentials or a privilege, or whose database or outbox tables do
+not exist, stops the relay (exit 1) with a message saying what to fix: run
+"outbox migrate" first, or pass --migrate. A broker that refuses the
+credentials pauses the relay, logged as an error, until it accepts them.
 
 With --metrics-addr the relay serves /metrics (Prometheus), /healthz (the
 process and its relay loop are alive) and /readyz (store and broker answer).
@@ -119,15 +123,17 @@ func run(ctx context.Context, a *app.App, o options) error {
 	if err != nil {
 		return err
 	}
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 	cfg := o.relay
 	cfg.Logger = log
-	cfg.Observer = observer
+	cfg.Observer = stopOnRefusal{Observer: observer, stop: stop}
 	relay, err := outbox.NewRelay(st.Outbox, br.Publisher, cfg)
 	if err != nil {
 		return &app.UsageError{Err: flagNames(err)}
 	}
 
-	h := &health{store: st, broker: br, timeout: o.healthTimeout}
+	h := &health{store: st, broker: br, timeout: o.healthTimeout, explain: a.Problem}
 	if o.metricsAddr != "" {
 		stopServer, err := h.serve(o.metricsAddr, observer, log)
 		if err != nil {
@@ -151,7 +157,7 @@ func run(ctx context.Context, a *app.App, o options) error {
 			return err
 		}
 	}
-	go reportReachability(ctx, log, st, br)
+	go reportReachability(ctx, a, st, br)
 
 	h.state.Store(stateRunning)
 	err = relay.Run(ctx)
@@ -159,24 +165,42 @@ func run(ctx context.Context, a *app.App, o options) error {
 	if err != nil {
 		return err
 	}
+	if cause := context.Cause(ctx); app.NeedsFix(cause) {
+		return cause // explained by the CLI: what to fix, and how
+	}
 	log.Info("outbox relay: stopped gracefully")
 	return nil
 }
 
 // reportReachability logs once, at startup, whether the store and broker
-// answer, so that an operator sees a misconfigured address at once; the
-// relay itself keeps retrying either way.
-func reportReachability(ctx context.Context, log *slog.Logger, st *backend.Store, br *backend.Broker) {
-	check := func(what, display string, ping func(context.Context) error) {
+// answer, so that an operator sees a misconfigured address or refused
+// credentials at once, explained (app.Problem). The relay itself keeps
+// trying either way, except for a store that needs fixing, which stops it
+// (stopOnRefusal) with a message of its own.
+func reportReachability(ctx context.Context, a *app.App, st *backend.Store, br *backend.Broker) {
+	log := a.Logger()
+	check := func(what, display string, target backend.Target, ping func(context.Context) error) {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		if err := ping(pctx); err != nil && ctx.Err() == nil {
+		err := ping(pctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		problem := a.Problem(target, err)
+		if problem == "" {
+			problem = err.Error()
+		}
+		switch {
+		case !app.NeedsFix(err):
 			log.Warn("outbox relay: "+what+" does not answer yet; the relay keeps trying with backoff",
-				slog.String(what, display), slog.Any("error", err))
+				slog.String(what, display), slog.String("error", problem))
+		case target.IsBroker():
+			log.Error("outbox relay: the broker refuses the relay; it pauses until that is fixed",
+				slog.String(what, display), slog.String("error", problem))
 		}
 	}
-	go check("store", st.Display, st.Ping)
-	check("broker", br.Display, br.Ping)
+	go check("store", st.Display, st.Target, st.Ping)
+	check("broker", br.Display, br.Target, br.Ping)
 }
 
 // relayFields are RelayConfig's fields and the flags that set them.

@@ -207,7 +207,7 @@ func watchLoop(ctx context.Context, a *app.App, store string, sr outbox.StatsRea
 		}
 		r := NewReport(store, stats, time.Now())
 		if err != nil {
-			r = Report{Time: time.Now().UTC(), Store: store, Relays: []Relay{}, Error: err.Error()}
+			r = Report{Time: time.Now().UTC(), Store: store, Relays: []Relay{}, Error: a.Explain(err)}
 		}
 		switch {
 		case asJSON:
