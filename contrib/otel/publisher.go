@@ -39,7 +39,8 @@ const KeyAttribute = attribute.Key("txoutbox.message.key")
 // then calls p.Publish once for the whole batch and ends each span with
 // the message's result: an error is recorded as an exception event, the
 // error status and an error.type attribute ("not_attempted", "permanent",
-// "unavailable", "timeout", "canceled" or the Go type of the error).
+// "unavailable", "topic_unavailable", "timeout", "canceled" or the Go type
+// of the error).
 //
 // The wrapper keeps the [outbox.Publisher] contract: it returns p's
 // results unchanged (same slice, one per message, [outbox.ErrNotAttempted]
@@ -153,7 +154,9 @@ func errorType(err error) string {
 	case errors.Is(err, outbox.ErrPermanent):
 		return "permanent"
 	case errors.Is(err, outbox.ErrUnavailable):
-		return "unavailable"
+		return "unavailable" // before topic_unavailable: the relay treats an error that says both as an outage
+	case errors.Is(err, outbox.ErrTopicUnavailable):
+		return "topic_unavailable"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
 	case errors.Is(err, context.Canceled):

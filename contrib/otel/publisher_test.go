@@ -3,6 +3,7 @@ package outboxotel_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
@@ -81,7 +82,7 @@ func TestPublishResultsAreRecordedAndPassedThrough(t *testing.T) {
 	ctx := testContext(t)
 	tp, rec := newRecorder(t)
 	wctx, writer := tp.Tracer("test").Start(ctx, "write")
-	msgs := make([]outbox.Message, 5)
+	msgs := make([]outbox.Message, 7)
 	for i := range msgs {
 		msgs[i] = outbox.Message{Topic: "orders", Key: "k"}
 	}
@@ -96,6 +97,8 @@ func TestPublishResultsAreRecordedAndPassedThrough(t *testing.T) {
 		outbox.ErrNotAttempted,
 		outbox.Permanent(errors.New("too large")),
 		errors.Join(outbox.ErrUnavailable, errors.New("dial tcp: refused")),
+		fmt.Errorf("kafkapub: topic %q: NOT_ENOUGH_REPLICAS: %w", "orders", outbox.ErrTopicUnavailable),
+		errors.Join(outbox.ErrUnavailable, outbox.ErrTopicUnavailable), // the relay pauses for both: an outage
 	}}
 	results := outboxotel.WrapPublisher(inner, outboxotel.WithTracerProvider(tp)).Publish(ctx, msgs)
 	if len(results) != len(inner.results) || &results[0] != &inner.results[0] {
@@ -110,7 +113,7 @@ func TestPublishResultsAreRecordedAndPassedThrough(t *testing.T) {
 		t.Errorf("the inner publisher got other messages or another order")
 	}
 
-	wantType := []string{"", "*errors.errorString", "not_attempted", "permanent", "unavailable"}
+	wantType := []string{"", "*errors.errorString", "not_attempted", "permanent", "unavailable", "topic_unavailable", "unavailable"}
 	for i, m := range msgs {
 		span := spanFor(t, rec, m.ID)
 		if span.Parent().SpanID() != writer.SpanContext().SpanID() {

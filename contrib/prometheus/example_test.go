@@ -57,6 +57,7 @@ func ExampleNewObserver() {
 	// txoutbox_relay_failed_total{outcome="dead_lettered"} 0
 	// txoutbox_relay_failed_total{outcome="released"} 0
 	// txoutbox_relay_failed_total{outcome="retried"} 0
+	// txoutbox_relay_failed_total{outcome="topic_paused"} 0
 	// txoutbox_relay_publish_lag_seconds 2 samples
 	// txoutbox_relay_published_total 2
 }

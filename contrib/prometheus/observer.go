@@ -1,6 +1,7 @@
 package outboxprom
 
 import (
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,6 +68,12 @@ const (
 	OutcomeRetried      = "retried"
 	OutcomeDeadLettered = "dead_lettered"
 	OutcomeReleased     = "released"
+	// OutcomeTopicPaused counts the messages the relay handed back because
+	// their topic is paused: the broker answered that it cannot take the
+	// topic now ([outbox.ErrTopicUnavailable]), or the topic was already
+	// paused when they were claimed. Like released, no attempt is counted;
+	// they wait out the topic's pause while the other topics flow.
+	OutcomeTopicPaused = "topic_paused"
 )
 
 // NewObserver returns an Observer; register it with a
@@ -122,7 +129,7 @@ func NewObserver(cfg ObserverConfig) (*Observer, error) {
 		published: counterVec("published_total",
 			"Messages the broker acknowledged.", topic...),
 		failed: counterVec("failed_total",
-			"Claimed messages not published, by outcome: retried (after a backoff), dead_lettered, or released (not attempted: held behind a failed message of its key, broker unavailable, or relay stopping; no attempt counted).",
+			"Claimed messages not published, by outcome: retried (after a backoff), dead_lettered, released (not attempted: held behind a failed message of its key, broker unavailable, or relay stopping; no attempt counted), or topic_paused (the broker cannot take their topic now; no attempt counted, the topic waits while others flow).",
 			append([]string{"outcome"}, topic...)...),
 		settleErrors: counter("settle_errors_total",
 			"Batches whose outcomes could not be recorded in the store; their messages are published again when their lease expires."),
@@ -136,7 +143,7 @@ func NewObserver(cfg ObserverConfig) (*Observer, error) {
 		// alerts see a zero instead of nothing.
 		o.published.WithLabelValues()
 		o.lag.WithLabelValues()
-		for _, outcome := range []string{OutcomeRetried, OutcomeDeadLettered, OutcomeReleased} {
+		for _, outcome := range []string{OutcomeRetried, OutcomeDeadLettered, OutcomeReleased, OutcomeTopicPaused} {
 			o.failed.WithLabelValues(outcome)
 		}
 	}
@@ -171,12 +178,12 @@ func (o *Observer) ObserveBatch(e outbox.BatchEvent) {
 			break
 		}
 		topic := o.topic(rec.Topic)
-		switch st := e.Outcomes[i].Status; st {
+		switch oc := e.Outcomes[i]; oc.Status {
 		case outbox.Delivered:
 			o.published.WithLabelValues(topic).Inc()
 			o.lag.WithLabelValues(topic).Observe(lagSeconds(e.PublishedAt, rec.CreatedAt))
 		default:
-			if outcome := outcomeLabel(st); outcome != "" {
+			if outcome := outcomeLabel(oc); outcome != "" {
 				o.failed.WithLabelValues(outcome, topic).Inc()
 			}
 		}
@@ -186,21 +193,23 @@ func (o *Observer) ObserveBatch(e outbox.BatchEvent) {
 // observeTotals counts a batch without a topic label: one addition per
 // outcome rather than one per message.
 func (o *Observer) observeTotals(e outbox.BatchEvent) {
-	var delivered, retried, dead, released int
+	var delivered, retried, dead, released, paused int
 	lag := o.lag.WithLabelValues()
 	for i, rec := range e.Records {
 		if i >= len(e.Outcomes) {
 			break
 		}
-		switch e.Outcomes[i].Status {
-		case outbox.Delivered:
+		switch oc := e.Outcomes[i]; {
+		case oc.Status == outbox.Delivered:
 			delivered++
 			lag.Observe(lagSeconds(e.PublishedAt, rec.CreatedAt))
-		case outbox.Retried:
+		case oc.Status == outbox.Retried:
 			retried++
-		case outbox.DeadLettered:
+		case oc.Status == outbox.DeadLettered:
 			dead++
-		case outbox.Released:
+		case topicPaused(oc):
+			paused++
+		case oc.Status == outbox.Released:
 			released++
 		}
 	}
@@ -213,18 +222,28 @@ func (o *Observer) observeTotals(e outbox.BatchEvent) {
 	add(o.failed.WithLabelValues(OutcomeRetried), retried)
 	add(o.failed.WithLabelValues(OutcomeDeadLettered), dead)
 	add(o.failed.WithLabelValues(OutcomeReleased), released)
+	add(o.failed.WithLabelValues(OutcomeTopicPaused), paused)
 }
 
-func outcomeLabel(s outbox.OutcomeStatus) string {
-	switch s {
-	case outbox.Retried:
+func outcomeLabel(oc outbox.Outcome) string {
+	switch {
+	case oc.Status == outbox.Retried:
 		return OutcomeRetried
-	case outbox.DeadLettered:
+	case oc.Status == outbox.DeadLettered:
 		return OutcomeDeadLettered
-	case outbox.Released:
+	case topicPaused(oc):
+		return OutcomeTopicPaused
+	case oc.Status == outbox.Released:
 		return OutcomeReleased
 	}
 	return ""
+}
+
+// topicPaused reports whether the relay released a record for its topic's
+// pause: the broker's answer was [outbox.ErrTopicUnavailable], or the topic
+// was paused already (a Released outcome has a RetryIn only then).
+func topicPaused(oc outbox.Outcome) bool {
+	return oc.Status == outbox.Released && (oc.RetryIn > 0 || errors.Is(oc.Err, outbox.ErrTopicUnavailable))
 }
 
 // lagSeconds is the commit-to-publish lag. CreatedAt comes from the

@@ -2,6 +2,7 @@ package outboxprom_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +43,8 @@ func TestObserverCountsEvents(t *testing.T) {
 			record("b", now),
 			record("b", now),
 			record("c", now),
+			record("e", now),
+			record("e", now),
 		},
 		Outcomes: []outbox.Outcome{
 			{Status: outbox.Delivered},
@@ -49,6 +52,9 @@ func TestObserverCountsEvents(t *testing.T) {
 			{Status: outbox.Retried, Err: errors.New("no")},
 			{Status: outbox.Released},
 			{Status: outbox.DeadLettered, Err: outbox.Permanent(errors.New("too big"))},
+			// Its topic cannot take messages now, and then the topic is paused.
+			{Status: outbox.Released, Err: fmt.Errorf("NOT_ENOUGH_REPLICAS: %w", outbox.ErrTopicUnavailable), RetryIn: 200 * time.Millisecond},
+			{Status: outbox.Released, RetryIn: 150 * time.Millisecond},
 		},
 		PublishDuration: 20 * time.Millisecond,
 		PublishedAt:     now,
@@ -72,6 +78,7 @@ func TestObserverCountsEvents(t *testing.T) {
 		{"txoutbox_relay_published_total", nil, 2},
 		{"txoutbox_relay_failed_total", []string{"outcome", "retried"}, 1},
 		{"txoutbox_relay_failed_total", []string{"outcome", "released"}, 1},
+		{"txoutbox_relay_failed_total", []string{"outcome", "topic_paused"}, 2},
 		{"txoutbox_relay_failed_total", []string{"outcome", "dead_lettered"}, 2},
 		{"txoutbox_relay_settle_errors_total", nil, 1},
 	} {
@@ -100,7 +107,7 @@ func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
 func TestObserverSeriesExistBeforeEvents(t *testing.T) {
 	t.Parallel()
 	reg := registry(t, newObserver(t, outboxprom.ObserverConfig{}))
-	for _, outcome := range []string{"retried", "dead_lettered", "released"} {
+	for _, outcome := range []string{"retried", "dead_lettered", "released", "topic_paused"} {
 		if got := gather(t, reg, "txoutbox_relay_failed_total", "outcome", outcome).value; got != 0 {
 			t.Errorf("failed{%s} = %v", outcome, got)
 		}
@@ -126,10 +133,12 @@ func TestObserverTopicLabel(t *testing.T) {
 		Records: []outbox.Record{
 			record("orders.created.1", now), record("orders.created.2", now),
 			record("orders.paid.1", now), record("orders.paid.2", now),
+			record("orders.refunded.1", now),
 		},
 		Outcomes: []outbox.Outcome{
 			{Status: outbox.Delivered}, {Status: outbox.Delivered},
 			{Status: outbox.Delivered}, {Status: outbox.Retried, Err: errors.New("no")},
+			{Status: outbox.Released, Err: outbox.ErrTopicUnavailable, RetryIn: time.Second},
 		},
 		PublishDuration: time.Millisecond,
 		PublishedAt:     now,
@@ -142,6 +151,9 @@ func TestObserverTopicLabel(t *testing.T) {
 	}
 	if got := gather(t, reg, "txoutbox_relay_failed_total", "topic", "orders.paid", "outcome", "retried").value; got != 1 {
 		t.Errorf("failed{orders.paid,retried} = %v, want 1", got)
+	}
+	if got := gather(t, reg, "txoutbox_relay_failed_total", "topic", "orders.refunded", "outcome", "topic_paused").value; got != 1 {
+		t.Errorf("failed{orders.refunded,topic_paused} = %v, want 1", got)
 	}
 	if got := gather(t, reg, "txoutbox_relay_publish_lag_seconds", "topic", "orders.created").count; got != 2 {
 		t.Errorf("lag{orders.created} has %d samples, want 2", got)

@@ -206,3 +206,104 @@ txoutbox_oldest_pending_age_seconds 0
 		t.Errorf("relay lease series = %d, %v; want none after the relay stopped", n, err)
 	}
 }
+
+// pausedTally counts the records the relay released for their topic's
+// pause, and the other releases, as the relay reported them.
+type pausedTally struct {
+	mu               sync.Mutex
+	paused, released int
+	once             sync.Once
+	first            chan struct{} // closed at the first pause
+}
+
+func (t *pausedTally) ObserveClaim(outbox.ClaimEvent) {}
+
+func (t *pausedTally) ObserveBatch(e outbox.BatchEvent) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, o := range e.Outcomes {
+		switch {
+		case o.Status != outbox.Released:
+		case errors.Is(o.Err, outbox.ErrTopicUnavailable) || o.RetryIn > 0:
+			t.paused++
+			t.once.Do(func() { close(t.first) })
+		default:
+			t.released++
+		}
+	}
+}
+
+// A relay over a broker that cannot take one topic for a while: its
+// messages are counted as topic_paused, not released, and the other
+// topic's messages flow meanwhile.
+func TestRelayMetricsTopicPaused(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	mem := memory.NewStore(memory.StoreConfig{})
+	broker := memory.NewPublisher(memory.PublisherConfig{})
+	var down atomic.Bool
+	down.Store(true)
+	broker.SetReject(func(m outbox.Message) error {
+		if m.Topic == "held" && down.Load() {
+			return fmt.Errorf("NOT_ENOUGH_REPLICAS: %w", outbox.ErrTopicUnavailable)
+		}
+		return nil
+	})
+	tx := mem.Begin()
+	for i := range 6 {
+		topic := "orders"
+		if i%2 == 0 {
+			topic = "held"
+		}
+		if err := mem.Enqueue(ctx, tx, outbox.Message{Topic: topic, Key: fmt.Sprintf("k%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	obs, err := outboxprom.NewObserver(outboxprom.ObserverConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry(t, obs)
+	seen := &pausedTally{first: make(chan struct{})}
+	cfg := conformance.TestRelayConfig(t)
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg.Observer = both{obs, seen}
+	stop := conformance.StartRelay(t, mem, broker, cfg)
+	if err := broker.WaitFor(ctx, 3); err != nil { // the other topic's three
+		t.Fatal(err)
+	}
+	// The held topic was refused and paused at least once.
+	select {
+	case <-seen.first:
+	case <-ctx.Done():
+		t.Fatal("the held topic was never paused")
+	}
+	down.Store(false)
+	if err := broker.WaitFor(ctx, 6); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	seen.mu.Lock()
+	defer seen.mu.Unlock()
+	for _, c := range []struct {
+		outcome string
+		want    int
+	}{
+		{"topic_paused", seen.paused},
+		{"released", seen.released},
+		{"retried", 0},
+		{"dead_lettered", 0},
+	} {
+		if got := gather(t, reg, "txoutbox_relay_failed_total", "outcome", c.outcome).value; got != float64(c.want) {
+			t.Errorf("failed{%s} = %v, want %d", c.outcome, got, c.want)
+		}
+	}
+	if seen.paused == 0 {
+		t.Errorf("the relay reported no release for the topic's pause")
+	}
+}
