@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/backend"
+	"github.com/txoutbox/txoutbox/cmd/outbox/backend"
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 

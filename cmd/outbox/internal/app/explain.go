@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/backend"
+	"github.com/txoutbox/txoutbox/cmd/outbox/backend"
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 

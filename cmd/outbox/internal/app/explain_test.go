@@ -15,8 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
+	"github.com/txoutbox/txoutbox/cmd/outbox/backend"
 	"github.com/txoutbox/txoutbox/cmd/outbox/internal/app"
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/backend"
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 

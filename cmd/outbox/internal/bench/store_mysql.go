@@ -9,7 +9,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/backend"
+	"github.com/txoutbox/txoutbox/cmd/outbox/backend"
 
 	outbox "github.com/txoutbox/txoutbox/core"
 	mysqlstore "github.com/txoutbox/txoutbox/stores/mysql"

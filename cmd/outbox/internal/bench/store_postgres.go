@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/backend"
+	"github.com/txoutbox/txoutbox/cmd/outbox/backend"
 	outbox "github.com/txoutbox/txoutbox/core"
 	pgstore "github.com/txoutbox/txoutbox/stores/postgres"
 )

@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"strings"
 
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/backend"
+	"github.com/txoutbox/txoutbox/cmd/outbox/backend"
 	"github.com/txoutbox/txoutbox/conformance/ledger"
 )
 

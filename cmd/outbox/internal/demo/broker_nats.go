@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	natspub "github.com/txoutbox/txoutbox/brokers/nats"
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/backend"
+	"github.com/txoutbox/txoutbox/cmd/outbox/backend"
 	"github.com/txoutbox/txoutbox/conformance/ledger"
 )
 

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/backend"
+	"github.com/txoutbox/txoutbox/cmd/outbox/backend"
 	"github.com/txoutbox/txoutbox/conformance/ledger"
 	outbox "github.com/txoutbox/txoutbox/core"
 )

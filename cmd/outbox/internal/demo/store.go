@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/backend"
+	"github.com/txoutbox/txoutbox/cmd/outbox/backend"
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 

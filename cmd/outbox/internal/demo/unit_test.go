@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/backend"
+	"github.com/txoutbox/txoutbox/cmd/outbox/backend"
 	"github.com/txoutbox/txoutbox/conformance/ledger"
 	outbox "github.com/txoutbox/txoutbox/core"
 )

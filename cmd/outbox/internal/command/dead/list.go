@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/txoutbox/txoutbox/cmd/outbox/backend"
 	"github.com/txoutbox/txoutbox/cmd/outbox/internal/app"
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/backend"
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 

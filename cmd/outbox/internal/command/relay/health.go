@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/backend"
+	"github.com/txoutbox/txoutbox/cmd/outbox/backend"
 	outboxprom "github.com/txoutbox/txoutbox/contrib/prometheus"
 )
 

@@ -12,8 +12,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/txoutbox/txoutbox/cmd/outbox/backend"
 	"github.com/txoutbox/txoutbox/cmd/outbox/internal/app"
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/backend"
 	outboxotel "github.com/txoutbox/txoutbox/contrib/otel"
 )
 

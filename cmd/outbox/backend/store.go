@@ -3,6 +3,10 @@
 // side, kafkapub and natspub on the broker side. Opening does no I/O where
 // the drivers allow it (connection pools are lazy), so a relay starts while
 // its database or broker is down and waits for it.
+//
+// It is the one backend layer of the outbox commands, the demo and the
+// bench, and exported because the bench (cmd/outbox-bench) is a module of
+// its own: it is not a stable API for services, which use the adapters.
 package backend
 
 import (
