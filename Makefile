@@ -79,11 +79,13 @@ chaos: services
 		docs/guarantees.md > docs/guarantees.md.tmp && mv docs/guarantees.md.tmp docs/guarantees.md; \
 	echo "docs/guarantees.md: table updated"; exit $$status
 
+# The flags of outbox-bench (cmd/outbox-bench, a module of its own): every store
+# against kfake, the real Kafka broker and NATS. BENCH_FLAGS replaces the selection.
 BENCH_FLAGS ?= --store '$(OUTBOX_TEST_POSTGRES_URL)' --store '$(OUTBOX_TEST_MYSQL_URL)' --store sqlite \
 	--broker kfake --broker 'kafka://$(OUTBOX_TEST_KAFKA_BROKERS)' --broker '$(OUTBOX_TEST_NATS_URL)'
 BENCH_PROFILES ?= .bench-profiles
 
 ## bench: measure every pair (minutes); rewrites docs/benchmarks.md and the charts in docs/bench
 bench: services
-	go run ./cmd/outbox bench $(BENCH_FLAGS) --charts docs/bench --doc docs/benchmarks.md \
+	go run ./cmd/outbox-bench $(BENCH_FLAGS) --charts docs/bench --doc docs/benchmarks.md \
 		--cpuprofile-dir $(BENCH_PROFILES)

@@ -1,28 +1,67 @@
 package bench
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/term"
 
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/app"
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
-// Command returns `outbox bench`.
-func Command(a *app.App) *cobra.Command {
+// Exit codes of [Main].
+const (
+	ExitOK     = 0 // every measurement ran
+	ExitFailed = 1 // a measurement failed, or the run could not start
+	ExitUsage  = 2 // a flag is wrong
+)
+
+// usageError is a mistake in the command line: [Main] exits with
+// [ExitUsage] for it.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// Main runs the outbox-bench command with args (without the program name)
+// and returns the process exit code. The report goes to stdout, progress
+// and logs to stderr (a live progress line when stderr is a terminal).
+// Cancelling ctx stops the run.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := Command(stdout, stderr)
+	cmd.SetArgs(args)
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	err := cmd.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintf(stderr, "%s: %v\n", cmd.Name(), err)
+	if errors.As(err, new(usageError)) {
+		return ExitUsage
+	}
+	return ExitFailed
+}
+
+// Command returns the outbox-bench command, writing the report to stdout
+// and progress and logs to stderr.
+func Command(stdout, stderr io.Writer) *cobra.Command {
 	var cfg Config
 	var asJSON, verbose bool
 	var doc, charts string
 	cmd := &cobra.Command{
-		Use:   "bench",
-		Short: "Measure throughput, latency and overhead on real stores and brokers",
-		Long: `bench measures txoutbox on each --store, each --broker and each store × broker pair,
+		Use:   "outbox-bench",
+		Short: "Measure txoutbox's throughput, latency and overhead on real stores and brokers",
+		Long: `outbox-bench measures txoutbox on each --store, each --broker and each store × broker pair,
 and in the same run the ceilings and the baseline its figures are read against:
 
   enqueue   a business transaction alone, then with 1 and 10 outbox messages (8 writers)
@@ -44,26 +83,32 @@ relay cannot point the bench at a production outbox.
 
 It prints tables (or --json), draws SVG charts (--charts) and rewrites the
 generated part of a Markdown document (--doc). A full run takes minutes;
---quick runs everything at smoke-test sizes in seconds.`,
-		Example: `  outbox bench --quick --store memory --broker memory
-  outbox bench --store postgres://postgres@localhost:5432/test --broker kfake --broker nats://localhost:4222
-  outbox bench --store sqlite --broker kfake --skip growth,latency --json`,
-		Args: cobra.NoArgs,
+--quick runs everything at smoke-test sizes in seconds.
+
+It is a developer's tool, kept out of the operator's outbox command; from a
+clone of the repository: go run ./cmd/outbox-bench …`,
+		Example: `  outbox-bench --quick --store memory --broker memory
+  outbox-bench --store postgres://postgres@localhost:5432/test --broker kfake --broker nats://localhost:4222
+  outbox-bench --store sqlite --broker kfake --skip growth,latency --json`,
+		Args:          cobra.NoArgs,
+		SilenceErrors: true,
+		SilenceUsage:  true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg.Progress = a.Stderr
-			cfg.LiveProgress = a.Terminal(a.Stderr)
+			cfg.Progress = stderr
+			f, ok := stderr.(*os.File)
+			cfg.LiveProgress = ok && term.IsTerminal(int(f.Fd()))
 			if verbose {
-				cfg.Logger = a.Logger()
+				cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 			}
 			r, runErr := Run(cmd.Context(), cfg)
 			if errors.Is(runErr, outbox.ErrInvalidConfig) {
-				return &app.UsageError{Err: runErr}
+				return usageError{runErr}
 			}
 			if r == nil {
 				return runErr
 			}
 			r.Command = commandLine(cmd)
-			if err := write(a, r, asJSON, doc, charts); err != nil {
+			if err := write(stdout, r, asJSON, doc, charts); err != nil {
 				return errors.Join(runErr, err)
 			}
 			if runErr != nil {
@@ -75,6 +120,9 @@ generated part of a Markdown document (--doc). A full run takes minutes;
 			return nil
 		},
 	}
+	cmd.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%w (run '%s --help' for the flags)", err, cmd.CommandPath())}
+	})
 	fs := cmd.Flags()
 	fs.StringArrayVar(&cfg.Stores, "store", nil, `store to measure, repeatable: postgres://…, mysql://…, "sqlite" or "memory" (default "sqlite")`)
 	fs.StringArrayVar(&cfg.Brokers, "broker", nil, `broker to measure, repeatable: "kfake", kafka://…, "nats", nats://… or "memory" (default "kfake")`)
@@ -103,19 +151,18 @@ generated part of a Markdown document (--doc). A full run takes minutes;
 	fs.StringVar(&doc, "doc", "", "Markdown file whose generated part to rewrite (docs/benchmarks.md)")
 	fs.StringVar(&cfg.ProfileDir, "cpuprofile-dir", "", "directory for a CPU profile of each drain and latency measurement")
 	fs.BoolVar(&verbose, "verbose", false, "show the logs of the relays and publishers on standard error")
-	fs.VisitAll(func(f *pflag.Flag) { app.NoEnv(f) })
 	return cmd
 }
 
 // write puts the report where the flags say.
-func write(a *app.App, r *Report, asJSON bool, doc, charts string) error {
+func write(stdout io.Writer, r *Report, asJSON bool, doc, charts string) error {
 	if asJSON {
-		enc := json.NewEncoder(a.Stdout)
+		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(r); err != nil {
 			return err
 		}
-	} else if err := r.WriteText(a.Stdout); err != nil {
+	} else if err := r.WriteText(stdout); err != nil {
 		return err
 	}
 	if charts != "" {

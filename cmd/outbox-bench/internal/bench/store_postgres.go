@@ -42,7 +42,7 @@ func newPGPool(ctx context.Context, url string, conns int) (*pgxpool.Pool, error
 		return nil, fmt.Errorf("%w: store %s: %v", outbox.ErrInvalidConfig, redact(url), err)
 	}
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
-		cfg.ConnConfig.RuntimeParams["application_name"] = "outbox bench"
+		cfg.ConnConfig.RuntimeParams["application_name"] = "outbox-bench"
 	}
 	cfg.MaxConns = int32(conns)
 	return pgxpool.NewWithConfig(ctx, cfg)

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Report is the outcome of a run. Its JSON form (`outbox bench --json`) has
+// Report is the outcome of a run. Its JSON form (`outbox-bench --json`) has
 // stable field names; rates are per second, durations in milliseconds.
 type Report struct {
 	// Started and Seconds tell when the run began and how long it took.

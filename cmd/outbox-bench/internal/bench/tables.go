@@ -189,7 +189,7 @@ func (r *Report) targetTable() table {
 // WriteText writes the report as tables for a terminal.
 func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "outbox bench, %s, %.0f s; %s, %d cores, %s", r.Started.Format("2006-01-02 15:04 MST"), r.Seconds, r.Machine.CPU, r.Machine.Cores, r.Machine.GoVersion)
+	fmt.Fprintf(&b, "outbox-bench, %s, %.0f s; %s, %d cores, %s", r.Started.Format("2006-01-02 15:04 MST"), r.Seconds, r.Machine.CPU, r.Machine.Cores, r.Machine.GoVersion)
 	if l := r.Machine.LoadBefore; len(l) == 3 {
 		fmt.Fprintf(&b, "; load %.2f before", l[0])
 		if a := r.Machine.LoadAfter; len(a) == 3 {

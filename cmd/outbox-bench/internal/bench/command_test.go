@@ -10,25 +10,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/txoutbox/cmd/outbox/cli"
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/app"
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/bench"
+	"github.com/txoutbox/txoutbox/cmd/outbox-bench/internal/bench"
 )
 
-// run runs the outbox command in-process and returns its exit code and
-// output streams.
+// run runs the outbox-bench command in-process and returns its exit code
+// and output streams.
 func run(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	a := app.New(strings.NewReader(""), &stdout, &stderr)
-	a.Getenv = func(string) string { return "" }
-	code := cli.Run(ctx, a, args)
+	code := bench.Main(ctx, args, &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 
-// TestBenchQuickCommand runs `outbox bench --quick` on the in-memory pair
+// TestBenchQuickCommand runs `outbox-bench --quick` on the in-memory pair
 // end to end: JSON report, charts and the document. It checks shapes, never
 // times.
 func TestBenchQuickCommand(t *testing.T) {
@@ -39,7 +35,7 @@ func TestBenchQuickCommand(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(doc), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	code, stdout, stderr := run(t, "bench", "--quick", "--store", "memory", "--broker", "memory",
+	code, stdout, stderr := run(t, "--quick", "--store", "memory", "--broker", "memory",
 		"--backlog", "300", "--keys", "30", "--latency-duration", "200ms", "--rates", "100",
 		"--json", "--charts", charts, "--doc", doc)
 	if code != 0 {
@@ -77,15 +73,15 @@ func TestBenchUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"bench", "--store", "oracle://db"}, "postgres://"},
-		{[]string{"bench", "--store", "memory", "--broker", "rabbitmq://mq"}, "kfake"},
-		{[]string{"bench", "--store", "memory", "--broker", "memory", "--skip", "warp"}, "unknown scenario"},
-		{[]string{"bench", "--store", "memory", "--broker", "memory", "--pg-notify", "sometimes"}, "after-commit"},
-		{[]string{"bench", "--quik"}, "--quick"},
+		{[]string{"--store", "oracle://db"}, "postgres://"},
+		{[]string{"--store", "memory", "--broker", "rabbitmq://mq"}, "kfake"},
+		{[]string{"--store", "memory", "--broker", "memory", "--skip", "warp"}, "unknown scenario"},
+		{[]string{"--store", "memory", "--broker", "memory", "--pg-notify", "sometimes"}, "after-commit"},
+		{[]string{"--quik"}, "unknown flag: --quik"},
 	} {
 		code, _, stderr := run(t, tc.args...)
-		if code != app.ExitUsage || !strings.Contains(stderr, tc.want) {
-			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, stderr, app.ExitUsage, tc.want)
+		if code != bench.ExitUsage || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, stderr, bench.ExitUsage, tc.want)
 		}
 	}
 }

@@ -66,7 +66,7 @@ func openNATS(ctx context.Context, spec string, srv *server.Server, logger *slog
 	if err != nil {
 		return nil, fmt.Errorf("broker %s: %w", redact(spec), err)
 	}
-	conn.Name = "outbox bench"
+	conn.Name = "outbox-bench"
 	admin, err := natspub.Connect(ctx, conn, natspub.Config{Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("NATS at %s: %w", redact(spec), err)
@@ -131,7 +131,7 @@ func (t *natsTopic) publisher(ctx context.Context) (outbox.Publisher, func(), er
 }
 
 func (t *natsTopic) producer(context.Context) (rawProducer, error) {
-	nc, err := nats.Connect(t.b.url, nats.Name("outbox bench producer"))
+	nc, err := nats.Connect(t.b.url, nats.Name("outbox-bench producer"))
 	if err != nil {
 		return nil, err
 	}
