@@ -46,7 +46,7 @@ lint:
 	.ci/deps
 	cd scripts/testsummary && GOWORK=off go vet ./... && GOWORK=off $(STATICCHECK) ./... && GOWORK=off go test -count=1 ./...
 
-## release-check: install cmd/outbox@v0.1.0 and build a user's service from the modules packed as published
+## release-check: install cmd/outbox@v0.1.0 and cmd/outbox-demo@v0.1.0, and build a user's service from the modules packed as published
 release-check:
 	.ci/release-check
 
@@ -62,8 +62,9 @@ fmt:
 	gofmt -w $$(go list -m -f '{{.Dir}}')
 
 ## demo: the whole pipeline on embedded defaults (SQLite, embedded NATS); no server needed
+## (outbox-demo: `outbox demo` in a program that links only what the demo needs)
 demo:
-	go run ./cmd/outbox demo
+	go run ./cmd/outbox-demo
 
 ## chaos: every fault scenario at full size (chaos.Long) for every pair; the table goes into docs/guarantees.md
 chaos: services

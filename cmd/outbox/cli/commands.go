@@ -3,12 +3,12 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/txoutbox/txoutbox/cmd/outbox/demo"
 	"github.com/txoutbox/txoutbox/cmd/outbox/internal/app"
 	"github.com/txoutbox/txoutbox/cmd/outbox/internal/command/dead"
 	"github.com/txoutbox/txoutbox/cmd/outbox/internal/command/migrate"
 	"github.com/txoutbox/txoutbox/cmd/outbox/internal/command/relay"
 	"github.com/txoutbox/txoutbox/cmd/outbox/internal/command/status"
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/demo"
 )
 
 // commands are the subcommands of outbox, in the order help lists them.

@@ -16,7 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/demo"
+	"github.com/txoutbox/txoutbox/cmd/outbox/demo"
 	"github.com/txoutbox/txoutbox/conformance/servers/kafkaserver"
 	"github.com/txoutbox/txoutbox/conformance/servers/mysqlserver"
 	"github.com/txoutbox/txoutbox/conformance/servers/natsserver"

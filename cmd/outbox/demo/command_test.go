@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/txoutbox/txoutbox/cmd/outbox/cli"
+	"github.com/txoutbox/txoutbox/cmd/outbox/demo"
 	"github.com/txoutbox/txoutbox/cmd/outbox/internal/app"
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/demo"
 	"github.com/txoutbox/txoutbox/conformance/ledger"
 )
 
@@ -116,4 +116,27 @@ func TestInterrupted(t *testing.T) {
 		t.Fatalf("no interrupted verdict:\n%s", out.String())
 	}
 	leftovers(t, cfg.TempDir)
+}
+
+// TestOutboxDemoCommand checks the outbox-demo command (demo.Main): the same
+// demo and exit codes as `outbox demo`, and, where no outbox command is
+// installed beside it or on PATH, --chaos that says its crashes are
+// simulated in process instead of failing.
+func TestOutboxDemoCommand(t *testing.T) {
+	t.Setenv("PATH", t.TempDir()) // no outbox command on it
+	run := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := demo.Main(testContext(t), args, strings.NewReader(""), &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
+	code, out, errOut := run("--duration", "2s", "--rate", "50", "--chaos", "--kills", "1", "--lease", "1s")
+	if code != 0 || !strings.Contains(out, "1 simulated crashes") || !strings.Contains(out, "\nCLEAN: nothing lost") {
+		t.Fatalf("exit code %d, want 0 after one simulated crash\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "outbox-demo: --chaos: no outbox command") {
+		t.Errorf("stderr does not say why the crashes are simulated:\n%s", errOut)
+	}
+	if code, out, errOut := run("--chaoss"); code != 2 || !strings.Contains(errOut, "outbox-demo: unknown flag: --chaoss") {
+		t.Fatalf("exit code %d, want 2 naming outbox-demo and the flag\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
 }

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/txoutbox/cmd/outbox/cli"
-	"github.com/txoutbox/txoutbox/cmd/outbox/internal/demo"
+	"github.com/txoutbox/txoutbox/cmd/outbox/demo"
 	"github.com/txoutbox/txoutbox/conformance/servers"
 )
 

@@ -1,9 +1,13 @@
 package demo
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -15,12 +19,48 @@ import (
 // that is not clean (the process then exits with code 1).
 var ErrNotClean = errors.New("the demo's verdict is not clean")
 
-// Command returns `outbox demo`.
+// Command returns `outbox demo`. Its --chaos relays are `outbox relay`
+// processes of this same executable.
 func Command(a *app.App) *cobra.Command {
+	return newCommand(a, "outbox demo", "demo", func() (string, error) { return os.Executable() })
+}
+
+// Main runs the outbox-demo command (cmd/outbox-demo) with args, without
+// the program name, and returns the process exit code: 0 when the verdict
+// is clean, 1 when it is not or the demo could not run, 2 for a mistake in
+// the flags. It is `outbox demo` in a program that links only what the demo
+// needs, so that it is the quickest to build from a clone; its --chaos
+// relays are `outbox relay` processes of the outbox command installed
+// beside it or on PATH (see [FindOutbox]). ctx ends the run early: cancel
+// it on SIGINT or SIGTERM.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := app.New(stdin, stdout, stderr)
+	root := newCommand(a, "outbox-demo", "outbox-demo", FindOutbox)
+	a.SetupRoot(root)
+	return a.Execute(ctx, root, args)
+}
+
+// FindOutbox returns the outbox command that the relay processes of
+// outbox-demo --chaos run: the one installed beside the running executable
+// (go install puts both in the same directory), else the one on PATH.
+func FindOutbox() (string, error) {
+	if exe, err := os.Executable(); err == nil {
+		beside := filepath.Join(filepath.Dir(exe), "outbox")
+		if info, err := os.Stat(beside); err == nil && info.Mode().IsRegular() && info.Mode()&0o111 != 0 {
+			return beside, nil
+		}
+	}
+	return exec.LookPath("outbox")
+}
+
+// newCommand returns the demo command named use, as the user types it
+// (name: "outbox demo" or "outbox-demo"); relayExecutable finds the outbox
+// command that --chaos runs as relay processes.
+func newCommand(a *app.App, name, use string, relayExecutable func() (string, error)) *cobra.Command {
 	var cfg Config
 	var verbose, inProcess bool
 	cmd := &cobra.Command{
-		Use:   "demo",
+		Use:   use,
 		Short: "Run the whole pipeline on embedded servers and check that nothing is lost",
 		Long: `demo runs a transactional outbox end to end, with nothing to install: a simulated
 service updates rows of a users table and, in the same transaction, enqueues a
@@ -38,7 +78,9 @@ is at least once, and each copy carries the event's ID).
 --chaos kills the relay several times during the run (a separate outbox relay
 process, with SIGKILL) and starts a new one each time: the records the dead
 relay had claimed come back when their lease (--lease) expires, and the
-verdict must still show nothing lost.
+verdict must still show nothing lost. The relay processes are the outbox
+command: outbox demo runs itself; outbox-demo runs the outbox installed beside
+it or on PATH and, without one, simulates the crashes in this process.
 
 --store and --broker take the URLs of real servers instead; the demo then works
 in a schema or tables of its own and a stream or topic of its own, named after
@@ -47,10 +89,10 @@ outbox_demo and a random run id, and removes them at the end. --store, --broker,
 the settings of a real relay cannot point the demo at a production outbox.
 
 The exit code is 0 only when the verdict is clean.`,
-		Example: `  outbox demo
-  outbox demo --broker kafka --chaos
-  outbox demo --duration 1m --rate 1000 --keys 100
-  outbox demo --store postgres://postgres@localhost:5432/app --broker nats://localhost:4222`,
+		Example: fmt.Sprintf(`  %[1]s
+  %[1]s --broker kafka --chaos
+  %[1]s --duration 1m --rate 1000 --keys 100
+  %[1]s --store postgres://postgres@localhost:5432/app --broker nats://localhost:4222`, name),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Live = a.Terminal(a.Stdout)
@@ -58,7 +100,12 @@ The exit code is 0 only when the verdict is clean.`,
 				cfg.Logger = a.Logger()
 			}
 			if cfg.Chaos && !inProcess {
-				if exe, err := os.Executable(); err == nil {
+				exe, err := relayExecutable()
+				if err != nil {
+					fmt.Fprintf(a.Stderr, "%s: --chaos: no outbox command beside this one or on PATH (%v), so the relays "+
+						"run in this process and their crashes are simulated; for relay processes killed with SIGKILL, "+
+						"install it (go install ./cmd/outbox) or run: go run ./cmd/outbox demo --chaos\n", name, err)
+				} else {
 					cfg.RelayCommand = func(args []string) *exec.Cmd { return exec.Command(exe, args...) }
 				}
 			}
