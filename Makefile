@@ -26,7 +26,7 @@ SERVICES ?= postgres mysql nats kafka mongo
 ## test: set up the servers (make services), run every module's tests with -race, and end with a
 ## summary: the server each backend used, every skipped test with its reason
 test: services
-	go test -json $(GO_TEST_FLAGS) $(PACKAGES) | (cd scripts/testsummary && GOWORK=off go run .)
+	go test -json $(GO_TEST_FLAGS) $(PACKAGES) | go run ./scripts/testsummary
 
 ## services: install and start the test servers on loopback (scripts/services; idempotent)
 services:
@@ -38,13 +38,12 @@ services-stop:
 
 ## lint: gofmt, go vet, staticcheck, tidy go.mod files, dependency promises
 lint:
-	@unformatted=$$(gofmt -l $$(go list -m -f '{{.Dir}}') scripts/testsummary); \
+	@unformatted=$$(gofmt -l $$(go list -m -f '{{.Dir}}')); \
 	if [[ -n "$$unformatted" ]]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	go vet $(PACKAGES)
 	$(STATICCHECK) $(PACKAGES)
 	.ci/tidy -check
 	.ci/deps
-	cd scripts/testsummary && GOWORK=off go vet ./... && GOWORK=off $(STATICCHECK) ./... && GOWORK=off go test -count=1 ./...
 
 ## release-check: install cmd/outbox@v0.1.0 and cmd/outbox-demo@v0.1.0, and build a user's service from the modules packed as published
 release-check:

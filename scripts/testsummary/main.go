@@ -7,8 +7,7 @@
 //
 //	go test -json ./... | go run ./scripts/testsummary
 //
-// It is its own module, outside go.work, so that it builds with the standard
-// library alone.
+// It is a module of its own that needs the standard library alone.
 package main
 
 import (
