@@ -12,43 +12,53 @@ import (
 // RelayConfig configures a [Relay]. The zero value of every field selects
 // the default named in its comment.
 type RelayConfig struct {
-	// Owner identifies this relay instance in leases, stats and logs.
-	// Default: "<hostname>-<pid>-<random>". Two live relays must not share
-	// an owner.
+	// Owner identifies this relay instance in lane leases, stats and
+	// logs. Default: "<hostname>-<pid>-<random>". Two live relays must not
+	// share an owner; a restarted relay should not reuse the owner of its
+	// previous run (it then waits for its old lanes to expire like any
+	// other relay, which the default guarantees).
 	Owner string
 
-	// BatchSize is the most records claimed and published at once.
+	// BatchSize is the most records read and published at once.
 	// Default 500.
 	BatchSize int
 
 	// Concurrency is how many batches one relay keeps in flight. Per-key
-	// order holds for any value: batches never share a key's undelivered
-	// records. Default 2.
+	// order holds for any value: a key has records in one batch in flight
+	// at a time. Default 4.
 	Concurrency int
 
-	// PollInterval is the longest wait between claims when the outbox is
+	// PollInterval is the longest wait between reads when the outbox is
 	// idle; it is the safety net behind store notifications and
 	// [Relay.Notify]. Default 1s.
 	PollInterval time.Duration
 
-	// MinPollInterval is the first wait after a claim found nothing; the
-	// wait doubles up to PollInterval while the outbox stays idle and goes
-	// back to MinPollInterval as soon as work appears. Default 10ms.
+	// MinPollInterval is the first wait after a read found nothing new;
+	// the wait doubles up to PollInterval while the outbox stays idle and
+	// goes back to MinPollInterval as soon as work appears. Default 10ms.
 	MinPollInterval time.Duration
 
-	// Lease is how long claimed records stay reserved for this relay. A
-	// record whose relay died is claimed again once its lease expires. It
-	// must be at least twice PublishTimeout, so that a lease never expires
-	// while its relay is still publishing or recording the outcome.
-	// Default 60s.
+	// Lease is how long the relay's lane leases and membership last
+	// without renewal; the relay renews them every third of it. The lanes
+	// of a relay that died are taken over once its lease expires, and a
+	// relay that could not renew within Lease stops publishing those lanes.
+	// Default 10s.
 	Lease time.Duration
 
 	// PublishTimeout bounds one Publish call, and separately the recording
 	// of its outcomes in the store. Default 15s.
 	PublishTimeout time.Duration
 
-	// MaxAttempts is how many claims a record gets before it is
-	// dead-lettered. Attempts are counted at claim time. Default 10.
+	// ReadTimeout bounds one read of the relay's lanes and one round of
+	// lane leasing. A read that takes longer fails with [ErrReadTimeout].
+	// Default 5s.
+	ReadTimeout time.Duration
+
+	// MaxAttempts is how many attempts a record gets before it is
+	// dead-lettered. An attempt counts when publishing fails, and when a
+	// relay takes over the lanes of a relay that died while the record may
+	// have been in flight, so a message that crashes relays ends among the
+	// dead letters too. Default 10.
 	MaxAttempts int
 
 	// MinRetryDelay and MaxRetryDelay bound the exponential backoff
@@ -88,11 +98,12 @@ type RelayConfig struct {
 // Defaults of RelayConfig.
 const (
 	DefaultBatchSize       = 500
-	DefaultConcurrency     = 2
+	DefaultConcurrency     = 4
 	DefaultPollInterval    = time.Second
 	DefaultMinPollInterval = 10 * time.Millisecond
-	DefaultLease           = 60 * time.Second
+	DefaultLease           = 10 * time.Second
 	DefaultPublishTimeout  = 15 * time.Second
+	DefaultReadTimeout     = 5 * time.Second
 	DefaultMaxAttempts     = 10
 	DefaultMinRetryDelay   = time.Second
 	DefaultMaxRetryDelay   = 5 * time.Minute
@@ -114,7 +125,8 @@ func (c RelayConfig) withDefaults() (RelayConfig, error) {
 	setDuration(&c.PollInterval, DefaultPollInterval)
 	setDuration(&c.MinPollInterval, min(DefaultMinPollInterval, c.PollInterval))
 	setDuration(&c.Lease, DefaultLease)
-	setDuration(&c.PublishTimeout, min(DefaultPublishTimeout, c.Lease/2))
+	setDuration(&c.PublishTimeout, DefaultPublishTimeout)
+	setDuration(&c.ReadTimeout, min(DefaultReadTimeout, c.Lease/2))
 	setDuration(&c.MinRetryDelay, DefaultMinRetryDelay)
 	setDuration(&c.MaxRetryDelay, max(DefaultMaxRetryDelay, c.MinRetryDelay))
 	setDuration(&c.Retention, DefaultRetention)
@@ -135,15 +147,15 @@ func (c RelayConfig) withDefaults() (RelayConfig, error) {
 		return bad("MaxAttempts is %d; it must be positive (or zero for %d)", c.MaxAttempts, DefaultMaxAttempts)
 	case c.CleanupBatch < 0:
 		return bad("CleanupBatch is %d; it must be positive (or zero for %d)", c.CleanupBatch, DefaultCleanupBatch)
-	case c.PollInterval < 0, c.MinPollInterval < 0, c.Lease < 0, c.PublishTimeout < 0,
+	case c.PollInterval < 0, c.MinPollInterval < 0, c.Lease < 0, c.PublishTimeout < 0, c.ReadTimeout < 0,
 		c.MinRetryDelay < 0, c.MaxRetryDelay < 0, c.CleanupInterval < 0:
 		return bad("durations must not be negative (only Retention may be, to disable cleanup)")
 	case c.MinPollInterval > c.PollInterval:
 		return bad("MinPollInterval (%v) is longer than PollInterval (%v)", c.MinPollInterval, c.PollInterval)
 	case c.MinRetryDelay > c.MaxRetryDelay:
 		return bad("MinRetryDelay (%v) is longer than MaxRetryDelay (%v)", c.MinRetryDelay, c.MaxRetryDelay)
-	case c.Lease < 2*c.PublishTimeout:
-		return bad("Lease (%v) must be at least twice PublishTimeout (%v), or another relay may take over records this one is still publishing", c.Lease, c.PublishTimeout)
+	case c.ReadTimeout > c.Lease/2:
+		return bad("ReadTimeout (%v) is longer than half the Lease (%v): a slow renewal would let the lanes expire while the relay still publishes them", c.ReadTimeout, c.Lease)
 	}
 	return c, nil
 }

@@ -20,7 +20,8 @@ func TestNewRelayDefaults(t *testing.T) {
 	want := outbox.RelayConfig{
 		BatchSize: outbox.DefaultBatchSize, Concurrency: outbox.DefaultConcurrency,
 		PollInterval: outbox.DefaultPollInterval, MinPollInterval: outbox.DefaultMinPollInterval,
-		Lease: outbox.DefaultLease, PublishTimeout: outbox.DefaultPublishTimeout, MaxAttempts: outbox.DefaultMaxAttempts,
+		Lease: outbox.DefaultLease, PublishTimeout: outbox.DefaultPublishTimeout, ReadTimeout: outbox.DefaultReadTimeout,
+		MaxAttempts: outbox.DefaultMaxAttempts,
 		MinRetryDelay: outbox.DefaultMinRetryDelay, MaxRetryDelay: outbox.DefaultMaxRetryDelay,
 		Retention: outbox.DefaultRetention, CleanupInterval: outbox.DefaultCleanupInterval, CleanupBatch: outbox.DefaultCleanupBatch,
 	}
@@ -34,14 +35,14 @@ func TestNewRelayDefaults(t *testing.T) {
 	}
 }
 
-func TestNewRelayDerivesPublishTimeoutFromLease(t *testing.T) {
+func TestNewRelayDerivesReadTimeoutFromLease(t *testing.T) {
 	t.Parallel()
-	r, err := outbox.NewRelay(memory.NewStore(memory.StoreConfig{}), memory.NewPublisher(memory.PublisherConfig{}), outbox.RelayConfig{Lease: 10 * time.Second})
+	r, err := outbox.NewRelay(memory.NewStore(memory.StoreConfig{}), memory.NewPublisher(memory.PublisherConfig{}), outbox.RelayConfig{Lease: 4 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := r.Config().PublishTimeout; got != 5*time.Second {
-		t.Fatalf("PublishTimeout = %v with a 10s lease; want half the lease", got)
+	if got := r.Config().ReadTimeout; got != 2*time.Second {
+		t.Fatalf("ReadTimeout = %v with a 4s lease; want half the lease", got)
 	}
 }
 
@@ -57,7 +58,7 @@ func TestNewRelayRejectsBadConfig(t *testing.T) {
 		{outbox.RelayConfig{PollInterval: -time.Second}, "negative"},
 		{outbox.RelayConfig{PollInterval: time.Second, MinPollInterval: 2 * time.Second}, "MinPollInterval"},
 		{outbox.RelayConfig{MinRetryDelay: time.Hour, MaxRetryDelay: time.Minute}, "MinRetryDelay"},
-		{outbox.RelayConfig{Lease: 10 * time.Second, PublishTimeout: 6 * time.Second}, "Lease"},
+		{outbox.RelayConfig{Lease: 4 * time.Second, ReadTimeout: 3 * time.Second}, "ReadTimeout"},
 	}
 	for _, c := range cases {
 		_, err := outbox.NewRelay(memory.NewStore(memory.StoreConfig{}), memory.NewPublisher(memory.PublisherConfig{}), c.cfg)

@@ -79,6 +79,11 @@ var (
 	// Create them with the store's Migrate method ([Migrator]), or with
 	// `outbox migrate`.
 	ErrSchemaMissing = errors.New("outbox: the outbox tables do not exist")
+	// ErrReadTimeout: a read of the relay's lanes took longer than
+	// [RelayConfig.ReadTimeout]. The database answers but is slow (a lock
+	// held by another session, an overloaded server): the relay retries
+	// with backoff.
+	ErrReadTimeout = errors.New("outbox: read timed out")
 	// ErrRelayRunning: Run was called on a relay that is already running.
 	ErrRelayRunning = errors.New("outbox: relay is already running")
 )

@@ -13,13 +13,17 @@ import (
 	"github.com/txoutbox/txoutbox/core/memory"
 )
 
-// failingClaims is a store whose Claim always fails with err.
-type failingClaims struct {
+// failingStore is a store whose lane leasing and reads always fail with err.
+type failingStore struct {
 	outbox.Store
 	err error
 }
 
-func (f failingClaims) Claim(context.Context, outbox.ClaimParams) ([]outbox.Record, error) {
+func (f failingStore) SyncLanes(context.Context, outbox.SyncParams) (outbox.LaneView, error) {
+	return outbox.LaneView{}, f.err
+}
+
+func (f failingStore) Read(context.Context, outbox.ReadParams) ([]outbox.Record, error) {
 	return nil, f.err
 }
 
@@ -51,7 +55,7 @@ func (l *levelLog) find(substr string) string {
 	return ""
 }
 
-// TestRelayLogsStoreFailuresByCause: a store that fails every claim pauses
+// TestRelayLogsStoreFailuresByCause: a store that fails every read pauses
 // the relay, and the log line says why: missing tables, refused access and a
 // missing database are errors that name their cause, not "store
 // unavailable"; an unreachable store stays a warning.
@@ -79,9 +83,9 @@ func TestRelayLogsStoreFailuresByCause(t *testing.T) {
 			logs := &levelLog{}
 			cfg := fastConfig(t)
 			cfg.Logger = slog.New(logs)
-			store := failingClaims{Store: memory.NewStore(memory.StoreConfig{}), err: tt.err}
+			store := failingStore{Store: memory.NewStore(memory.StoreConfig{}), err: tt.err}
 			run(t, store, memory.NewPublisher(memory.PublisherConfig{}), cfg)
-			eventually(t, ctx, "the relay to log the failed claim", func() bool { return logs.find("pausing the relay") != "" })
+			eventually(t, ctx, "the relay to log the failed read", func() bool { return logs.find("pausing the relay") != "" })
 			if got := logs.find("pausing the relay"); got != tt.want {
 				t.Errorf("logged %q; want %q", got, tt.want)
 			}
@@ -95,7 +99,12 @@ type stopOnSchemaMissing struct {
 	cancel context.CancelCauseFunc
 }
 
-func (o stopOnSchemaMissing) ObserveClaim(e outbox.ClaimEvent) {
+func (o stopOnSchemaMissing) ObserveRead(e outbox.ReadEvent) {
+	if errors.Is(e.Err, outbox.ErrSchemaMissing) {
+		o.cancel(e.Err)
+	}
+}
+func (o stopOnSchemaMissing) ObserveLanes(e outbox.LaneEvent) {
 	if errors.Is(e.Err, outbox.ErrSchemaMissing) {
 		o.cancel(e.Err)
 	}
@@ -103,7 +112,7 @@ func (o stopOnSchemaMissing) ObserveClaim(e outbox.ClaimEvent) {
 func (stopOnSchemaMissing) ObserveBatch(outbox.BatchEvent) {}
 
 // TestRelayStoppedByObserver: an Observer that cancels Run's context on a
-// claim error stops the relay, which then logs no pause for that error.
+// store error stops the relay, which then logs no pause for that error.
 func TestRelayStoppedByObserver(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancelCause(testCtx(t))
@@ -113,8 +122,8 @@ func TestRelayStoppedByObserver(t *testing.T) {
 	cfg.Logger = slog.New(logs)
 	cfg.Concurrency = 3
 	cfg.Observer = stopOnSchemaMissing{cancel: cancel}
-	missing := fmt.Errorf("claim: %w", outbox.ErrSchemaMissing)
-	r, err := outbox.NewRelay(failingClaims{Store: memory.NewStore(memory.StoreConfig{}), err: missing},
+	missing := fmt.Errorf("sync lanes: %w", outbox.ErrSchemaMissing)
+	r, err := outbox.NewRelay(failingStore{Store: memory.NewStore(memory.StoreConfig{}), err: missing},
 		memory.NewPublisher(memory.PublisherConfig{}), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -5,22 +5,26 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// Relay moves committed records from a [Store] to a [Publisher]: it claims a
-// batch, publishes it, and records each outcome (delivered, retry after a
-// backoff, dead letter, or released untried). Run one relay per process, or
-// many on one outbox: the store's claim keeps them from sharing a key.
+// Relay moves committed records from a [Store] to a [Publisher]. It leases
+// a fair share of the outbox's lanes, reads their pending records in store
+// order, publishes them with several batches in flight (never two batches
+// with records of one key), and records each outcome (delivered, retry after
+// a backoff, dead letter) with one fenced write per batch. Run one relay per
+// process, or many on one outbox: they share the lanes between them and
+// hand them over when one joins, leaves or dies.
 type Relay struct {
 	store Store
 	pub   Publisher
 	cfg   RelayConfig
 	log   *slog.Logger
 
-	kick    chan struct{} // wakes idle workers: notifications, Notify, full batches
+	kick    chan struct{} // wakes the reader: notifications, Notify
 	running atomic.Bool
 
 	storeDown  *breaker
@@ -51,20 +55,20 @@ func NewRelay(store Store, pub Publisher, cfg RelayConfig) (*Relay, error) {
 		pub:        pub,
 		cfg:        cfg,
 		log:        log,
-		kick:       make(chan struct{}, cfg.Concurrency),
+		kick:       make(chan struct{}, 1),
 		storeDown:  &breaker{what: "store", log: log, base: minOutagePause, limit: maxOutagePause},
 		brokerDown: &breaker{what: "broker", log: log, base: minOutagePause, limit: maxOutagePause},
 		topicDown:  newTopicPauses(log, minOutagePause, maxOutagePause),
 	}, nil
 }
 
-// Owner returns the relay's owner identity, as it appears in leases.
+// Owner returns the relay's owner identity, as it appears in lane leases.
 func (r *Relay) Owner() string { return r.cfg.Owner }
 
 // Config returns the relay's configuration with defaults filled in.
 func (r *Relay) Config() RelayConfig { return r.cfg }
 
-// Notify tells the relay that records were just committed, so that it claims
+// Notify tells the relay that records were just committed, so that it reads
 // now instead of at its next poll. Writers that share a process with the
 // relay call it after Commit; it never blocks and is a no-op when the relay
 // is busy or stopped. Stores that are a [Listener] need no such call.
@@ -75,17 +79,40 @@ func (r *Relay) Notify() {
 	}
 }
 
+// run is the state of one call to Run.
+type run struct {
+	r *Relay
+
+	mu sync.Mutex
+	q  *queue
+	// rescan asks the reader to start its next read from the head of the
+	// lanes: a key held back is free again, or lanes were taken.
+	rescan bool
+
+	ready chan struct{} // wakes a worker: records queued, a key freed
+	room  chan struct{} // wakes the reader: the queue has room again
+	sync  chan struct{} // wakes the lane loop: a drained lane can be released
+}
+
+// signal sends on a wake-up channel of capacity one without blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
 // Run relays until ctx ends, then stops gracefully: batches being published
-// are finished (within PublishTimeout) and their outcomes recorded; records
-// claimed but not yet published are released. It returns nil after a
-// graceful stop, and [ErrRelayRunning] when the relay is already running.
-// Failures of the store or broker do not end Run: it logs them and retries
-// with backoff. That includes failures that need someone to fix them
-// ([ErrSchemaMissing], [ErrAccessDenied], [ErrDatabaseMissing]), which it
-// logs as errors that name the cause, so that the relay resumes by itself
-// once they are fixed. To stop instead, as `outbox relay` does, give the
-// relay an [Observer] whose ObserveClaim cancels ctx when ClaimEvent.Err
-// matches one of them.
+// are finished (within PublishTimeout) and their outcomes recorded, and the
+// relay gives its lanes back so that others take them at once. It returns
+// nil after a graceful stop, and [ErrRelayRunning] when the relay is
+// already running. Failures of the store or broker do not end Run: it logs
+// them and retries with backoff. That includes failures that need someone
+// to fix them ([ErrSchemaMissing], [ErrAccessDenied], [ErrDatabaseMissing]),
+// which it logs as errors that name the cause, so that the relay resumes by
+// itself once they are fixed. To stop instead, as `outbox relay` does, give
+// the relay an [Observer] that cancels ctx when a ReadEvent or LaneEvent
+// error matches one of them.
 func (r *Relay) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return ErrRelayRunning
@@ -97,96 +124,226 @@ func (r *Relay) Run(ctx context.Context) error {
 		slog.Duration("poll_interval", r.cfg.PollInterval), slog.Duration("lease", r.cfg.Lease),
 		slog.Int("max_attempts", r.cfg.MaxAttempts), slog.Bool("strict_order", r.cfg.StrictOrder))
 
-	var wg sync.WaitGroup
+	rn := &run{
+		r:     r,
+		q:     newQueue(),
+		ready: make(chan struct{}, 1),
+		room:  make(chan struct{}, 1),
+		sync:  make(chan struct{}, 1),
+	}
+	var wg, workers sync.WaitGroup
 	if l, ok := r.store.(Listener); ok {
 		wg.Go(func() { r.listen(ctx, l) })
 	}
 	if c, ok := r.store.(Cleaner); ok && r.cfg.Retention >= 0 {
 		wg.Go(func() { r.cleanup(ctx, c) })
 	}
+	lanesDone := make(chan struct{})
+	go func() {
+		defer close(lanesDone)
+		rn.laneLoop(ctx)
+	}()
+	wg.Go(func() { rn.readLoop(ctx) })
 	for range r.cfg.Concurrency {
-		wg.Go(func() { r.work(ctx) })
+		workers.Go(func() { rn.work(ctx) })
 	}
+	workers.Wait()
+	<-lanesDone
+	rn.leave()
 	wg.Wait()
 	r.log.Info("outbox: relay stopped")
 	return nil
 }
 
-// work is one claim-publish-settle loop. Every worker polls when idle, so
-// that a worker busy with a slow batch never leaves new records unseen.
-func (r *Relay) work(ctx context.Context) {
-	idle := 0 // consecutive empty claims, for the adaptive poll
+// readLoop reads the held lanes into the queue while it has room. A read
+// starts after the last record of the previous one (the cursor), so a
+// backlog is read once; when a read comes back short, the next starts from
+// the head of the lanes again, which picks up records whose transactions
+// committed late (below the cursor) and records replayed from the dead
+// letters.
+func (rn *run) readLoop(ctx context.Context) {
+	r := rn.r
+	idle := 0
 	for {
-		if r.storeDown.wait(ctx) != nil || r.brokerDown.wait(ctx) != nil {
+		if r.storeDown.wait(ctx) != nil {
 			return
 		}
-		recs, err := r.claim(ctx)
+		rn.mu.Lock()
+		now := time.Now()
+		lanes := rn.q.readable(now)
+		full := rn.q.queued >= r.cfg.BatchSize*r.cfg.Concurrency
+		if rn.rescan {
+			rn.q.cursor, rn.rescan = 0, false
+		}
+		after := rn.q.cursor
+		skip := rn.q.heldBack(now, maxSkipKeys)
+		rn.mu.Unlock()
+
+		if len(lanes) == 0 || full {
+			wait := r.cfg.PollInterval
+			if full {
+				wait = time.Hour
+			}
+			if !rn.idle(ctx, rn.room, wait) {
+				return
+			}
+			continue
+		}
+		slices.Sort(lanes)
+		recs, err := rn.read(ctx, ReadParams{
+			Lanes: lanes, AfterSeq: after, Limit: r.cfg.BatchSize,
+			SkipKeys: skip, StrictOrder: r.cfg.StrictOrder,
+		})
 		if err != nil {
 			if ctx.Err() != nil {
-				return // stopping: the failure needs no pause (an Observer may have stopped the relay for it)
+				return
 			}
 			r.storeDown.failure(err)
 			continue
 		}
 		r.storeDown.success()
-		if len(recs) == 0 {
-			if !r.idle(ctx, idle) {
-				return
+		rn.mu.Lock()
+		added := rn.q.add(recs)
+		if len(recs) == r.cfg.BatchSize {
+			rn.q.cursor = recs[len(recs)-1].Seq
+		} else {
+			rn.q.cursor = 0
+		}
+		rn.mu.Unlock()
+		if added > 0 {
+			signal(rn.ready)
+		}
+		if len(recs) == r.cfg.BatchSize {
+			idle = 0
+			continue // more to read at once
+		}
+		wait := r.cfg.MinPollInterval
+		if added == 0 {
+			wait = r.cfg.MinPollInterval << min(idle, 30)
+			if wait <= 0 || wait > r.cfg.PollInterval {
+				wait = r.cfg.PollInterval
 			}
 			idle++
-			continue
+		} else {
+			idle = 0
 		}
-		idle = 0
-		if len(recs) == r.cfg.BatchSize {
-			r.Notify() // there is probably more: let a sibling claim too
+		if !rn.idle(ctx, nil, wait) {
+			return
 		}
-		r.process(ctx, recs)
 	}
 }
 
-// claim runs one Claim. It is not cut short when ctx ends, so that a claim
-// the store commits is never lost to a cancelled read of its result.
-func (r *Relay) claim(ctx context.Context) ([]Record, error) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
-	defer cancel()
-	start := time.Now()
-	recs, err := r.store.Claim(cctx, ClaimParams{
-		Owner:       r.cfg.Owner,
-		Limit:       r.cfg.BatchSize,
-		Lease:       r.cfg.Lease,
-		StrictOrder: r.cfg.StrictOrder,
-	})
-	if obs := r.cfg.Observer; obs != nil {
-		obs.ObserveClaim(ClaimEvent{Owner: r.cfg.Owner, Claimed: len(recs), Duration: time.Since(start), Err: err})
-	}
-	if err != nil {
-		return nil, fmt.Errorf("claim: %w", err)
-	}
-	return recs, nil
-}
+// maxSkipKeys bounds the keys a read leaves out.
+const maxSkipKeys = 100
 
-// idle waits for a wake-up or its adaptive poll timer: MinPollInterval,
-// doubling with every empty claim up to PollInterval. It reports false when
-// ctx ended.
-func (r *Relay) idle(ctx context.Context, idleRounds int) bool {
-	wait := r.cfg.MinPollInterval << min(idleRounds, 30)
-	if wait <= 0 || wait > r.cfg.PollInterval {
-		wait = r.cfg.PollInterval
-	}
+// idle waits for a notification, for extra (when not nil), or for wait. It
+// reports false when ctx ended.
+func (rn *run) idle(ctx context.Context, extra chan struct{}, wait time.Duration) bool {
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
-	case <-r.kick:
+	case <-rn.r.kick:
+		return true
+	case <-extra:
 		return true
 	case <-t.C:
 		return true
 	}
 }
 
-// process publishes one claimed batch and records every outcome.
-func (r *Relay) process(ctx context.Context, recs []Record) {
+// read runs one Read. Its timeout is ReadTimeout, and it is not cut short
+// when ctx ends only by that: a read changes nothing, so it simply stops.
+func (rn *run) read(ctx context.Context, p ReadParams) ([]Record, error) {
+	r := rn.r
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.ReadTimeout)
+	defer cancel()
+	start := time.Now()
+	recs, err := r.store.Read(cctx, p)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		err = fmt.Errorf("%w: the read of %d lanes took longer than ReadTimeout (%v)", ErrReadTimeout, len(p.Lanes), r.cfg.ReadTimeout)
+	}
+	if obs := r.cfg.Observer; obs != nil {
+		obs.ObserveRead(ReadEvent{Owner: r.cfg.Owner, Records: len(recs), Duration: time.Since(start), Err: err})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	return recs, nil
+}
+
+// work publishes batches from the queue until ctx ends.
+func (rn *run) work(ctx context.Context) {
+	r := rn.r
+	for {
+		if r.brokerDown.wait(ctx) != nil {
+			return
+		}
+		rn.mu.Lock()
+		now := time.Now()
+		batch, wake := rn.q.next(r.cfg.BatchSize, now)
+		var epochs []Lane
+		more := false
+		if len(batch) > 0 {
+			epochs = rn.q.epochs(batch)
+			more = rn.q.queued > 0
+		}
+		rn.mu.Unlock()
+		if len(batch) == 0 {
+			wait := r.cfg.PollInterval
+			if !wake.IsZero() {
+				wait = max(time.Until(wake), time.Millisecond)
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-rn.ready:
+			case <-t.C:
+				if !wake.IsZero() {
+					rn.mu.Lock()
+					rn.rescan = true // the key held back is free: read what it left out
+					rn.mu.Unlock()
+					r.Notify()
+				}
+			}
+			t.Stop()
+			continue
+		}
+		if more {
+			signal(rn.ready) // let a sibling take the next batch
+		}
+		signal(rn.room)
+		outcomes, settleErr := r.process(ctx, batch, epochs)
+		rn.mu.Lock()
+		if settleErr != nil {
+			// Whatever the outcomes, the store did not record them: the
+			// records go back to be published again (duplicates at most).
+			for i := range outcomes {
+				outcomes[i] = Outcome{Status: Released}
+			}
+		}
+		rn.q.settled(batch, outcomes, epochs, r.cfg.StrictOrder, time.Now())
+		drained := false
+		for _, l := range epochs {
+			if h := rn.q.lanes[l.ID]; h != nil && h.draining && h.inflight == 0 {
+				drained = true
+			}
+		}
+		rn.mu.Unlock()
+		signal(rn.ready)
+		signal(rn.room)
+		if drained {
+			signal(rn.sync)
+		}
+	}
+}
+
+// process publishes one batch and records every outcome in the store. It
+// returns the outcomes, and the error of recording them if that failed.
+func (r *Relay) process(ctx context.Context, recs []Record, epochs []Lane) ([]Outcome, error) {
 	outcomes := make([]Outcome, len(recs))
 	held := make(map[string]bool) // keys with an earlier failure in this batch
 	hold := func(key string) {
@@ -196,7 +353,7 @@ func (r *Relay) process(ctx context.Context, recs []Record) {
 	}
 
 	// Topics the broker cannot take now wait out their pause; their
-	// records go back unpublished, uncounted, and unclaimable until then.
+	// records go back to the queue unpublished and uncounted.
 	waits, probes := r.topicDown.hold(recs, time.Now())
 
 	msgs := make([]Message, 0, len(recs))
@@ -208,10 +365,10 @@ func (r *Relay) process(ctx context.Context, recs []Record) {
 			outcomes[i] = Outcome{Status: Released} // stopping: hand it back untried
 		case rec.Key != "" && held[rec.Key]:
 			outcomes[i] = Outcome{Status: Released}
-		case rec.Attempts > r.cfg.MaxAttempts:
+		case rec.Attempts >= r.cfg.MaxAttempts:
 			outcomes[i] = Outcome{Status: DeadLettered, Err: fmt.Errorf(
-				"gave up after %d claims without a recorded outcome (a relay may have crashed or lost its lease while publishing it); last error: %s",
-				rec.Attempts-1, orNone(rec.LastError))}
+				"gave up after %d attempts, the last ones lost in flight (a relay died or lost its lanes while publishing it); last error: %s",
+				rec.Attempts, orNone(rec.LastError))}
 			hold(rec.Key)
 		case paused:
 			outcomes[i] = Outcome{Status: Released, RetryIn: wait}
@@ -285,11 +442,11 @@ func (r *Relay) process(ctx context.Context, recs []Record) {
 			// The broker is there but cannot take this topic: the record
 			// waits out the topic's pause, uncounted, in the store.
 			outcomes[i] = Outcome{Status: Released, Err: err, RetryIn: topicWaits[rec.Topic]}
-		case errors.Is(err, ErrPermanent) || rec.Attempts >= r.cfg.MaxAttempts:
+		case errors.Is(err, ErrPermanent) || rec.Attempts+1 >= r.cfg.MaxAttempts:
 			outcomes[i] = Outcome{Status: DeadLettered, Err: err}
 		default:
 			outcomes[i] = Outcome{Status: Retried, Err: err,
-				RetryIn: exponential(rec.Attempts, r.cfg.MinRetryDelay, r.cfg.MaxRetryDelay)}
+				RetryIn: exponential(rec.Attempts+1, r.cfg.MinRetryDelay, r.cfg.MaxRetryDelay)}
 		}
 		hold(rec.Key)
 		if outcomes[i].Status != Released {
@@ -308,7 +465,7 @@ func (r *Relay) process(ctx context.Context, recs []Record) {
 		}
 		return false
 	})
-	settleErr := r.settle(ctx, recs, outcomes)
+	settleErr := r.settle(ctx, recs, outcomes, epochs)
 	r.report(recs, outcomes, failed, firstErr, settleErr)
 
 	switch {
@@ -327,83 +484,38 @@ func (r *Relay) process(ctx context.Context, recs []Record) {
 			SettleErr:       settleErr,
 		})
 	}
+	return outcomes, settleErr
 }
 
-// settle records the outcomes in the store: deliveries first, so that the
-// next record of a key becomes claimable only after its predecessor is
-// recorded. Each step is retried until PublishTimeout runs out; past that
-// the records stay leased and are published again when the lease expires.
-func (r *Relay) settle(ctx context.Context, recs []Record, outcomes []Outcome) error {
-	owner := r.cfg.Owner
-	var deliveredIDs []string
-	var released []ReleaseParams // one per distinct delay
-	var retries []Retry
-	var dead []Failure
+// settle records the outcomes in the store with one Settle call, retried
+// until PublishTimeout runs out. Released records need no write: they stay
+// pending in the store and queued in the relay.
+func (r *Relay) settle(ctx context.Context, recs []Record, outcomes []Outcome, epochs []Lane) error {
+	p := SettleParams{Lanes: epochs}
 	for i, o := range outcomes {
 		id := recs[i].ID
 		switch o.Status {
 		case Delivered:
-			deliveredIDs = append(deliveredIDs, id)
+			p.Delivered = append(p.Delivered, id)
 		case Retried:
-			retries = append(retries, Retry{ID: id, Error: o.Err.Error(), Delay: o.RetryIn})
+			p.Retries = append(p.Retries, Retry{ID: id, Error: o.Err.Error(), Delay: o.RetryIn})
 		case DeadLettered:
-			dead = append(dead, Failure{ID: id, Error: o.Err.Error()})
-		case Released:
-			released = addRelease(released, owner, id, o.RetryIn)
+			p.Dead = append(p.Dead, Failure{ID: id, Error: o.Err.Error()})
 		}
 	}
-
+	if len(p.Delivered)+len(p.Retries)+len(p.Dead) == 0 {
+		return nil
+	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
 	defer cancel()
-	type step struct {
-		what string
-		n    int
-		do   func(context.Context) error
+	err := retryUntil(sctx, func(c context.Context) error { return r.store.Settle(c, p) })
+	if err != nil {
+		err = fmt.Errorf("settle (%d delivered, %d retries, %d dead): %w", len(p.Delivered), len(p.Retries), len(p.Dead), err)
+		r.log.Error("outbox: could not record outcomes; the records stay pending and are published again",
+			slog.Any("error", err))
+		r.storeDown.failure(err)
 	}
-	steps := []step{
-		{"mark delivered", len(deliveredIDs), func(c context.Context) error {
-			return r.store.MarkDelivered(c, MarkDeliveredParams{Owner: owner, IDs: deliveredIDs})
-		}},
-		{"schedule retry", len(retries), func(c context.Context) error {
-			return r.store.ScheduleRetry(c, ScheduleRetryParams{Owner: owner, Retries: retries})
-		}},
-		{"dead-letter", len(dead), func(c context.Context) error {
-			return r.store.DeadLetter(c, DeadLetterParams{Owner: owner, Letters: dead})
-		}},
-	}
-	for _, p := range released {
-		steps = append(steps, step{"release", len(p.IDs), func(c context.Context) error {
-			return r.store.Release(c, p)
-		}})
-	}
-	var firstErr error
-	for _, s := range steps {
-		if s.n == 0 {
-			continue
-		}
-		if err := retryUntil(sctx, s.do); err != nil {
-			err = fmt.Errorf("%s (%d records): %w", s.what, s.n, err)
-			r.log.Error("outbox: could not record outcomes; the records will be published again when their lease expires",
-				slog.Any("error", err))
-			r.storeDown.failure(err)
-			if firstErr == nil {
-				firstErr = err
-			}
-		}
-	}
-	return firstErr
-}
-
-// addRelease adds the record id to the release of its delay. The records of
-// one paused topic share a delay, so a batch has few distinct ones.
-func addRelease(released []ReleaseParams, owner, id string, delay time.Duration) []ReleaseParams {
-	for i := range released {
-		if released[i].Delay == delay {
-			released[i].IDs = append(released[i].IDs, id)
-			return released
-		}
-	}
-	return append(released, ReleaseParams{Owner: owner, IDs: []string{id}, Delay: delay})
+	return err
 }
 
 // retryUntil calls do until it succeeds or ctx ends.

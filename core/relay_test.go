@@ -201,8 +201,8 @@ func TestRelayHoldsBackKeyBehindFailure(t *testing.T) {
 	defer obs.mu.Unlock()
 	for _, b := range obs.batches {
 		for i, r := range b.Records {
-			if b.Outcomes[i].Status == outbox.Delivered && string(r.Payload) != "k-0" && r.Attempts != 1 {
-				t.Fatalf("%s, held back behind k-0, was delivered at attempt %d; released claims must not count", r.Payload, r.Attempts)
+			if b.Outcomes[i].Status == outbox.Delivered && string(r.Payload) != "k-0" && r.Attempts != 0 {
+				t.Fatalf("%s, held back behind k-0, was delivered at attempt %d; held-back batches must not count", r.Payload, r.Attempts)
 			}
 		}
 	}
@@ -247,11 +247,21 @@ func TestRelayGivesUpOnRecordThatCrashesRelays(t *testing.T) {
 	ctx := testCtx(t)
 	store, pub := memory.NewStore(memory.StoreConfig{}), memory.NewPublisher(memory.PublisherConfig{})
 	enqueue(t, store, outbox.Message{Topic: "t", Key: "k", Payload: []byte("crashes relays")})
-	// Two relays claimed it and died without an outcome.
-	for i := range 2 {
-		eventually(t, ctx, "the record to be claimable", func() bool {
-			recs, err := store.Claim(ctx, outbox.ClaimParams{Owner: fmt.Sprint("crashed-", i), Limit: 1, Lease: time.Millisecond})
-			return err == nil && len(recs) == 1
+	// Three relays took its lane and died without an outcome; the second
+	// and third took the lane from an expired owner and charged it.
+	for i := range 3 {
+		owner := fmt.Sprint("crashed-", i)
+		eventually(t, ctx, "the lane to be free", func() bool {
+			view, err := store.SyncLanes(ctx, outbox.SyncParams{Owner: owner, Lease: time.Millisecond})
+			if err != nil {
+				return false
+			}
+			var lanes []outbox.Lane
+			for _, l := range view.Lanes {
+				lanes = append(lanes, l.Lane)
+			}
+			taken, err := store.TakeLanes(ctx, outbox.TakeParams{Owner: owner, Lease: time.Millisecond, Lanes: lanes, Charge: 10})
+			return err == nil && len(taken) == len(lanes)
 		})
 	}
 	cfg := fastConfig(t)
@@ -262,7 +272,7 @@ func TestRelayGivesUpOnRecordThatCrashesRelays(t *testing.T) {
 		dead, _ = store.ListDead(ctx, outbox.ListDeadParams{})
 		return len(dead) == 1
 	})
-	if !strings.Contains(dead[0].LastError, "without a recorded outcome") || pub.Len() != 0 {
+	if !strings.Contains(dead[0].LastError, "lost in flight") || pub.Len() != 0 {
 		t.Fatalf("dead letter %q, published %d; want it dead-lettered unpublished, explaining why", dead[0].LastError, pub.Len())
 	}
 }
@@ -295,8 +305,11 @@ func TestRelayStopFinishesInFlightBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Pending != 0 || st.Leased != 0 || pub.inner.Len() != 1 {
-		t.Fatalf("after a graceful stop: pending %d, leased %d, published %d; want the batch finished and recorded", st.Pending, st.Leased, pub.inner.Len())
+	if st.Pending != 0 || pub.inner.Len() != 1 {
+		t.Fatalf("after a graceful stop: pending %d, published %d; want the batch finished and recorded", st.Pending, pub.inner.Len())
+	}
+	if len(st.Relays) != 0 {
+		t.Fatalf("after a graceful stop the store still lists live relays %+v; want the relay gone and its lanes given back", st.Relays)
 	}
 }
 
@@ -445,7 +458,9 @@ type recordingObserver struct {
 	claimed chan struct{} // receives after each claim, if set
 }
 
-func (o *recordingObserver) ObserveClaim(outbox.ClaimEvent) {
+func (o *recordingObserver) ObserveLanes(outbox.LaneEvent) {}
+
+func (o *recordingObserver) ObserveRead(outbox.ReadEvent) {
 	if o.claimed != nil {
 		select {
 		case o.claimed <- struct{}{}:

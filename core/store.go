@@ -11,90 +11,202 @@ type Record struct {
 	// Seq is the store's position of the record. Within one key it
 	// increases in write order; across keys it means nothing to callers.
 	Seq int64
-	// Attempts counts the claims of this record, including the current one.
-	// A claim counts as an attempt even when the relay dies before it
-	// reports an outcome, so a message that crashes relays is dead-lettered
-	// after [RelayConfig.MaxAttempts] claims instead of looping forever.
+	// Lane is the record's lane ([LaneOf] of its key).
+	Lane int
+	// Attempts counts the failed attempts to publish the record, and the
+	// times a relay lost it in flight: when a relay takes over a lane whose
+	// owner's lease expired, the first records of the lane are charged one
+	// attempt, so a message that crashes relays is dead-lettered after
+	// [RelayConfig.MaxAttempts] crashes instead of looping forever.
 	Attempts int
 	// LastError is the error of the last failed attempt, if any.
 	LastError string
+	// NotBefore, when set, is when the record may be published again: the
+	// end of the backoff of its last failed attempt. Later records of its
+	// key wait for it.
+	NotBefore time.Time
 }
 
 // Store is the relay's view of an outbox. Writing is not part of it: each
 // store adapter has its own Enqueue method, because it takes that
 // database's transaction type.
 //
-// A record is deliverable when it is not delivered, not dead, not leased
-// (or its lease has expired) and the delay of its last retry or release
-// has passed. Claim hands out only deliverable records whose earlier
-// records of the same key are each delivered, dead (unless
-// [ClaimParams.StrictOrder]), or deliverable and handed out earlier in the
-// same result. That rule, applied atomically
-// across concurrent claimers, is what keeps per-key order with any number
-// of relays (a plain FOR UPDATE SKIP LOCKED over each key's oldest record
-// does not: one claimer skips the record another holds and takes its
-// successor). Records with an empty key are ordered by nothing.
+// Relays divide the work by lanes. Every record belongs to one lane, a
+// stable hash of its key ([LaneOf]) modulo the lane count fixed when the
+// schema was created; so all records of a key share a lane. A relay leases
+// lanes, not records: only the holder of a lane reads and settles its
+// records, and because a relay publishes the records of a key one batch at
+// a time in the order it read them, per-key order holds by construction
+// with any number of relays.
 //
-// Every method may be called concurrently. Owner identifies one relay
-// instance; methods other than Claim and MarkDelivered act only on records
-// leased to that owner, so a relay whose lease expired cannot undo the work
-// of the relay that took the record over.
+// Each lane lease carries an epoch, bumped whenever the lane changes hands.
+// Settle applies only to records of lanes still at the epoch the relay
+// holds, so a relay that lost a lane (its lease expired while it was
+// paused, say) can at most publish duplicates: its late outcomes change
+// nothing.
+//
+// A record is pending from its commit until it is delivered or
+// dead-lettered. Every method may be called concurrently.
 type Store interface {
-	// Claim leases up to p.Limit deliverable records to p.Owner for
-	// p.Lease and counts one attempt for each. It fills the batch when that
-	// many records are claimable, oldest first. The result is in
-	// publication order: records of the same key appear in ascending Seq.
-	// An empty result and a nil error mean there is nothing to do now.
-	Claim(ctx context.Context, p ClaimParams) ([]Record, error)
+	// SyncLanes is the relay's heartbeat. It records p.Owner as a live
+	// relay until now+p.Lease, extends to now+p.Lease the leases of the
+	// lanes in p.Held that p.Owner still holds at their epoch, and returns
+	// every lane and every live relay, so the relay can compute its fair
+	// share. Lanes of p.Held held by another owner or at another epoch are
+	// lost: the view shows who holds them now.
+	SyncLanes(ctx context.Context, p SyncParams) (LaneView, error)
 
-	// MarkDelivered records that the broker has acknowledged the records.
-	// It applies whoever holds the lease (the broker has the message
-	// either way), ignores IDs already delivered, and ends the lease.
-	MarkDelivered(ctx context.Context, p MarkDeliveredParams) error
+	// TakeLanes gives p.Owner each lane of p.Lanes that is, at the moment
+	// of the call, still at the given epoch and free or expired, with its
+	// epoch bumped and a lease until now+p.Lease. It returns the lanes
+	// taken, with their new epochs; a lane that changed since the caller's
+	// view is skipped. Of the lanes taken whose previous owner let its lease
+	// expire (instead of releasing them), the first p.Charge pending
+	// records, in Seq order across those lanes, are charged one attempt
+	// each: they may have been in flight when that relay died (a relay
+	// reads its lanes in Seq order and holds at most that many records).
+	TakeLanes(ctx context.Context, p TakeParams) ([]Lane, error)
 
-	// ScheduleRetry makes leased records deliverable again after their
-	// delay, keeping the error. While a record waits, later records of its
-	// key are not claimable.
-	ScheduleRetry(ctx context.Context, p ScheduleRetryParams) error
+	// ReleaseLanes frees the lanes of p.Lanes that p.Owner still holds at
+	// their epoch, so another relay can take them at once and charge
+	// nothing. With p.Leave, p.Owner is no longer a live relay either.
+	ReleaseLanes(ctx context.Context, p ReleaseLanesParams) error
 
-	// DeadLetter moves leased records to the dead letters with their error.
-	// They are not claimable until replayed ([DeadLetterStore]).
-	DeadLetter(ctx context.Context, p DeadLetterParams) error
+	// Read returns up to p.Limit pending records of the lanes p.Lanes with
+	// a Seq above p.AfterSeq, in ascending Seq, leaving out records whose
+	// key is in p.SkipKeys and, with p.StrictOrder, records with an earlier
+	// dead letter of their key. It reads only: it changes nothing and
+	// takes no lock. An empty result and a nil error mean there is nothing
+	// to do now.
+	Read(ctx context.Context, p ReadParams) ([]Record, error)
 
-	// Release returns leased records that were never handed to the broker,
-	// or that the broker could not take for reasons of their topic,
-	// undoing the attempt their claim counted. They are deliverable again
-	// after p.Delay (at once when it is zero), and while a record waits,
-	// later records of its key are not claimable, as for ScheduleRetry.
-	// The relay uses it on shutdown, for records held back behind a failed
-	// record of their key, and with a delay for records of a topic the
-	// broker cannot take now ([ErrTopicUnavailable]).
-	Release(ctx context.Context, p ReleaseParams) error
+	// Settle records the outcomes of published records: delivered ones
+	// end, retries keep their error and wait for their delay, dead letters
+	// are set aside. Each outcome applies only when its record's lane is
+	// held at the epoch given in p.Lanes (whoever holds it, and even if its
+	// lease has run out meanwhile, as long as nobody took it over); other
+	// outcomes, and records already delivered or dead, are ignored.
+	// Delivered and failed records each cost one statement.
+	Settle(ctx context.Context, p SettleParams) error
 }
 
-// ClaimParams are the arguments of [Store.Claim].
-type ClaimParams struct {
-	// Owner identifies the relay instance taking the lease. Required.
+// DefaultLanes is the lane count that stores create when their
+// configuration does not set one.
+const DefaultLanes = 256
+
+// MaxLanes bounds the lane count.
+const MaxLanes = 4096
+
+// LaneOf returns the lane of a record among lanes: the 32-bit FNV-1a hash of
+// its key modulo lanes. A record without a key is ordered by nothing, so it
+// goes to the lane of its ID instead, which spreads such records over all
+// lanes. Every store computes lanes with this function.
+func LaneOf(key, id string, lanes int) int {
+	if lanes <= 1 {
+		return 0
+	}
+	s := key
+	if s == "" {
+		s = id
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return int(h % uint32(lanes))
+}
+
+// Lane is a lane lease as its holder knows it.
+type Lane struct {
+	// ID is the lane's number, from 0 to the lane count minus one.
+	ID int
+	// Epoch is the fencing token of the lease: it changes whenever the
+	// lane changes hands.
+	Epoch int64
+}
+
+// LaneState is a lane as the store sees it.
+type LaneState struct {
+	Lane
+	// Owner holds the lane; empty when the lane is free.
 	Owner string
+	// Until is when the lease ends unless renewed.
+	Until time.Time
+}
+
+// LaneView is what [Store.SyncLanes] returns.
+type LaneView struct {
+	// Now is the store's clock at the time of the call; lease expiries
+	// compare to it, never to the relay's clock.
+	Now time.Time
+	// Lanes lists every lane, by ID.
+	Lanes []LaneState
+	// Relays lists the live relays (those whose last SyncLanes lease has
+	// not run out), with the owner of the call among them.
+	Relays []string
+}
+
+// SyncParams are the arguments of [Store.SyncLanes].
+type SyncParams struct {
+	// Owner identifies the relay instance. Required, and unique to one
+	// run of one relay: an owner that restarts must not reuse it.
+	Owner string
+	// Lease is how long the owner and its renewed lanes stay live. Positive.
+	Lease time.Duration
+	// Held are the lanes the owner believes it holds.
+	Held []Lane
+}
+
+// TakeParams are the arguments of [Store.TakeLanes].
+type TakeParams struct {
+	Owner string
+	Lease time.Duration
+	// Lanes to take, each at the epoch the caller saw.
+	Lanes []Lane
+	// Charge is how many of the first pending records of the lanes taken
+	// from expired owners are charged an attempt.
+	Charge int
+}
+
+// ReleaseLanesParams are the arguments of [Store.ReleaseLanes].
+type ReleaseLanesParams struct {
+	Owner string
+	Lanes []Lane
+	// Leave also ends the owner's membership, on shutdown.
+	Leave bool
+}
+
+// ReadParams are the arguments of [Store.Read].
+type ReadParams struct {
+	// Lanes to read, by ID.
+	Lanes []int
+	// AfterSeq reads records with a Seq above it; zero reads from the
+	// oldest pending record.
+	AfterSeq int64
 	// Limit is the most records to return. Positive.
 	Limit int
-	// Lease is how long the records stay reserved for Owner. Positive.
-	Lease time.Duration
-	// StrictOrder makes a dead-lettered record hold back the later records
-	// of its key until it is replayed or purged. By default they continue.
+	// SkipKeys leaves out the records of these keys (keys whose earlier
+	// record waits for a retry in the relay's memory).
+	SkipKeys []string
+	// StrictOrder leaves out records that have a dead letter of their key
+	// before them, until it is replayed or purged.
 	StrictOrder bool
 }
 
-// MarkDeliveredParams are the arguments of [Store.MarkDelivered].
-type MarkDeliveredParams struct {
-	Owner string
-	IDs   []string
-}
-
-// ScheduleRetryParams are the arguments of [Store.ScheduleRetry].
-type ScheduleRetryParams struct {
-	Owner   string
+// SettleParams are the arguments of [Store.Settle].
+type SettleParams struct {
+	// Lanes are the epochs at which the caller holds the lanes of the
+	// records below. An outcome for a record of another lane, or of a
+	// lane at another epoch, is ignored.
+	Lanes []Lane
+	// Delivered lists records the broker acknowledged, by ID.
+	Delivered []string
+	// Retries lists records that failed and will be tried again. Their
+	// attempt count grows by one.
 	Retries []Retry
+	// Dead lists records given up on. Their attempt count grows by one.
+	Dead []Failure
 }
 
 // Retry is one record to try again.
@@ -102,30 +214,15 @@ type Retry struct {
 	ID string
 	// Error is the failure, kept as the record's LastError.
 	Error string
-	// Delay is measured from the store's clock at the time of the call.
+	// Delay is measured from the store's clock at the time of the call;
+	// the store keeps now+Delay as the record's NotBefore.
 	Delay time.Duration
-}
-
-// DeadLetterParams are the arguments of [Store.DeadLetter].
-type DeadLetterParams struct {
-	Owner   string
-	Letters []Failure
 }
 
 // Failure is one record that failed, with its error.
 type Failure struct {
 	ID    string
 	Error string
-}
-
-// ReleaseParams are the arguments of [Store.Release].
-type ReleaseParams struct {
-	Owner string
-	IDs   []string
-	// Delay, when positive, keeps the records from being claimed again
-	// before it has passed, measured from the store's clock at the time of
-	// the call. Zero makes them claimable at once.
-	Delay time.Duration
 }
 
 // Listener is implemented by stores that can announce new records
@@ -163,16 +260,13 @@ type StatsReader interface {
 
 // Stats describe an outbox at one moment.
 type Stats struct {
-	// Pending counts records not yet delivered and not dead, leased or not.
+	// Pending counts records not yet delivered and not dead.
 	Pending int64
-	// Leased counts pending records held by a relay right now.
-	Leased int64
 	// Retrying counts pending records that failed at least once since they
-	// were written or replayed: they have an error and a counted attempt.
-	// A replayed record counts here again once a relay claims it.
+	// were written or replayed (a counted attempt).
 	Retrying int64
 	// Replayed counts pending records replayed from the dead letters
-	// ([DeadLetterStore.ReplayDead]) and not claimed since: they keep the
+	// ([DeadLetterStore.ReplayDead]) and not attempted since: they keep the
 	// error that dead-lettered them, with no attempt counted.
 	Replayed int64
 	// Dead counts dead letters.
@@ -180,16 +274,32 @@ type Stats struct {
 	// OldestPending is the CreatedAt of the oldest pending record, zero
 	// when nothing is pending. time.Since(OldestPending) is the lag.
 	OldestPending time.Time
-	// Relays lists the owners holding leases, busiest first.
-	Relays []RelayLeases
+	// Relays lists the live relays and the lanes each holds, most lanes
+	// first.
+	Relays []RelayLanes
+	// Lanes is the lane count of the outbox.
+	Lanes int
+	// Lagging lists the lanes with pending records, the oldest pending
+	// record first, at most 10 of them.
+	Lagging []LaneLag
 }
 
-// RelayLeases tells how many records one relay holds.
-type RelayLeases struct {
-	Owner  string
-	Leased int64
-	// Until is the latest expiry among its leases.
+// RelayLanes tells how many lanes one live relay holds.
+type RelayLanes struct {
+	Owner string
+	Lanes int
+	// Until is when its membership ends unless renewed.
 	Until time.Time
+}
+
+// LaneLag describes the backlog of one lane.
+type LaneLag struct {
+	Lane int
+	// Owner holds the lane, empty when nobody does.
+	Owner   string
+	Pending int64
+	// OldestPending is the CreatedAt of its oldest pending record.
+	OldestPending time.Time
 }
 
 // DeadLetterStore is implemented by stores that can list, replay and purge
@@ -208,7 +318,7 @@ type DeadLetterStore interface {
 // a replay would hold back. Once replayed, a dead letter is again the
 // earliest undelivered record of its key, so the pending records of its key
 // written after it wait until it is delivered, or dead-lettered again after
-// its retries. Without [ClaimParams.StrictOrder] they were flowing until
+// its retries. Without [RelayConfig.StrictOrder] they were flowing until
 // the replay; with it they were waiting already.
 type DeadLetterBacklog interface {
 	// WaitingBehindDead counts the pending records (not delivered, not

@@ -18,6 +18,8 @@ import (
 type StoreConfig struct {
 	// Limits bound what Enqueue accepts.
 	Limits outbox.Limits
+	// Lanes is the lane count; zero means [outbox.DefaultLanes].
+	Lanes int
 }
 
 // Store is an outbox held in memory. It implements [outbox.Store] and every
@@ -26,6 +28,8 @@ type Store struct {
 	limits outbox.Limits
 
 	mu      sync.Mutex
+	lanes   []outbox.LaneState
+	relays  map[string]time.Time // live relays to the end of their lease
 	nextSeq int64
 	pending []*entry // committed, undelivered records (dead ones too), by Seq
 	byID    map[string]*entry
@@ -35,23 +39,25 @@ type Store struct {
 // entry is a committed record and its relay-side state.
 type entry struct {
 	outbox.Record
-	leaseOwner  string
-	leaseUntil  time.Time
-	availableAt time.Time
 	deliveredAt time.Time
 	deadAt      time.Time
 }
 
 func (e *entry) delivered() bool { return !e.deliveredAt.IsZero() }
 func (e *entry) dead() bool      { return !e.deadAt.IsZero() }
-
-func (e *entry) leasedTo(owner string, now time.Time) bool {
-	return e.leaseOwner == owner && now.Before(e.leaseUntil) && !e.delivered() && !e.dead()
-}
+func (e *entry) pending() bool   { return !e.delivered() && !e.dead() }
 
 // NewStore returns an empty in-memory outbox.
 func NewStore(cfg StoreConfig) *Store {
-	return &Store{limits: cfg.Limits, byID: make(map[string]*entry)}
+	n := cfg.Lanes
+	if n <= 0 {
+		n = outbox.DefaultLanes
+	}
+	lanes := make([]outbox.LaneState, min(n, outbox.MaxLanes))
+	for i := range lanes {
+		lanes[i].ID = i
+	}
+	return &Store{limits: cfg.Limits, byID: make(map[string]*entry), lanes: lanes, relays: make(map[string]time.Time)}
 }
 
 var (
@@ -111,7 +117,7 @@ func (s *Store) Enqueue(ctx context.Context, tx *Tx, msgs ...outbox.Message) err
 		s.nextSeq++
 		m.Headers = maps.Clone(m.Headers)
 		m.Payload = slices.Clone(m.Payload)
-		tx.entries = append(tx.entries, &entry{Record: outbox.Record{Message: m, Seq: s.nextSeq}})
+		tx.entries = append(tx.entries, &entry{Record: outbox.Record{Message: m, Seq: s.nextSeq, Lane: outbox.LaneOf(m.Key, m.ID, len(s.lanes))}})
 	}
 	return nil
 }
@@ -151,122 +157,185 @@ func (tx *Tx) Rollback() error {
 	return nil
 }
 
-// Claim implements [outbox.Store].
-func (s *Store) Claim(ctx context.Context, p outbox.ClaimParams) ([]outbox.Record, error) {
+// SyncLanes implements [outbox.Store].
+func (s *Store) SyncLanes(ctx context.Context, p outbox.SyncParams) (outbox.LaneView, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return outbox.LaneView{}, err
 	}
-	if p.Owner == "" || p.Limit <= 0 || p.Lease <= 0 {
-		return nil, fmt.Errorf("%w: Claim needs an owner, a positive limit and a positive lease", outbox.ErrInvalidConfig)
+	if p.Owner == "" || p.Lease <= 0 {
+		return outbox.LaneView{}, fmt.Errorf("%w: SyncLanes needs an owner and a positive lease", outbox.ErrInvalidConfig)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
+	s.relays[p.Owner] = now.Add(p.Lease)
+	for _, l := range p.Held {
+		if s.heldLocked(p.Owner, l) {
+			s.lanes[l.ID].Until = now.Add(p.Lease)
+		}
+	}
+	view := outbox.LaneView{Now: now, Lanes: slices.Clone(s.lanes)}
+	for owner, until := range s.relays {
+		if now.Before(until) {
+			view.Relays = append(view.Relays, owner)
+		} else {
+			delete(s.relays, owner)
+		}
+	}
+	slices.Sort(view.Relays)
+	return view, nil
+}
+
+// heldLocked reports whether owner holds lane l at its epoch.
+func (s *Store) heldLocked(owner string, l outbox.Lane) bool {
+	if l.ID < 0 || l.ID >= len(s.lanes) {
+		return false
+	}
+	st := s.lanes[l.ID]
+	return st.Owner == owner && st.Epoch == l.Epoch
+}
+
+// TakeLanes implements [outbox.Store].
+func (s *Store) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.Lane, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if p.Owner == "" || p.Lease <= 0 {
+		return nil, fmt.Errorf("%w: TakeLanes needs an owner and a positive lease", outbox.ErrInvalidConfig)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	var taken []outbox.Lane
+	expired := make(map[int]bool)
+	for _, l := range p.Lanes {
+		if l.ID < 0 || l.ID >= len(s.lanes) {
+			continue
+		}
+		st := &s.lanes[l.ID]
+		if st.Epoch != l.Epoch || (st.Owner != "" && now.Before(st.Until)) {
+			continue
+		}
+		if st.Owner != "" {
+			expired[l.ID] = true
+		}
+		st.Owner, st.Epoch, st.Until = p.Owner, st.Epoch+1, now.Add(p.Lease)
+		taken = append(taken, st.Lane)
+	}
+	charged := 0
+	for _, e := range s.pending {
+		if charged >= p.Charge || len(expired) == 0 {
+			break
+		}
+		if e.pending() && expired[e.Lane] {
+			e.Attempts++
+			charged++
+		}
+	}
+	return taken, nil
+}
+
+// ReleaseLanes implements [outbox.Store].
+func (s *Store) ReleaseLanes(ctx context.Context, p outbox.ReleaseLanesParams) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range p.Lanes {
+		if s.heldLocked(p.Owner, l) {
+			s.lanes[l.ID].Owner, s.lanes[l.ID].Until = "", time.Time{}
+		}
+	}
+	if p.Leave {
+		delete(s.relays, p.Owner)
+	}
+	return nil
+}
+
+// Read implements [outbox.Store].
+func (s *Store) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if p.Limit <= 0 {
+		return nil, fmt.Errorf("%w: Read needs a positive limit", outbox.ErrInvalidConfig)
+	}
+	lanes := make(map[int]bool, len(p.Lanes))
+	for _, l := range p.Lanes {
+		lanes[l] = true
+	}
+	skip := make(map[string]bool, len(p.SkipKeys))
+	for _, k := range p.SkipKeys {
+		skip[k] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.compactLocked()
-	blocked := make(map[string]bool) // keys whose next record must wait
+	deadKeys := make(map[string]bool) // strict order: keys behind a dead letter
 	var out []outbox.Record
 	for _, e := range s.pending {
 		if len(out) == p.Limit {
 			break
 		}
-		key := e.Key
-		if key != "" && blocked[key] {
+		if !lanes[e.Lane] {
 			continue
 		}
 		if e.dead() {
-			if p.StrictOrder && key != "" {
-				blocked[key] = true
+			if p.StrictOrder && e.Key != "" {
+				deadKeys[e.Key] = true
 			}
 			continue
 		}
-		deliverable := !now.Before(e.leaseUntil) && !now.Before(e.availableAt)
-		if !deliverable {
-			if key != "" {
-				blocked[key] = true
-			}
+		if e.Seq <= p.AfterSeq || (e.Key != "" && (skip[e.Key] || deadKeys[e.Key])) {
 			continue
 		}
-		e.leaseOwner = p.Owner
-		e.leaseUntil = now.Add(p.Lease)
-		e.Attempts++
 		out = append(out, e.snapshot())
 	}
 	return out, nil
 }
 
-// MarkDelivered implements [outbox.Store].
-func (s *Store) MarkDelivered(ctx context.Context, p outbox.MarkDeliveredParams) error {
+// Settle implements [outbox.Store].
+func (s *Store) Settle(ctx context.Context, p outbox.SettleParams) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	for _, id := range p.IDs {
-		if e, ok := s.byID[id]; ok && !e.delivered() {
+	epochs := make(map[int]int64, len(p.Lanes))
+	for _, l := range p.Lanes {
+		epochs[l.ID] = l.Epoch
+	}
+	// fenced finds a pending record whose lane is at the given epoch.
+	fenced := func(id string) *entry {
+		e, ok := s.byID[id]
+		if !ok || !e.pending() {
+			return nil
+		}
+		if epoch, ok := epochs[e.Lane]; !ok || s.lanes[e.Lane].Epoch != epoch {
+			return nil
+		}
+		return e
+	}
+	for _, id := range p.Delivered {
+		if e := fenced(id); e != nil {
 			e.deliveredAt = now
-			e.deadAt = time.Time{}
-			e.leaseOwner, e.leaseUntil = "", time.Time{}
 		}
 	}
-	return nil
-}
-
-// ScheduleRetry implements [outbox.Store].
-func (s *Store) ScheduleRetry(ctx context.Context, p outbox.ScheduleRetryParams) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := time.Now()
 	for _, r := range p.Retries {
-		if e, ok := s.byID[r.ID]; ok && e.leasedTo(p.Owner, now) {
+		if e := fenced(r.ID); e != nil {
+			e.Attempts++
 			e.LastError = r.Error
-			e.availableAt = now.Add(r.Delay)
-			e.leaseOwner, e.leaseUntil = "", time.Time{}
+			e.NotBefore = now.Add(r.Delay)
 		}
 	}
-	return nil
-}
-
-// DeadLetter implements [outbox.Store].
-func (s *Store) DeadLetter(ctx context.Context, p outbox.DeadLetterParams) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := time.Now()
-	for _, f := range p.Letters {
-		if e, ok := s.byID[f.ID]; ok && e.leasedTo(p.Owner, now) {
+	for _, f := range p.Dead {
+		if e := fenced(f.ID); e != nil {
+			e.Attempts++
 			e.LastError = f.Error
 			e.deadAt = now
-			e.leaseOwner, e.leaseUntil = "", time.Time{}
 		}
-	}
-	return nil
-}
-
-// Release implements [outbox.Store].
-func (s *Store) Release(ctx context.Context, p outbox.ReleaseParams) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := time.Now()
-	for _, id := range p.IDs {
-		if e, ok := s.byID[id]; ok && e.leasedTo(p.Owner, now) {
-			e.Attempts--
-			e.leaseOwner, e.leaseUntil = "", time.Time{}
-			if p.Delay > 0 {
-				e.availableAt = now.Add(p.Delay)
-			}
-		}
-	}
-	if len(p.IDs) > 0 && p.Delay <= 0 {
-		s.notifyLocked() // records delayed are not claimable: waking relays would find nothing
 	}
 	return nil
 }
@@ -347,8 +416,8 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	var st outbox.Stats
-	relays := make(map[string]*outbox.RelayLeases)
+	st := outbox.Stats{Lanes: len(s.lanes)}
+	lag := make(map[int]*outbox.LaneLag)
 	for _, e := range s.pending {
 		switch {
 		case e.delivered():
@@ -362,32 +431,42 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 			st.OldestPending = e.CreatedAt
 		}
 		switch {
-		case e.LastError != "" && e.Attempts > 0:
+		case e.Attempts > 0:
 			st.Retrying++
 		case e.LastError != "":
 			st.Replayed++
 		}
-		if now.Before(e.leaseUntil) {
-			st.Leased++
-			rl := relays[e.leaseOwner]
-			if rl == nil {
-				rl = &outbox.RelayLeases{Owner: e.leaseOwner}
-				relays[e.leaseOwner] = rl
-			}
-			rl.Leased++
-			if e.leaseUntil.After(rl.Until) {
-				rl.Until = e.leaseUntil
-			}
+		l := lag[e.Lane]
+		if l == nil {
+			l = &outbox.LaneLag{Lane: e.Lane, Owner: s.lanes[e.Lane].Owner, OldestPending: e.CreatedAt}
+			lag[e.Lane] = l
+		}
+		l.Pending++
+		if e.CreatedAt.Before(l.OldestPending) {
+			l.OldestPending = e.CreatedAt
 		}
 	}
-	for _, rl := range relays {
-		st.Relays = append(st.Relays, *rl)
+	for _, l := range lag {
+		st.Lagging = append(st.Lagging, *l)
 	}
-	slices.SortFunc(st.Relays, func(a, b outbox.RelayLeases) int {
-		if a.Leased != b.Leased {
-			return int(b.Leased - a.Leased)
+	slices.SortFunc(st.Lagging, func(a, b outbox.LaneLag) int {
+		return cmp.Or(a.OldestPending.Compare(b.OldestPending), cmp.Compare(a.Lane, b.Lane))
+	})
+	st.Lagging = st.Lagging[:min(len(st.Lagging), 10)]
+	for owner, until := range s.relays {
+		if !now.Before(until) {
+			continue
 		}
-		return cmp.Compare(a.Owner, b.Owner)
+		rl := outbox.RelayLanes{Owner: owner, Until: until}
+		for _, l := range s.lanes {
+			if l.Owner == owner && now.Before(l.Until) {
+				rl.Lanes++
+			}
+		}
+		st.Relays = append(st.Relays, rl)
+	}
+	slices.SortFunc(st.Relays, func(a, b outbox.RelayLanes) int {
+		return cmp.Or(cmp.Compare(b.Lanes, a.Lanes), cmp.Compare(a.Owner, b.Owner))
 	})
 	return st, nil
 }
@@ -421,7 +500,7 @@ func (s *Store) ReplayDead(ctx context.Context, p outbox.SelectDead) (int, error
 	n, err := s.eachDead(ctx, p, func(e *entry) {
 		e.deadAt = time.Time{}
 		e.Attempts = 0
-		e.availableAt = time.Time{}
+		e.NotBefore = time.Time{}
 	})
 	if n > 0 {
 		s.mu.Lock()

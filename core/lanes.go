@@ -1,0 +1,239 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+)
+
+// laneLoop keeps the relay's share of the lanes: every third of the lease
+// (and at once when a drained lane can be given back) it renews its lanes
+// and its membership with SyncLanes, forgets the lanes it lost, takes free
+// or expired lanes up to its fair share, and gives back what exceeds it
+// once the batches in flight on those lanes are settled.
+func (rn *run) laneLoop(ctx context.Context) {
+	r := rn.r
+	every := max(r.cfg.Lease/3, time.Millisecond)
+	lastSync := time.Now()
+	for {
+		start := time.Now()
+		if err := rn.syncLanes(ctx, start); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.storeDown.failure(err)
+			if time.Since(lastSync) > r.cfg.Lease {
+				rn.loseAll("its lanes could not be renewed within the lease")
+			}
+		} else {
+			lastSync = start
+		}
+		t := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		case <-rn.sync:
+			t.Stop()
+		}
+	}
+}
+
+// syncLanes is one round of the lane loop.
+func (rn *run) syncLanes(ctx context.Context, start time.Time) error {
+	r := rn.r
+	ev := LaneEvent{Owner: r.cfg.Owner}
+	defer func() {
+		if obs := r.cfg.Observer; obs != nil {
+			obs.ObserveLanes(ev)
+		}
+	}()
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.ReadTimeout)
+	defer cancel()
+
+	rn.mu.Lock()
+	held := rn.q.held()
+	// Release the drained lanes that were given back.
+	var drained []Lane
+	for id, h := range rn.q.lanes {
+		if h.draining && h.inflight == 0 {
+			drained = append(drained, Lane{ID: id, Epoch: h.epoch})
+		}
+	}
+	rn.mu.Unlock()
+
+	if len(drained) > 0 {
+		err := r.store.ReleaseLanes(cctx, ReleaseLanesParams{Owner: r.cfg.Owner, Lanes: drained})
+		if err != nil {
+			ev.Err = fmt.Errorf("release lanes: %w", err)
+			return ev.Err
+		}
+		rn.mu.Lock()
+		for _, l := range drained {
+			if h := rn.q.lanes[l.ID]; h != nil && h.epoch == l.Epoch {
+				delete(rn.q.lanes, l.ID)
+			}
+		}
+		rn.mu.Unlock()
+		ev.Released = len(drained)
+		held = slices.DeleteFunc(held, func(l Lane) bool { return slices.Contains(drained, l) })
+	}
+
+	view, err := r.store.SyncLanes(cctx, SyncParams{Owner: r.cfg.Owner, Lease: r.cfg.Lease, Held: held})
+	if err != nil {
+		ev.Err = fmt.Errorf("sync lanes: %w", err)
+		return ev.Err
+	}
+	until := start.Add(r.cfg.Lease)
+
+	mine := make(map[int]int64)
+	for _, l := range view.Lanes {
+		if l.Owner == r.cfg.Owner {
+			mine[l.ID] = l.Epoch
+		}
+	}
+	rn.mu.Lock()
+	for id, h := range rn.q.lanes {
+		if e, ok := mine[id]; ok && e == h.epoch {
+			h.until = until
+			continue
+		}
+		delete(rn.q.lanes, id)
+		rn.q.dropLane(id)
+		ev.Lost++
+	}
+	if ev.Lost > 0 {
+		r.log.Warn("outbox: lanes lost to another relay (this relay was too slow to renew them); their records in flight may be published twice",
+			slog.Int("lost", ev.Lost))
+	}
+	count := len(rn.q.lanes)
+	share := fairShare(len(view.Lanes), view.Relays, r.cfg.Owner)
+
+	// Give back what exceeds the fair share: the highest lanes first.
+	if active := rn.activeLanes(); len(active) > share {
+		slices.Sort(active)
+		for _, id := range active[share:] {
+			h := rn.q.lanes[id]
+			h.draining = true
+			rn.q.dropLane(id)
+			if h.inflight == 0 {
+				signal(rn.sync)
+			}
+		}
+	}
+	rn.mu.Unlock()
+
+	// Take free or expired lanes up to the fair share: free ones first.
+	var want []Lane
+	if need := share - count; need > 0 {
+		var free, expired []Lane
+		for _, l := range view.Lanes {
+			switch {
+			case rn.holds(l.ID):
+			case l.Owner == "":
+				free = append(free, l.Lane)
+			case !l.Until.After(view.Now):
+				expired = append(expired, l.Lane)
+			}
+		}
+		want = append(free, expired...)
+		want = want[:min(len(want), need)]
+	}
+	if len(want) > 0 {
+		taken, err := r.store.TakeLanes(cctx, TakeParams{
+			Owner: r.cfg.Owner, Lease: r.cfg.Lease, Lanes: want,
+			Charge: r.cfg.BatchSize * (r.cfg.Concurrency + 1),
+		})
+		if err != nil {
+			ev.Err = fmt.Errorf("take lanes: %w", err)
+			return ev.Err
+		}
+		rn.mu.Lock()
+		for _, l := range taken {
+			rn.q.lanes[l.ID] = &laneHold{epoch: l.Epoch, until: until}
+		}
+		if len(taken) > 0 {
+			rn.rescan = true
+		}
+		ev.Taken = len(taken)
+		rn.mu.Unlock()
+		if len(taken) > 0 {
+			r.Notify()
+		}
+	}
+	rn.mu.Lock()
+	ev.Held = len(rn.q.lanes)
+	rn.mu.Unlock()
+	ev.Relays = len(view.Relays)
+	return nil
+}
+
+// holds reports whether the relay holds lane id. Called with rn.mu held or
+// from the lane loop, the only writer of lanes besides loseAll.
+func (rn *run) holds(id int) bool {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	_, ok := rn.q.lanes[id]
+	return ok
+}
+
+// activeLanes lists the held lanes not being given back. rn.mu is held.
+func (rn *run) activeLanes() []int {
+	var ids []int
+	for id, h := range rn.q.lanes {
+		if !h.draining {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// loseAll forgets every lane, when the relay could not renew them in time.
+func (rn *run) loseAll(why string) {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	if len(rn.q.lanes) == 0 {
+		return
+	}
+	rn.r.log.Error("outbox: relay stops publishing until it can renew its lanes: "+why, slog.Int("lanes", len(rn.q.lanes)))
+	for id := range rn.q.lanes {
+		delete(rn.q.lanes, id)
+		rn.q.dropLane(id)
+	}
+}
+
+// leave gives every lane back and ends the membership, after the workers
+// stopped.
+func (rn *run) leave() {
+	r := rn.r
+	rn.mu.Lock()
+	held := rn.q.held()
+	rn.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.PublishTimeout)
+	defer cancel()
+	err := r.store.ReleaseLanes(ctx, ReleaseLanesParams{Owner: r.cfg.Owner, Lanes: held, Leave: true})
+	if err != nil {
+		r.log.Warn("outbox: could not give the lanes back; other relays take them when the lease expires",
+			slog.Int("lanes", len(held)), slog.Any("error", err))
+	}
+}
+
+// fairShare is how many of n lanes the relay owner should hold among the
+// live relays: n/len(relays), one more for the first n%len(relays) of them
+// in name order, so that the shares add up to n.
+func fairShare(n int, relays []string, owner string) int {
+	rs := slices.Clone(relays)
+	if !slices.Contains(rs, owner) {
+		rs = append(rs, owner)
+	}
+	slices.Sort(rs)
+	i := slices.Index(rs, owner)
+	share := n / len(rs)
+	if i < n%len(rs) {
+		share++
+	}
+	return share
+}

@@ -1,0 +1,294 @@
+package outbox
+
+import (
+	"time"
+)
+
+// queue is the relay's memory of one run: the lanes it holds, and the
+// records it has read from them but not yet settled, per key, in the order
+// it read them. All its fields are guarded by run.mu.
+//
+// Per-key order comes from three rules: a key has at most one batch in
+// flight (busy); a batch takes a key's records from the front of its queue
+// in order; and a failed record goes back to the front with the records of
+// its key that followed it. A record read after others of its key (a late
+// commit, or a replayed dead letter) goes to the back: it committed after
+// those were read, so the broker sees the key in commit order.
+type queue struct {
+	lanes  map[int]*laneHold
+	keys   map[string]*keyQueue
+	order  []*keyQueue      // keys with records, in the order they appeared
+	known  map[string]int64 // IDs read and not yet settled (queued or in flight), to their Seq
+	queued int              // records in keys' queues (not in flight)
+
+	cursor int64 // the next read starts after this Seq; zero reads from the head
+}
+
+// laneHold is a lane this relay holds.
+type laneHold struct {
+	epoch int64
+	// until is this relay's own deadline for the lease: the start of the
+	// SyncLanes or TakeLanes call that extended it, plus Lease. Past it,
+	// the relay neither reads nor publishes the lane, since another relay
+	// may hold it.
+	until time.Time
+	// draining is set when the relay gives the lane back: nothing more is
+	// read or published from it, and it is released once its batches in
+	// flight are settled.
+	draining bool
+	inflight int // records of the lane in flight
+}
+
+func (h *laneHold) usable(now time.Time) bool { return !h.draining && now.Before(h.until) }
+
+// keyQueue holds the records of one key read and not settled. Records with
+// an empty key each get a queue of their own: they are ordered by nothing.
+type keyQueue struct {
+	key  string // the map key: the record's key, or "\x00"+ID without one
+	lane int
+	recs []Record
+	busy bool // a batch with records of this key is in flight
+	// notBefore holds the key back: the backoff of a failed record, or the
+	// pause of its topic.
+	notBefore time.Time
+	listed    bool // present in queue.order
+}
+
+func newQueue() *queue {
+	return &queue{
+		lanes: make(map[int]*laneHold),
+		keys:  make(map[string]*keyQueue),
+		known: make(map[string]int64),
+	}
+}
+
+func queueKey(r *Record) string {
+	if r.Key == "" {
+		return "\x00" + r.ID
+	}
+	return r.Key
+}
+
+// add queues records just read, skipping those already known and those of
+// lanes no longer held. It reports how many it added.
+func (q *queue) add(recs []Record) int {
+	added := 0
+	for _, rec := range recs {
+		if _, ok := q.known[rec.ID]; ok {
+			continue
+		}
+		if h := q.lanes[rec.Lane]; h == nil || h.draining {
+			continue
+		}
+		k := queueKey(&rec)
+		kq := q.keys[k]
+		if kq == nil {
+			kq = &keyQueue{key: k, lane: rec.Lane}
+			q.keys[k] = kq
+		}
+		if !rec.NotBefore.IsZero() && len(kq.recs) == 0 && !kq.busy && rec.NotBefore.After(kq.notBefore) {
+			kq.notBefore = rec.NotBefore // a retry scheduled by a former holder of the lane
+		}
+		kq.recs = append(kq.recs, rec)
+		q.known[rec.ID] = rec.Seq
+		q.queued++
+		added++
+		q.list(kq)
+	}
+	return added
+}
+
+func (q *queue) list(kq *keyQueue) {
+	if !kq.listed {
+		kq.listed = true
+		q.order = append(q.order, kq)
+	}
+}
+
+// next takes a batch of at most limit records from keys that are not busy,
+// not held back and of usable lanes, marking those keys busy. With no batch
+// to take, it returns the earliest time a held-back key becomes free (zero
+// when none is held back).
+func (q *queue) next(limit int, now time.Time) (batch []Record, wake time.Time) {
+	live := q.order[:0]
+	for _, kq := range q.order {
+		if len(kq.recs) == 0 && !kq.busy {
+			kq.listed = false
+			if q.keys[kq.key] == kq {
+				delete(q.keys, kq.key)
+			}
+			continue
+		}
+		live = append(live, kq)
+		if len(batch) >= limit || kq.busy || len(kq.recs) == 0 {
+			continue
+		}
+		h := q.lanes[kq.lane]
+		if h == nil || !h.usable(now) {
+			continue
+		}
+		if now.Before(kq.notBefore) {
+			if wake.IsZero() || kq.notBefore.Before(wake) {
+				wake = kq.notBefore
+			}
+			continue
+		}
+		n := min(len(kq.recs), limit-len(batch))
+		batch = append(batch, kq.recs[:n]...)
+		kq.recs = append([]Record(nil), kq.recs[n:]...)
+		kq.busy = true
+		q.queued -= n
+		h.inflight += n
+	}
+	clear(q.order[len(live):])
+	q.order = live
+	if len(batch) > 0 {
+		wake = time.Time{}
+	}
+	return batch, wake
+}
+
+// settled returns a batch's records to the queue after their outcomes:
+// delivered and dead-lettered ones are forgotten; the rest go back to the
+// front of their key, in order, held back until their RetryIn passed.
+// With strict, a dead letter also forgets the rest of its key, which the
+// store leaves out of reads until the dead letter is replayed. Records of a
+// lane no longer held at the epoch the batch was taken at are forgotten.
+func (q *queue) settled(recs []Record, outcomes []Outcome, epochs []Lane, strict bool, now time.Time) {
+	stale := make(map[int]bool)
+	for _, l := range epochs {
+		if h := q.lanes[l.ID]; h == nil || h.epoch != l.Epoch {
+			stale[l.ID] = true
+		}
+	}
+	back := make(map[*keyQueue][]Record)
+	var touched []*keyQueue
+	dropKey := make(map[*keyQueue]bool)
+	for i := range recs {
+		rec := &recs[i]
+		if h := q.lanes[rec.Lane]; h != nil && !stale[rec.Lane] {
+			h.inflight--
+		}
+		kq := q.keys[queueKey(rec)]
+		if kq == nil || !kq.busy || stale[rec.Lane] {
+			delete(q.known, rec.ID) // its lane was lost meanwhile
+			if kq != nil {
+				if _, seen := back[kq]; !seen {
+					back[kq] = nil
+					touched = append(touched, kq)
+				}
+				dropKey[kq] = true
+			}
+			continue
+		}
+		if _, seen := back[kq]; !seen {
+			back[kq] = nil
+			touched = append(touched, kq)
+		}
+		switch o := outcomes[i]; o.Status {
+		case Delivered:
+			delete(q.known, rec.ID)
+		case DeadLettered:
+			delete(q.known, rec.ID)
+			if strict && rec.Key != "" {
+				dropKey[kq] = true
+			}
+		default:
+			if o.Status == Retried {
+				rec.Attempts++
+				rec.LastError = o.Err.Error()
+			}
+			back[kq] = append(back[kq], *rec)
+			if until := now.Add(o.RetryIn); o.RetryIn > 0 && until.After(kq.notBefore) {
+				kq.notBefore = until
+			}
+		}
+	}
+	for _, kq := range touched {
+		kq.busy = false
+		if h := q.lanes[kq.lane]; h == nil || h.draining || dropKey[kq] {
+			// Lost or given back, or (strict order) the key waits for
+			// its dead letter: what was read of it is read again later.
+			q.forget(kq)
+			continue
+		}
+		if b := back[kq]; len(b) > 0 {
+			kq.recs = append(b, kq.recs...)
+			q.queued += len(b)
+		}
+		if len(kq.recs) > 0 {
+			q.list(kq)
+		}
+	}
+}
+
+// forget drops the queued records of a key (not those in flight).
+func (q *queue) forget(kq *keyQueue) {
+	for _, r := range kq.recs {
+		delete(q.known, r.ID)
+	}
+	q.queued -= len(kq.recs)
+	kq.recs = nil
+}
+
+// dropLane forgets the queued records of a lane, which the relay lost or
+// gives back. Records in flight are forgotten when they settle.
+func (q *queue) dropLane(lane int) {
+	for _, kq := range q.keys {
+		if kq.lane == lane {
+			q.forget(kq)
+		}
+	}
+}
+
+// heldBack lists up to limit keys whose records wait (a retry or a paused
+// topic), for reads to leave out: their later records would only fill the
+// queue.
+func (q *queue) heldBack(now time.Time, limit int) []string {
+	var keys []string
+	for _, kq := range q.order {
+		if len(keys) == limit {
+			break
+		}
+		if kq.key[0] != 0 && now.Before(kq.notBefore) {
+			keys = append(keys, kq.key)
+		}
+	}
+	return keys
+}
+
+// readable lists the lanes to read: held, usable and not draining.
+func (q *queue) readable(now time.Time) []int {
+	var ids []int
+	for id, h := range q.lanes {
+		if h.usable(now) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// held lists the lanes the relay holds, for SyncLanes.
+func (q *queue) held() []Lane {
+	ls := make([]Lane, 0, len(q.lanes))
+	for id, h := range q.lanes {
+		ls = append(ls, Lane{ID: id, Epoch: h.epoch})
+	}
+	return ls
+}
+
+// epochs lists the held lanes of recs at their epochs, for Settle.
+func (q *queue) epochs(recs []Record) []Lane {
+	seen := make(map[int]bool)
+	var ls []Lane
+	for _, r := range recs {
+		if seen[r.Lane] {
+			continue
+		}
+		seen[r.Lane] = true
+		if h := q.lanes[r.Lane]; h != nil {
+			ls = append(ls, Lane{ID: r.Lane, Epoch: h.epoch})
+		}
+	}
+	return ls
+}
