@@ -14,9 +14,19 @@ type Config struct {
 	Database string
 
 	// Collection is the name of the outbox collection. Default "outbox".
-	// The store also owns "<Collection>.keys" (one sequence counter per
-	// message key) and "<Collection>.locks" (the claim lock), in Database.
+	// The store also owns, in Database, "<Collection>_keys" (one sequence
+	// counter per message key), "<Collection>_lanes" (one document per
+	// lane: its owner, epoch and lease), "<Collection>_relays" (the live
+	// relays) and "<Collection>_locks" (the lock that serializes lane
+	// changes on servers whose updates are not atomic, FerretDB).
 	Collection string
+
+	// Lanes is the lane count: relays divide the outbox by lanes, and the
+	// records of a key share one ([outbox.LaneOf]). More lanes let more
+	// relays share the work. Zero means [outbox.DefaultLanes]; at most
+	// [outbox.MaxLanes]. The first [Store.Migrate] fixes it: later ones,
+	// and every Store, keep the count the lanes collection holds.
+	Lanes int
 
 	// Limits bound what Enqueue accepts: a message over them is rejected
 	// before anything is written, so the caller's transaction never
@@ -70,6 +80,13 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if strings.HasPrefix(c.Collection, "system") {
 		return c, fmt.Errorf("%w: mongostore: Config.Collection %q: names starting with \"system\" are reserved by MongoDB", outbox.ErrInvalidConfig, c.Collection)
+	}
+	switch {
+	case c.Lanes == 0:
+		c.Lanes = outbox.DefaultLanes
+	case c.Lanes < 1 || c.Lanes > outbox.MaxLanes:
+		return c, fmt.Errorf("%w: mongostore: Config.Lanes is %d; it must be from 1 to %d, or zero for the default (%d)",
+			outbox.ErrInvalidConfig, c.Lanes, outbox.MaxLanes, outbox.DefaultLanes)
 	}
 	switch p := c.Limits.MaxPayloadBytes; {
 	case p < 0:

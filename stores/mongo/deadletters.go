@@ -55,9 +55,9 @@ func (s *Store) ListDead(ctx context.Context, p outbox.ListDeadParams) ([]outbox
 	return out, nil
 }
 
-// ReplayDead implements [outbox.DeadLetterStore]: the dead letters become
-// pending again with no attempts and no retry delay. It takes the claim
-// lock, so that a claim never sees a key half replayed.
+// ReplayDead implements [outbox.DeadLetterStore]: one updateMany makes
+// the dead letters pending again with no attempts and no retry delay; they
+// keep their last error.
 func (s *Store) ReplayDead(ctx context.Context, p outbox.SelectDead) (int, error) {
 	filter, ok := selectDead(p)
 	if !ok {
@@ -67,18 +67,9 @@ func (s *Store) ReplayDead(ctx context.Context, p outbox.SelectDead) (int, error
 	if err := s.ready(ctx); err != nil {
 		return 0, err
 	}
-	var lock *heldLock
-	for lock == nil {
-		var err error
-		if lock, err = s.lock.acquire(ctx, "replay"); err != nil {
-			return 0, err
-		}
-	}
-	defer lock.release(ctx)
 	res, err := s.records.UpdateMany(ctx, filter, bson.D{
-		{Key: "$set", Value: append(notLeased(), inState(statePending),
-			bson.E{Key: fAttempts, Value: int32(0)}, bson.E{Key: fAvailableAt, Value: epoch})},
-		{Key: "$unset", Value: bson.D{{Key: fDeadAt, Value: ""}}},
+		{Key: "$set", Value: bson.D{inState(statePending), {Key: fAttempts, Value: int32(0)}}},
+		{Key: "$unset", Value: bson.D{{Key: fDeadAt, Value: ""}, {Key: fNotBefore, Value: ""}}},
 	})
 	if err != nil {
 		return 0, fail("replay dead letters", err)
@@ -92,7 +83,7 @@ const waitingKeysPerQuery = 100
 // WaitingBehindDead implements [outbox.DeadLetterBacklog]: it reads the
 // earliest selected dead letter of each key, then counts the pending
 // records of those keys after them, for up to waitingKeysPerQuery keys per
-// aggregation (through the pending_key index).
+// aggregation.
 func (s *Store) WaitingBehindDead(ctx context.Context, p outbox.SelectDead) (outbox.Waiting, error) {
 	var w outbox.Waiting
 	filter, ok := selectDead(p)

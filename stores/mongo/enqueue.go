@@ -32,6 +32,10 @@ var seqClock microClock
 // them afterwards, and an invalid message rejects the whole call before
 // anything is written. CreatedAt is kept to the millisecond (BSON dates).
 //
+// Each record is stored with its lane, [outbox.LaneOf] its key (or, without
+// a key, its ID) and the lane count that the first [Store.Migrate] fixed;
+// the Store reads that count once, through its own client.
+//
 // # Order
 //
 // Each message gets a sequence number (Record.Seq). Messages with the same
@@ -75,9 +79,11 @@ func (s *Store) Enqueue(ctx context.Context, msgs ...outbox.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	// Checking the schema runs outside the transaction (listCollections is
-	// not allowed inside one) and only until it has succeeded once.
-	if err := s.ready(withoutSession(ctx)); err != nil {
+	// Checking the schema and loading the lane count run outside the
+	// transaction (listCollections is not allowed inside one), once per
+	// Store.
+	lanes, err := s.lanesCount(ctx)
+	if err != nil {
 		return err
 	}
 	seqs, err := s.assignSeqs(ctx, msgs, inTx)
@@ -86,7 +92,7 @@ func (s *Store) Enqueue(ctx context.Context, msgs ...outbox.Message) error {
 	}
 	docs := make([]any, len(msgs))
 	for i, m := range msgs {
-		docs[i] = newRecordDoc(m, seqs[i])
+		docs[i] = newRecordDoc(m, seqs[i], lanes)
 	}
 	if _, err := s.records.InsertMany(ctx, docs); err != nil {
 		if mongo.IsDuplicateKeyError(err) {

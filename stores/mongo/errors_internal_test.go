@@ -72,8 +72,8 @@ func TestRefusedCredentialsAreAccessDenied(t *testing.T) {
 	ops := map[string]func(s *Store) error{
 		"Ping":  func(s *Store) error { return s.Ping(ctx) },
 		"Stats": func(s *Store) error { _, err := s.Stats(ctx); return err },
-		"Claim": func(s *Store) error {
-			_, err := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 1, Lease: time.Minute})
+		"Read": func(s *Store) error {
+			_, err := s.Read(ctx, outbox.ReadParams{Lanes: []int{0}, Limit: 1})
 			return err
 		},
 		"Migrate": func(s *Store) error { return s.Migrate(ctx) },

@@ -145,15 +145,13 @@ func ExampleConfig_allowNonTransactional() {
 	err = lenient.Enqueue(ctx, outbox.Message{Topic: "user_updated", Key: "user-42", Payload: []byte(`{"name":"Ada"}`)})
 	fmt.Println("allowed:", err)
 
-	recs, err := lenient.Claim(ctx, outbox.ClaimParams{Owner: "example", Limit: 10, Lease: time.Minute})
+	stats, err := lenient.Stats(ctx)
 	if err != nil {
 		panic(err)
 	}
-	for _, r := range recs {
-		fmt.Println("claimed:", r.Topic, r.Key, string(r.Payload), "attempt", r.Attempts)
-	}
+	fmt.Println("pending:", stats.Pending, "lanes:", stats.Lanes)
 	// Output:
 	// without a transaction: true
 	// allowed: <nil>
-	// claimed: user_updated user-42 {"name":"Ada"} attempt 1
+	// pending: 1 lanes: 256
 }

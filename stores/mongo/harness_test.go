@@ -172,7 +172,7 @@ func harness(t *testing.T, noListen func(t *testing.T, s *mongostore.Store, why 
 	scale := 1.0
 	if d.noTransactions != "" {
 		// FerretDB, the deployment without transactions that CI uses,
-		// filters and sorts in its Go layer: every claim decodes all
+		// filters and sorts in its Go layer: every read decodes all
 		// pending records. Smaller backlogs keep the suites within their
 		// deadlines; the scenarios stay the same.
 		scale = 0.25
@@ -181,7 +181,7 @@ func harness(t *testing.T, noListen func(t *testing.T, s *mongostore.Store, why 
 		WithoutTransactions: d.noTransactions,
 		Scale:               scale,
 		New: func(t *testing.T, opts conformance.OutboxOptions) conformance.Outbox {
-			s, client := testStore(t, mongostore.Config{Limits: opts.Limits})
+			s, client := testStore(t, mongostore.Config{Limits: opts.Limits, Lanes: opts.Lanes})
 			ob := outboxOf(s, client, d)
 			if d.noChangeStreams != "" {
 				ob.Store = noListen(t, s, d.noChangeStreams)

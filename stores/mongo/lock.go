@@ -12,51 +12,54 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
-// The claim lock serializes claims (and replays of dead letters) on one
-// outbox. MongoDB alone would not need it: its conditional updates are
-// atomic per document, and the claim checks afterwards what it got. But on
-// FerretDB 1.x an update is a read followed by a blind write, so two
-// claimers could both take a record; an insert into a unique index and a
-// delete by _id are atomic there, and the lock is built from those alone.
+// The lanes lock serializes the changes to lane documents (TakeLanes, the
+// renewals of SyncLanes, ReleaseLanes) on servers whose updates are not
+// atomic. MongoDB does not need it: a conditional update of one document
+// is atomic there, so of two relays taking a lane at one epoch exactly one
+// matches. On FerretDB 1.x an update is a read followed by a blind write
+// of the whole document, so both would take it at the same new epoch (the
+// tests measured it), and a renewal could write back a lane that another
+// relay took meanwhile. An insert into a unique index and a delete by _id
+// are atomic there, and the lock is built from those alone.
 //
-// A lock document is {_id: <random>, name: "claim", holder, until}; the
+// A lock document is {_id: <random>, name: "lanes", holder, until}; the
 // unique index on name lets one exist at a time. Its holder deletes it by
 // its _id when done. A lock whose until has passed (its holder died) is
 // deleted by _id by whoever finds it, so that a late holder cannot delete
 // its successor's lock.
 const (
 	lockName      = "name"
-	claimLockName = "claim"
+	lanesLockName = "lanes"
 
-	// lockTTL is how long a lock lasts: claims stall that long when a relay
-	// dies holding it.
+	// lockTTL is how long a lock lasts: lane changes stall that long when
+	// a relay dies holding it.
 	lockTTL = 20 * time.Second
 
 	// lockUseFor is how long after acquiring the holder may still start
-	// writing; a claim that got slower than that gives up, so that a lock
+	// writing; a holder that got slower than that gives up, so that a lock
 	// is never used past lockTTL.
 	lockUseFor = lockTTL / 2
 
-	// lockWait bounds how long a claim waits for the lock before returning
-	// nothing: then another relay is claiming right now.
+	// lockWait bounds how long a lane change waits for the lock before it
+	// fails with errLockBusy.
 	lockWait = 5 * time.Second
 )
 
-type claimLock struct {
+type lanesLock struct {
 	coll   *mongo.Collection
 	server *server
 }
 
 // heldLock is an acquired lock.
 type heldLock struct {
-	lock     *claimLock
+	lock     *lanesLock
 	id       string
 	acquired time.Time // local, with a monotonic reading
 }
 
 // acquire takes the lock for holder, waiting up to lockWait. It returns
 // nil and no error when the lock stayed busy.
-func (l *claimLock) acquire(ctx context.Context, holder string) (*heldLock, error) {
+func (l *lanesLock) acquire(ctx context.Context, holder string) (*heldLock, error) {
 	deadline := time.Now().Add(lockWait)
 	backoff := time.Millisecond
 	for {
@@ -67,7 +70,7 @@ func (l *claimLock) acquire(ctx context.Context, holder string) (*heldLock, erro
 		h := &heldLock{lock: l, id: newToken(), acquired: time.Now()}
 		_, err = l.coll.InsertOne(ctx, bson.D{
 			{Key: fID, Value: h.id},
-			{Key: lockName, Value: claimLockName},
+			{Key: lockName, Value: lanesLockName},
 			{Key: "holder", Value: holder},
 			{Key: "until", Value: now.Add(lockTTL)},
 		})
@@ -75,7 +78,7 @@ func (l *claimLock) acquire(ctx context.Context, holder string) (*heldLock, erro
 			return h, nil
 		}
 		if !mongo.IsDuplicateKeyError(err) {
-			return nil, fail("take the claim lock", err)
+			return nil, fail("take the lanes lock", err)
 		}
 		// Busy. Wait until it is released or expires, looking rather than
 		// inserting: a failed insert is logged as an error by FerretDB and
@@ -101,17 +104,17 @@ func (l *claimLock) acquire(ctx context.Context, holder string) (*heldLock, erro
 
 // freeOrExpired reports whether the lock can be taken now, deleting an
 // expired one.
-func (l *claimLock) freeOrExpired(ctx context.Context) (bool, error) {
+func (l *lanesLock) freeOrExpired(ctx context.Context) (bool, error) {
 	var cur struct {
 		ID    string    `bson:"_id"`
 		Until time.Time `bson:"until"`
 	}
-	err := l.coll.FindOne(ctx, bson.D{{Key: lockName, Value: claimLockName}}).Decode(&cur)
+	err := l.coll.FindOne(ctx, bson.D{{Key: lockName, Value: lanesLockName}}).Decode(&cur)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return true, nil
 	}
 	if err != nil {
-		return false, fail("look at the claim lock", err)
+		return false, fail("look at the lanes lock", err)
 	}
 	now, err := l.server.now(ctx)
 	if err != nil {
@@ -121,7 +124,7 @@ func (l *claimLock) freeOrExpired(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	if _, err := l.coll.DeleteOne(ctx, bson.D{{Key: fID, Value: cur.ID}}); err != nil {
-		return false, fail("delete an expired claim lock", err)
+		return false, fail("delete an expired lanes lock", err)
 	}
 	return true, nil
 }

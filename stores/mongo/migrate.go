@@ -2,6 +2,7 @@ package mongostore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -24,36 +25,46 @@ type index struct {
 
 // recordIndexes are the outbox collection's indexes. Each holds the records
 // of one state only (a partial index), so their size follows the backlog,
-// not the number of delivered records kept for Retention.
+// not the number of delivered records kept for Retention. Every index costs
+// each Enqueue a write, so there are only these.
 var recordIndexes = []index{
-	// The claim scans pending records in sequence order. The index holds
-	// every field the scan projects, so that MongoDB can answer the scan
-	// from the index alone; it also counts pending records for Stats.
-	{name: "pending", keys: bson.D{{Key: fState, Value: 1}, {Key: fSeq, Value: 1}, {Key: fKey, Value: 1},
-		{Key: fLeaseUntil, Value: 1}, {Key: fAvailableAt, Value: 1}, {Key: fID, Value: 1}}, partial: bson.D{inState(statePending)}},
-	// The claim checks a key's earlier pending records.
-	{name: "pending_key", keys: bson.D{{Key: fKey, Value: 1}, {Key: fSeq, Value: 1}}, partial: bson.D{inState(statePending)}},
+	// Read walks the pending records in sequence order and filters lanes
+	// and skipped keys on the index keys, before fetching a document: the
+	// sort is the index's order, never an in-memory sort of the backlog,
+	// whatever share of the lanes a relay holds. Stats and TakeLanes's
+	// charge use it too.
+	{name: "pending", keys: bson.D{{Key: fState, Value: 1}, {Key: fSeq, Value: 1}, {Key: fLane, Value: 1}, {Key: fKey, Value: 1}},
+		partial: bson.D{inState(statePending)}},
+	// StrictOrder: the earliest dead letter of each key.
+	{name: "dead_key", keys: bson.D{{Key: fState, Value: 1}, {Key: fKey, Value: 1}, {Key: fSeq, Value: 1}}, partial: bson.D{inState(stateDead)}},
 	// Dead letters in write order.
 	{name: "dead", keys: bson.D{{Key: fSeq, Value: 1}, {Key: fID, Value: 1}}, partial: bson.D{inState(stateDead)}},
 	// Cleanup of delivered records, oldest first.
 	{name: "delivered", keys: bson.D{{Key: fDeliveredAt, Value: 1}}, partial: bson.D{inState(stateDelivered)}},
 }
 
-// lockIndexes make the claim lock exclusive.
+// lockIndexes make the lanes lock exclusive.
 var lockIndexes = []index{
 	{name: "name", keys: bson.D{{Key: lockName, Value: 1}}, unique: true},
 }
 
+// collections are the store's collections, the outbox first.
+func (s *Store) collections() []*mongo.Collection {
+	return []*mongo.Collection{s.records, s.keys, s.lanes, s.relays, s.locks}
+}
+
 // Migrate creates the store's collections and indexes where they are
-// missing. It implements [outbox.Migrator]: it is idempotent and safe to run
+// missing, and the lane documents (Config.Lanes of them) when there are
+// none. It implements [outbox.Migrator]: it is idempotent and safe to run
 // from several processes at once. Run it before the first Enqueue, outside
-// any transaction: MongoDB cannot create indexes inside one.
+// any transaction: MongoDB cannot create collections or indexes inside one.
+// The lane count is fixed by the first Migrate; later ones keep it.
 //
 // On servers without partial indexes (FerretDB) it creates the same indexes
 // without the partial filter; the store's queries work with either.
 func (s *Store) Migrate(ctx context.Context) error {
 	ctx = withoutSession(ctx)
-	for _, coll := range []*mongo.Collection{s.records, s.keys, s.locks} {
+	for _, coll := range s.collections() {
 		err := coll.Database().CreateCollection(ctx, coll.Name())
 		if err != nil && !hasCode(err, codeNamespaceExists) {
 			return fail("migrate: create collection "+coll.Name(), err)
@@ -65,7 +76,51 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err := ensureIndexes(ctx, s.locks, lockIndexes); err != nil {
 		return err
 	}
+	if err := s.insertLanes(ctx); err != nil {
+		return err
+	}
 	s.migrated.Store(true)
+	return nil
+}
+
+// insertLanes inserts the lane documents {_id: lane, owner: "", epoch: 0,
+// lease_until: null} unless lane 0 exists. They are inserted in one
+// ordered insertMany from the last lane down to lane 0, so lane 0 exists
+// only once all the others do: laneCount trusts the lanes only then. A
+// Migrate that died half way left the highest lanes: the next one inserts
+// the rest of the same count.
+func (s *Store) insertLanes(ctx context.Context) error {
+	cur, err := s.lanes.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: fID, Value: 1}}))
+	if err != nil {
+		return fail("migrate: read the lanes", err)
+	}
+	var have []struct {
+		ID int `bson:"_id"`
+	}
+	if err := cur.All(ctx, &have); err != nil {
+		return fail("migrate: read the lanes", err)
+	}
+	n := s.cfg.Lanes
+	exists := make(map[int]bool, len(have))
+	for i, l := range have {
+		if l.ID == 0 {
+			return nil
+		}
+		exists[l.ID] = true
+		if i == 0 || l.ID+1 > n {
+			n = l.ID + 1
+		}
+	}
+	var docs []any
+	for id := n - 1; id >= 0; id-- {
+		if !exists[id] {
+			docs = append(docs, laneDoc{ID: id})
+		}
+	}
+	_, err = s.lanes.InsertMany(ctx, docs, options.InsertMany().SetOrdered(true))
+	if err != nil && !mongo.IsDuplicateKeyError(err) { // another Migrate is inserting them
+		return fail("migrate: insert the lanes", err)
+	}
 	return nil
 }
 
@@ -156,7 +211,7 @@ func indexRaced(err error) bool {
 }
 
 // ready checks, once per Store, that Migrate has run: the collections and
-// the indexes the claim depends on exist. Otherwise it returns an error
+// the indexes the store depends on exist. Otherwise it returns an error
 // matching [outbox.ErrSchemaMissing].
 func (s *Store) ready(ctx context.Context) error {
 	if s.migrated.Load() {
@@ -176,18 +231,19 @@ func (s *Store) ready(ctx context.Context) error {
 
 // MissingSchema lists what [Store.Migrate] would create: the collections
 // that do not exist ("collection outbox"), then the indexes missing from
-// the collections that do (`index "pending" of outbox`). It is empty
+// the collections that do (`index "pending" of outbox`), then the lane
+// documents ("lanes of outbox_lanes") when they are missing. It is empty
 // when the schema is complete. MongoDB has no schema version: the
 // collections and their indexes are the schema.
 func (s *Store) MissingSchema(ctx context.Context) ([]string, error) {
 	ctx = withoutSession(ctx)
 	names, err := s.records.Database().ListCollectionNames(ctx, bson.D{{Key: "name", Value: bson.D{{Key: "$in",
-		Value: bson.A{s.records.Name(), s.keys.Name(), s.locks.Name()}}}}})
+		Value: bson.A{s.records.Name(), s.keys.Name(), s.lanes.Name(), s.relays.Name(), s.locks.Name()}}}}})
 	if err != nil {
 		return nil, fail("check the schema", err)
 	}
 	var missing []string
-	for _, c := range []*mongo.Collection{s.records, s.keys, s.locks} {
+	for _, c := range s.collections() {
 		if !slices.Contains(names, c.Name()) {
 			missing = append(missing, "collection "+c.Name())
 		}
@@ -209,7 +265,44 @@ func (s *Store) MissingSchema(ctx context.Context) ([]string, error) {
 			}
 		}
 	}
+	if slices.Contains(names, s.lanes.Name()) {
+		err := s.lanes.FindOne(ctx, bson.D{{Key: fID, Value: 0}}).Err()
+		switch {
+		case errors.Is(err, mongo.ErrNoDocuments):
+			missing = append(missing, "lanes of "+s.lanes.Name())
+		case err != nil:
+			return nil, fail("check the schema", err)
+		}
+	}
 	return missing, nil
+}
+
+// lanesCount returns the lane count, loaded once per Store through the
+// store's own client (never the caller's transaction): one more than the
+// highest lane, provided lane 0 exists, which Migrate inserts last.
+// Otherwise it returns an error matching [outbox.ErrSchemaMissing].
+func (s *Store) lanesCount(ctx context.Context) (int, error) {
+	if n := s.laneCount.Load(); n > 0 {
+		return int(n), nil
+	}
+	ctx = withoutSession(ctx)
+	if err := s.ready(ctx); err != nil {
+		return 0, err
+	}
+	var last laneDoc
+	err := s.lanes.FindOne(ctx, bson.D{}, options.FindOne().SetSort(bson.D{{Key: fID, Value: -1}})).Decode(&last)
+	if err == nil {
+		err = s.lanes.FindOne(ctx, bson.D{{Key: fID, Value: 0}}).Err()
+	}
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return 0, fmt.Errorf("mongostore: the lanes of %s.%s are missing or incomplete (run Store.Migrate or `outbox migrate`): %w",
+			s.records.Database().Name(), s.lanes.Name(), outbox.ErrSchemaMissing)
+	case err != nil:
+		return 0, fail("read the lane count", err)
+	}
+	s.laneCount.Store(int64(last.ID + 1))
+	return last.ID + 1, nil
 }
 
 // sleep waits for d or until ctx ends.

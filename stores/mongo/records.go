@@ -22,19 +22,17 @@ const (
 	fState       = "state"        // statePending, stateDead or stateDelivered
 	fDeadAt      = "dead_at"      // date, while dead
 	fDeliveredAt = "delivered_at" // date, once delivered
-	fLeaseOwner  = "lease_owner"  // relay owner, "" when not leased
-	fLeaseUntil  = "lease_until"  // date; epoch when not leased
-	fLeaseToken  = "lease_token"  // random per claim, while leased
-	fAvailableAt = "available_at" // date; epoch, or when a retry is due
-	fAttempts    = "attempts"     // int32, claims counted
+	fLane        = "lane"         // int32, outbox.LaneOf(key, _id, lane count)
+	fNotBefore   = "not_before"   // date, while a retry waits; absent when due
+	fAttempts    = "attempts"     // int32, failed attempts and takeover charges
 	fLastError   = "last_error"   // string, absent until a failure
 )
 
-// A record is pending (waiting, leased or waiting for a retry), dead, or
-// delivered. Each index holds the records of one state only (a partial
-// index on the state), so the claim's cost follows the backlog, however
-// many delivered records the collection keeps; and the state is a plain
-// equality, which FerretDB pushes down to its backend.
+// A record is pending (waiting to be published, or waiting for a retry),
+// dead, or delivered. Each index holds the records of one state only (a
+// partial index on the state), so reading the backlog costs what the
+// backlog holds, however many delivered records the collection keeps; and
+// the state is a plain equality, which FerretDB pushes down to its backend.
 const (
 	statePending   = "pending"
 	stateDead      = "dead"
@@ -53,10 +51,8 @@ type recordDoc struct {
 	State       string     `bson:"state"`
 	DeadAt      *time.Time `bson:"dead_at,omitempty"`
 	DeliveredAt *time.Time `bson:"delivered_at,omitempty"`
-	LeaseOwner  string     `bson:"lease_owner"`
-	LeaseUntil  time.Time  `bson:"lease_until"`
-	LeaseToken  string     `bson:"lease_token,omitempty"`
-	AvailableAt time.Time  `bson:"available_at"`
+	Lane        int32      `bson:"lane"`
+	NotBefore   *time.Time `bson:"not_before,omitempty"`
 	Attempts    int32      `bson:"attempts"`
 	LastError   string     `bson:"last_error,omitempty"`
 }
@@ -70,7 +66,7 @@ type header struct {
 }
 
 // newRecordDoc is the document Enqueue inserts for m.
-func newRecordDoc(m outbox.Message, seq int64) recordDoc {
+func newRecordDoc(m outbox.Message, seq int64, lanes int) recordDoc {
 	payload := m.Payload
 	if payload == nil {
 		payload = []byte{}
@@ -84,8 +80,7 @@ func newRecordDoc(m outbox.Message, seq int64) recordDoc {
 		Headers:     headersOf(m.Headers),
 		CreatedAt:   m.CreatedAt,
 		State:       statePending,
-		LeaseUntil:  epoch,
-		AvailableAt: epoch,
+		Lane:        int32(outbox.LaneOf(m.Key, m.ID, lanes)),
 	}
 }
 
@@ -98,7 +93,7 @@ func (d *recordDoc) record() outbox.Record {
 			headers[h.Name] = h.Value
 		}
 	}
-	return outbox.Record{
+	r := outbox.Record{
 		Message: outbox.Message{
 			ID:        d.ID,
 			Topic:     d.Topic,
@@ -108,9 +103,14 @@ func (d *recordDoc) record() outbox.Record {
 			CreatedAt: d.CreatedAt.UTC(),
 		},
 		Seq:       d.Seq,
+		Lane:      int(d.Lane),
 		Attempts:  int(d.Attempts),
 		LastError: d.LastError,
 	}
+	if d.NotBefore != nil {
+		r.NotBefore = d.NotBefore.UTC()
+	}
+	return r
 }
 
 // headersOf returns m's headers as stored, sorted by name.
@@ -131,9 +131,4 @@ func inState(state string) bson.E { return bson.E{Key: fState, Value: state} }
 // idsIn is the filter {_id: {$in: ids}}.
 func idsIn(ids []string) bson.E {
 	return bson.E{Key: fID, Value: bson.D{{Key: "$in", Value: ids}}}
-}
-
-// notLeased is the $set that ends a lease.
-func notLeased() bson.D {
-	return bson.D{{Key: fLeaseOwner, Value: ""}, {Key: fLeaseUntil, Value: epoch}}
 }

@@ -11,100 +11,100 @@ import (
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
-// MarkDelivered implements [outbox.Store]: one updateMany. It applies
-// whoever holds the lease, and to dead letters too (a late acknowledgement
-// wins over the dead letter), and ignores records already delivered.
-func (s *Store) MarkDelivered(ctx context.Context, p outbox.MarkDeliveredParams) error {
-	if len(p.IDs) == 0 {
+// Settle implements [outbox.Store]. Every outcome applies only to a
+// pending record of a lane that is at the epoch p.Lanes gives for it:
+//
+//   - With transactions (a replica set, a sharded cluster), one
+//     transaction increments a counter of the lane documents at those
+//     epochs (an updateMany), reads which ones it wrote, and updates the
+//     records of those lanes. Writing the lane documents makes the check
+//     conflict with TakeLanes: of a settle and a takeover of one lane, one
+//     commits first and the other sees its result or retries
+//     (WriteConflict, which WithTransaction retries).
+//   - Without transactions (FerretDB, a standalone mongod), a find reads
+//     the epochs, then the updates are restricted to the lanes found at
+//     theirs. A takeover that lands between the two can let this late
+//     settle still mark delivered a record that the new owner publishes
+//     again (a duplicate, which at-least-once allows), or set a retry
+//     delay or a dead letter for it.
+//
+// Delivered records take one updateMany (on FerretDB a bulk write of one
+// update per record); retries and dead letters one unordered bulk write.
+// Times count from the server's clock as the store estimates it.
+func (s *Store) Settle(ctx context.Context, p outbox.SettleParams) error {
+	if len(p.Lanes) == 0 || len(p.Delivered)+len(p.Retries)+len(p.Dead) == 0 {
 		return nil
 	}
 	ctx = withoutSession(ctx)
+	if err := s.ready(ctx); err != nil {
+		return err
+	}
 	now, err := s.server.now(ctx)
 	if err != nil {
 		return err
 	}
-	err = s.updateEach(ctx, p.IDs,
-		bson.D{{Key: fState, Value: bson.D{{Key: "$ne", Value: stateDelivered}}}},
-		bson.D{
-			{Key: "$set", Value: append(notLeased(), inState(stateDelivered), bson.E{Key: fDeliveredAt, Value: now})},
-			{Key: "$unset", Value: bson.D{{Key: fDeadAt, Value: ""}, {Key: fLeaseToken, Value: ""}}},
-		})
-	return fail("mark delivered", err)
-}
-
-// leasedTo is the filter of the pending records leased to owner whose
-// lease is still running at now: other owners' outcomes and outcomes after
-// the lease expired must not touch them.
-func leasedTo(owner string, now time.Time) bson.D {
-	return bson.D{inState(statePending), {Key: fLeaseOwner, Value: owner},
-		{Key: fLeaseUntil, Value: bson.D{{Key: "$gt", Value: now}}}}
-}
-
-// ScheduleRetry implements [outbox.Store]: one unordered bulk write. The
-// delay counts from the server's clock (as the store estimates it).
-func (s *Store) ScheduleRetry(ctx context.Context, p outbox.ScheduleRetryParams) error {
-	if len(p.Retries) == 0 {
-		return nil
-	}
-	ctx = withoutSession(ctx)
-	now, err := s.server.now(ctx)
-	if err != nil {
-		return err
-	}
-	models := make([]mongo.WriteModel, len(p.Retries))
-	for i, r := range p.Retries {
-		models[i] = s.updateByID(r.ID, leasedTo(p.Owner, now), bson.D{
-			{Key: "$set", Value: append(notLeased(),
-				bson.E{Key: fLastError, Value: r.Error}, bson.E{Key: fAvailableAt, Value: now.Add(r.Delay)})},
-			{Key: "$unset", Value: bson.D{{Key: fLeaseToken, Value: ""}}},
+	if s.server.transactional() && !s.server.isFerret() {
+		return s.inTransaction(ctx, func(ctx context.Context) error {
+			_, err := s.lanes.UpdateMany(ctx, atEpochs(p.Lanes), bson.D{{Key: "$inc", Value: bson.D{{Key: fSettles, Value: int64(1)}}}})
+			if err != nil {
+				return fail("settle: fence the lanes", err)
+			}
+			return s.settleAt(ctx, p, now)
 		})
 	}
-	return fail("schedule retry", s.bulkWrite(ctx, models))
+	return s.settleAt(ctx, p, now)
 }
 
-// DeadLetter implements [outbox.Store]: one unordered bulk write.
-func (s *Store) DeadLetter(ctx context.Context, p outbox.DeadLetterParams) error {
-	if len(p.Letters) == 0 {
+// settleAt applies p's outcomes to the records of the lanes of p.Lanes
+// found at their epoch.
+func (s *Store) settleAt(ctx context.Context, p outbox.SettleParams, now time.Time) error {
+	cur, err := s.lanes.Find(ctx, atEpochs(p.Lanes), options.Find().SetProjection(bson.D{{Key: fID, Value: 1}}))
+	if err != nil {
+		return fail("settle: read the lanes", err)
+	}
+	var found []struct {
+		ID int `bson:"_id"`
+	}
+	if err := cur.All(ctx, &found); err != nil {
+		return fail("settle: read the lanes", err)
+	}
+	if len(found) == 0 {
 		return nil
 	}
-	ctx = withoutSession(ctx)
-	now, err := s.server.now(ctx)
-	if err != nil {
-		return err
+	lanes := make([]int, len(found))
+	for i, l := range found {
+		lanes[i] = l.ID
 	}
-	models := make([]mongo.WriteModel, len(p.Letters))
-	for i, f := range p.Letters {
-		models[i] = s.updateByID(f.ID, leasedTo(p.Owner, now), bson.D{
-			{Key: "$set", Value: append(notLeased(), inState(stateDead),
-				bson.E{Key: fLastError, Value: f.Error}, bson.E{Key: fDeadAt, Value: now})},
-			{Key: "$unset", Value: bson.D{{Key: fLeaseToken, Value: ""}}},
+	fenced := bson.D{inState(statePending), {Key: fLane, Value: bson.D{{Key: "$in", Value: lanes}}}}
+	if len(p.Delivered) > 0 {
+		err := s.updateEach(ctx, p.Delivered, fenced, bson.D{
+			{Key: "$set", Value: bson.D{inState(stateDelivered), {Key: fDeliveredAt, Value: now}}},
+			{Key: "$unset", Value: bson.D{{Key: fNotBefore, Value: ""}}},
 		})
+		if err != nil {
+			return fail("settle: mark delivered", err)
+		}
 	}
-	return fail("dead-letter", s.bulkWrite(ctx, models))
-}
-
-// Release implements [outbox.Store]: one updateMany that ends the leases
-// and takes back the attempts their claim counted. A delay counts from the
-// server's clock (as the store estimates it), like a retry's.
-func (s *Store) Release(ctx context.Context, p outbox.ReleaseParams) error {
-	if len(p.IDs) == 0 {
-		return nil
+	var models []mongo.WriteModel
+	for _, r := range p.Retries {
+		models = append(models, s.updateByID(r.ID, fenced, bson.D{
+			{Key: "$set", Value: bson.D{{Key: fLastError, Value: r.Error}, {Key: fNotBefore, Value: now.Add(r.Delay)}}},
+			{Key: "$inc", Value: bson.D{{Key: fAttempts, Value: int32(1)}}},
+		}))
 	}
-	ctx = withoutSession(ctx)
-	now, err := s.server.now(ctx)
-	if err != nil {
-		return err
+	for _, f := range p.Dead {
+		models = append(models, s.updateByID(f.ID, fenced, bson.D{
+			{Key: "$set", Value: bson.D{inState(stateDead), {Key: fLastError, Value: f.Error}, {Key: fDeadAt, Value: now}}},
+			{Key: "$unset", Value: bson.D{{Key: fNotBefore, Value: ""}}},
+			{Key: "$inc", Value: bson.D{{Key: fAttempts, Value: int32(1)}}},
+		}))
 	}
-	set := notLeased()
-	if p.Delay > 0 {
-		set = append(set, bson.E{Key: fAvailableAt, Value: now.Add(p.Delay)})
+	if len(models) > 0 {
+		if err := s.bulkWrite(ctx, models); err != nil {
+			return fail("settle: record failures", err)
+		}
 	}
-	err = s.updateEach(ctx, p.IDs, leasedTo(p.Owner, now), bson.D{
-		{Key: "$set", Value: set},
-		{Key: "$unset", Value: bson.D{{Key: fLeaseToken, Value: ""}}},
-		{Key: "$inc", Value: bson.D{{Key: fAttempts, Value: int32(-1)}}},
-	})
-	return fail("release", err)
+	return nil
 }
 
 // updateEach applies update to the records of ids that match filter: one

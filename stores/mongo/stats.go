@@ -14,11 +14,14 @@ import (
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
-// Stats implements [outbox.StatsReader] with six queries: four counts
-// (pending, retrying, replayed, dead), the oldest pending record by CreatedAt, and
-// the leased records (at most what the relays hold). Finding the oldest
-// CreatedAt sorts the pending records without an index: its cost grows
-// with the backlog.
+// maxLagging bounds Stats.Lagging.
+const maxLagging = 10
+
+// Stats implements [outbox.StatsReader]: four counts (pending, retrying,
+// replayed, dead), the oldest pending record by CreatedAt, one aggregation
+// of the pending records by lane, the lanes and the live relays. Finding
+// the oldest CreatedAt and grouping by lane read every pending record: the
+// cost grows with the backlog.
 func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 	ctx = withoutSession(ctx)
 	var st outbox.Stats
@@ -30,14 +33,14 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 		return st, err
 	}
 	pending := inState(statePending)
-	failed := bson.E{Key: fLastError, Value: bson.D{{Key: "$exists", Value: true}, {Key: "$ne", Value: ""}}}
 	counts := []struct {
 		into   *int64
 		filter bson.D
 	}{
 		{&st.Pending, bson.D{pending}},
-		{&st.Retrying, bson.D{pending, failed, {Key: fAttempts, Value: bson.D{{Key: "$gt", Value: 0}}}}},
-		{&st.Replayed, bson.D{pending, failed, {Key: fAttempts, Value: bson.D{{Key: "$lte", Value: 0}}}}},
+		{&st.Retrying, bson.D{pending, {Key: fAttempts, Value: bson.D{{Key: "$gt", Value: 0}}}}},
+		{&st.Replayed, bson.D{pending, {Key: fAttempts, Value: bson.D{{Key: "$lte", Value: 0}}},
+			{Key: fLastError, Value: bson.D{{Key: "$exists", Value: true}, {Key: "$ne", Value: ""}}}}},
 		{&st.Dead, bson.D{inState(stateDead)}},
 	}
 	for _, c := range counts {
@@ -58,39 +61,101 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 		return st, fail("stats", err)
 	}
 
-	cur, err := s.records.Find(ctx, bson.D{pending, {Key: fLeaseUntil, Value: bson.D{{Key: "$gt", Value: now}}}},
-		options.Find().SetProjection(bson.D{{Key: fLeaseOwner, Value: 1}, {Key: fLeaseUntil, Value: 1}}))
+	lanes, err := s.readLanes(ctx)
 	if err != nil {
-		return st, fail("stats", err)
+		return st, err
 	}
-	var leases []struct {
-		Owner string    `bson:"lease_owner"`
-		Until time.Time `bson:"lease_until"`
-	}
-	if err := cur.All(ctx, &leases); err != nil {
-		return st, fail("stats", err)
-	}
-	relays := make(map[string]*outbox.RelayLeases)
-	for _, l := range leases {
-		rl := relays[l.Owner]
-		if rl == nil {
-			rl = &outbox.RelayLeases{Owner: l.Owner}
-			relays[l.Owner] = rl
-		}
-		rl.Leased++
-		if l.Until.After(rl.Until) {
-			rl.Until = l.Until.UTC()
+	st.Lanes = len(lanes)
+	owners := make(map[int]string, len(lanes))
+	held := make(map[string]int)
+	for _, l := range lanes {
+		owners[l.ID] = l.Owner
+		if l.Owner != "" && l.LeaseUntil != nil && l.LeaseUntil.After(now) {
+			held[l.Owner]++
 		}
 	}
-	st.Leased = int64(len(leases))
-	for _, rl := range relays {
-		st.Relays = append(st.Relays, *rl)
+	relays, err := s.liveRelays(ctx, now)
+	if err != nil {
+		return st, err
 	}
-	slices.SortFunc(st.Relays, func(a, b outbox.RelayLeases) int {
-		if a.Leased != b.Leased {
-			return cmp.Compare(b.Leased, a.Leased)
-		}
-		return cmp.Compare(a.Owner, b.Owner)
+	for _, r := range relays {
+		st.Relays = append(st.Relays, outbox.RelayLanes{Owner: r.Owner, Lanes: held[r.Owner], Until: r.LeaseUntil.UTC()})
+	}
+	slices.SortFunc(st.Relays, func(a, b outbox.RelayLanes) int {
+		return cmp.Or(cmp.Compare(b.Lanes, a.Lanes), cmp.Compare(a.Owner, b.Owner))
 	})
+
+	lag, err := s.lagging(ctx)
+	if err != nil {
+		return st, err
+	}
+	for _, l := range lag {
+		st.Lagging = append(st.Lagging, outbox.LaneLag{Lane: l.Lane, Owner: owners[l.Lane], Pending: l.N, OldestPending: l.Oldest.UTC()})
+	}
 	return st, nil
+}
+
+// laneLag is the backlog of one lane.
+type laneLag struct {
+	Lane   int       `bson:"_id"`
+	N      int64     `bson:"n"`
+	Oldest time.Time `bson:"oldest"`
+}
+
+// lagging returns the maxLagging lanes whose oldest pending record is
+// oldest: one aggregation, or, on servers without the $min accumulator
+// (FerretDB 1.x), a find of the lane and CreatedAt of every pending record.
+func (s *Store) lagging(ctx context.Context) ([]laneLag, error) {
+	cur, err := s.records.Aggregate(ctx, mongo.Pipeline{
+		{{Key: "$match", Value: bson.D{inState(statePending)}}},
+		{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$" + fLane},
+			{Key: "n", Value: bson.D{{Key: "$sum", Value: 1}}},
+			{Key: "oldest", Value: bson.D{{Key: "$min", Value: "$" + fCreatedAt}}}}}},
+		{{Key: "$sort", Value: bson.D{{Key: "oldest", Value: 1}, {Key: "_id", Value: 1}}}},
+		{{Key: "$limit", Value: maxLagging}},
+	})
+	if err == nil {
+		var lag []laneLag
+		if err := cur.All(ctx, &lag); err != nil {
+			return nil, fail("stats: lagging lanes", err)
+		}
+		return lag, nil
+	}
+	if !hasCode(err, codeNotImplemented) {
+		return nil, fail("stats: lagging lanes", err)
+	}
+	cur, err = s.records.Find(ctx, bson.D{inState(statePending)},
+		options.Find().SetProjection(bson.D{{Key: fLane, Value: 1}, {Key: fCreatedAt, Value: 1}}))
+	if err != nil {
+		return nil, fail("stats: lagging lanes", err)
+	}
+	defer func() { _ = cur.Close(ctx) }()
+	byLane := make(map[int]*laneLag)
+	for cur.Next(ctx) {
+		var d struct {
+			Lane      int       `bson:"lane"`
+			CreatedAt time.Time `bson:"created_at"`
+		}
+		if err := cur.Decode(&d); err != nil {
+			return nil, fail("stats: lagging lanes", err)
+		}
+		l := byLane[d.Lane]
+		if l == nil {
+			l = &laneLag{Lane: d.Lane, Oldest: d.CreatedAt}
+			byLane[d.Lane] = l
+		}
+		l.N++
+		if d.CreatedAt.Before(l.Oldest) {
+			l.Oldest = d.CreatedAt
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return nil, fail("stats: lagging lanes", err)
+	}
+	lag := make([]laneLag, 0, len(byLane))
+	for _, l := range byLane {
+		lag = append(lag, *l)
+	}
+	slices.SortFunc(lag, func(a, b laneLag) int { return cmp.Or(a.Oldest.Compare(b.Oldest), cmp.Compare(a.Lane, b.Lane)) })
+	return lag[:min(len(lag), maxLagging)], nil
 }

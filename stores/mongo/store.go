@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
-	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -25,14 +24,19 @@ type Store struct {
 
 	records *mongo.Collection // the outbox
 	keys    *mongo.Collection // per-key sequence counters
-	locks   *mongo.Collection // the claim lock
+	lanes   *mongo.Collection // one document per lane
+	relays  *mongo.Collection // live relays
+	locks   *mongo.Collection // the lanes lock (FerretDB)
 
 	server server
-	lock   claimLock
+	lock   lanesLock
 
 	// migrated is set once the collections and indexes are known to
 	// exist, so that the check runs once per Store.
 	migrated atomic.Bool
+	// laneCount is the lane count the lanes collection holds, loaded
+	// once per Store; zero until then.
+	laneCount atomic.Int64
 }
 
 var (
@@ -70,6 +74,8 @@ func New(client *mongo.Client, cfg Config) (*Store, error) {
 		client:  client,
 		records: db.Collection(cfg.Collection),
 		keys:    db.Collection(cfg.Collection + keysSuffix),
+		lanes:   db.Collection(cfg.Collection + lanesSuffix),
+		relays:  db.Collection(cfg.Collection + relaysSuffix),
 		locks:   db.Collection(cfg.Collection + locksSuffix),
 	}
 	s.server.client = client
@@ -80,8 +86,10 @@ func New(client *mongo.Client, cfg Config) (*Store, error) {
 
 // Names of the collections besides the outbox.
 const (
-	keysSuffix  = ".keys"
-	locksSuffix = ".locks"
+	keysSuffix   = "_keys"
+	lanesSuffix  = "_lanes"
+	relaysSuffix = "_relays"
+	locksSuffix  = "_locks"
 )
 
 // Config returns the store's configuration with defaults filled in.
@@ -97,6 +105,3 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	return nil
 }
-
-// epoch is the lease expiry and retry time of a record that has neither.
-var epoch = time.Unix(0, 0).UTC()

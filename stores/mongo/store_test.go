@@ -133,8 +133,8 @@ func TestUnreachableServerIsUnavailable(t *testing.T) {
 	checks := map[string]func() error{
 		"Ping":    func() error { return s.Ping(ctx) },
 		"Enqueue": func() error { return s.Enqueue(ctx, outbox.Message{Topic: "t"}) },
-		"Claim": func() error {
-			_, err := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 1, Lease: time.Minute})
+		"Read": func() error {
+			_, err := s.Read(ctx, outbox.ReadParams{Lanes: []int{0}, Limit: 1})
 			return err
 		},
 		"Migrate": func() error { return s.Migrate(ctx) },
@@ -157,26 +157,30 @@ func TestSchemaMissingUntilMigrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bare.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 1, Lease: time.Minute}); !errors.Is(err, outbox.ErrSchemaMissing) {
-		t.Errorf("Claim before Migrate = %v, want ErrSchemaMissing", err)
+	if _, err := bare.Read(ctx, outbox.ReadParams{Lanes: []int{0}, Limit: 1}); !errors.Is(err, outbox.ErrSchemaMissing) {
+		t.Errorf("Read before Migrate = %v, want ErrSchemaMissing", err)
+	}
+	if _, err := bare.SyncLanes(ctx, outbox.SyncParams{Owner: "a", Lease: time.Minute}); !errors.Is(err, outbox.ErrSchemaMissing) {
+		t.Errorf("SyncLanes before Migrate = %v, want ErrSchemaMissing", err)
 	}
 	if _, err := bare.Stats(ctx); !errors.Is(err, outbox.ErrSchemaMissing) {
 		t.Errorf("Stats before Migrate = %v, want ErrSchemaMissing", err)
 	}
 	if d.noTransactions != "" {
-		if err := bare.Enqueue(ctx, outbox.Message{Topic: "t"}); !errors.Is(err, outbox.ErrSchemaMissing) {
-			t.Errorf("Enqueue before Migrate = %v, want ErrSchemaMissing", err)
+		err := bare.Enqueue(ctx, outbox.Message{Topic: "t"})
+		if !errors.Is(err, outbox.ErrSchemaMissing) || !strings.Contains(err.Error(), "Migrate") {
+			t.Errorf("Enqueue before Migrate = %v, want ErrSchemaMissing saying to run Migrate", err)
 		}
 	}
 	missing, err := bare.MissingSchema(ctx)
-	if want := []string{"collection other", "collection other.keys", "collection other.locks"}; err != nil || !slices.Equal(missing, want) {
+	if want := []string{"collection other", "collection other_keys", "collection other_lanes", "collection other_relays", "collection other_locks"}; err != nil || !slices.Equal(missing, want) {
 		t.Errorf("MissingSchema before Migrate = %q, %v; want %q", missing, err, want)
 	}
 	if err := bare.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bare.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 1, Lease: time.Minute}); err != nil {
-		t.Errorf("Claim after Migrate: %v", err)
+	if _, err := bare.Read(ctx, outbox.ReadParams{Lanes: []int{0}, Limit: 1}); err != nil {
+		t.Errorf("Read after Migrate: %v", err)
 	}
 	if missing, err := bare.MissingSchema(ctx); err != nil || len(missing) != 0 {
 		t.Errorf("MissingSchema after Migrate = %q, %v; want nothing", missing, err)
@@ -205,7 +209,7 @@ func TestMigrateCreatesCollectionsAndIndexes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"events", "events.keys", "events.locks"} {
+	for _, want := range []string{"events", "events_keys", "events_lanes", "events_relays", "events_locks"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("collections = %v, want %s among them", names, want)
 		}
@@ -226,13 +230,16 @@ func TestMigrateCreatesCollectionsAndIndexes(t *testing.T) {
 		return byName
 	}
 	got := indexes("events")
-	for _, name := range []string{"pending", "pending_key", "dead", "delivered"} {
+	for _, name := range []string{"pending", "dead_key", "dead", "delivered"} {
 		if _, ok := got[name]; !ok {
 			t.Errorf("index %q missing; have %v", name, got)
 		}
 	}
-	if lock, ok := indexes("events.locks")["name"]; !ok || lock["unique"] != true {
-		t.Errorf("the claim lock's index = %v, want a unique index named \"name\"", lock)
+	if len(got) != 5 { // with _id_
+		t.Errorf("the outbox has indexes %v, want _id_ and 4 more: each costs every Enqueue", slices.Sorted(maps.Keys(got)))
+	}
+	if lock, ok := indexes("events_locks")["name"]; !ok || lock["unique"] != true {
+		t.Errorf("the lanes lock's index = %v, want a unique index named \"name\"", lock)
 	}
 	if err := s.Migrate(ctx); err != nil { // idempotent
 		t.Fatalf("second Migrate: %v", err)
@@ -247,7 +254,7 @@ func TestSequenceFollowsTheKeyNotTheClock(t *testing.T) {
 	ctx := testContext(t)
 	s, client := testStore(t, mongostore.Config{})
 	ahead := time.Now().Add(time.Hour).UnixMicro()
-	keys := client.Database(s.Config().Database).Collection("outbox.keys")
+	keys := client.Database(s.Config().Database).Collection("outbox_keys")
 	if _, err := keys.InsertOne(ctx, bson.D{{Key: "_id", Value: "k"}, {Key: "seq", Value: ahead}}); err != nil {
 		t.Fatal(err)
 	}
@@ -265,20 +272,7 @@ func TestSequenceFollowsTheKeyNotTheClock(t *testing.T) {
 	}
 	writeDirect(t, ctx, s, client, more...)
 
-	var all []outbox.Record
-	for {
-		recs, err := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 100, Lease: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(recs) == 0 {
-			break
-		}
-		all = append(all, recs...)
-		if err := s.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: "a", IDs: ids(recs)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	all := readAll(t, ctx, s, holdAll(t, ctx, s, "a"))
 	perKey := make(map[string][]string)
 	last := make(map[string]int64)
 	for _, r := range all {
@@ -321,47 +315,57 @@ func writeDirect(t *testing.T, ctx context.Context, s *mongostore.Store, client 
 	}
 }
 
+// holdAll takes every lane of s for owner, for an hour.
+func holdAll(t *testing.T, ctx context.Context, s *mongostore.Store, owner string) []outbox.Lane {
+	t.Helper()
+	view, err := s.SyncLanes(ctx, outbox.SyncParams{Owner: owner, Lease: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]outbox.Lane, len(view.Lanes))
+	for i, l := range view.Lanes {
+		want[i] = l.Lane
+	}
+	taken, err := s.TakeLanes(ctx, outbox.TakeParams{Owner: owner, Lease: time.Hour, Lanes: want})
+	if err != nil || len(taken) != len(want) {
+		t.Fatalf("TakeLanes of all %d lanes = %d lanes, %v", len(want), len(taken), err)
+	}
+	return taken
+}
+
+// readAll reads and delivers everything pending in lanes, in read order.
+func readAll(t *testing.T, ctx context.Context, s *mongostore.Store, lanes []outbox.Lane) []outbox.Record {
+	t.Helper()
+	var all []outbox.Record
+	for {
+		recs, err := s.Read(ctx, outbox.ReadParams{Lanes: laneIDs(lanes), Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			return all
+		}
+		all = append(all, recs...)
+		if err := s.Settle(ctx, outbox.SettleParams{Lanes: lanes, Delivered: ids(recs)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func laneIDs(lanes []outbox.Lane) []int {
+	out := make([]int, len(lanes))
+	for i, l := range lanes {
+		out[i] = l.ID
+	}
+	return out
+}
+
 func ids(recs []outbox.Record) []string {
 	out := make([]string, len(recs))
 	for i, r := range recs {
 		out[i] = r.ID
 	}
 	return out
-}
-
-// A relay that died holding the claim lock holds up claims only until the
-// lock expires; a live lock makes claims wait.
-func TestClaimLock(t *testing.T) {
-	t.Parallel()
-	ctx := testContext(t)
-	s, client := testStore(t, mongostore.Config{})
-	writeDirect(t, ctx, s, client, outbox.Message{Topic: "t", Key: "k"})
-	locks := client.Database(s.Config().Database).Collection("outbox.locks")
-
-	live := bson.D{{Key: "_id", Value: "live"}, {Key: "name", Value: "claim"}, {Key: "holder", Value: "other"},
-		{Key: "until", Value: time.Now().Add(time.Hour)}}
-	if _, err := locks.InsertOne(ctx, live); err != nil {
-		t.Fatal(err)
-	}
-	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	recs, err := s.Claim(short, outbox.ClaimParams{Owner: "a", Limit: 10, Lease: time.Hour})
-	cancel()
-	if err == nil || len(recs) != 0 {
-		t.Fatalf("Claim under another relay's live lock = %v, %v; want to wait until its context ends", recs, err)
-	}
-
-	// The holder dies: its lock expires.
-	if _, err := locks.UpdateOne(ctx, bson.D{{Key: "_id", Value: "live"}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "until", Value: time.Now().Add(-time.Second)}}}}); err != nil {
-		t.Fatal(err)
-	}
-	recs, err = s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 10, Lease: time.Hour})
-	if err != nil || len(recs) != 1 {
-		t.Fatalf("Claim after the lock expired = %v, %v; want the record", recs, err)
-	}
-	if n, err := locks.CountDocuments(ctx, bson.D{}); err != nil || n != 0 {
-		t.Fatalf("%d lock documents left after the claim (%v), want 0: the expired one deleted, ours released", n, err)
-	}
 }
 
 func TestListen(t *testing.T) {
@@ -380,13 +384,11 @@ func TestListen(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A replayed dead letter wakes the relay too.
-	writeDirect(t, ctx, s, client, outbox.Message{Topic: "t", Key: "k"})
+	msg := outbox.Message{Topic: "t", Key: "k"}
+	writeDirect(t, ctx, s, client, msg)
 	waitWake(t, ctx, ch)
-	recs, err := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 1, Lease: time.Hour})
-	if err != nil || len(recs) != 1 {
-		t.Fatalf("Claim = %v, %v", recs, err)
-	}
-	if err := s.DeadLetter(ctx, outbox.DeadLetterParams{Owner: "a", Letters: []outbox.Failure{{ID: recs[0].ID, Error: "x"}}}); err != nil {
+	lanes := holdAll(t, ctx, s, "a")
+	if err := s.Settle(ctx, outbox.SettleParams{Lanes: lanes, Dead: []outbox.Failure{{ID: msg.ID, Error: "x"}}}); err != nil {
 		t.Fatal(err)
 	}
 	drainWakes(ch)
@@ -482,12 +484,12 @@ func TestWriteConflictIsRetriedInOrder(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("the outbox holds %d records (%v), want 2: nothing duplicated by the retry", n, err)
 	}
-	recs, err := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 10, Lease: time.Hour})
+	recs, err := s.Read(ctx, outbox.ReadParams{Lanes: laneIDs(holdAll(t, ctx, s, "a")), Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(recs) != 2 || recs[0].ID != first[0].ID || recs[1].ID != second[0].ID {
-		t.Fatalf("claimed %v, want %s then %s: commit order", ids(recs), first[0].ID, second[0].ID)
+		t.Fatalf("read %v, want %s then %s: commit order", ids(recs), first[0].ID, second[0].ID)
 	}
 }
 
@@ -499,9 +501,9 @@ func TestHeadersWithDotsAndDollars(t *testing.T) {
 	s, client := testStore(t, mongostore.Config{})
 	headers := map[string]string{"x.trace": "1", "$cost": "2", "a": ""}
 	writeDirect(t, ctx, s, client, outbox.Message{Topic: "t", Key: "k", Headers: headers})
-	recs, err := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 1, Lease: time.Hour})
+	recs, err := s.Read(ctx, outbox.ReadParams{Lanes: laneIDs(holdAll(t, ctx, s, "a")), Limit: 1})
 	if err != nil || len(recs) != 1 {
-		t.Fatalf("Claim = %v, %v", recs, err)
+		t.Fatalf("Read = %v, %v", recs, err)
 	}
 	if !maps.Equal(recs[0].Headers, headers) {
 		t.Fatalf("headers = %v, want %v", recs[0].Headers, headers)
