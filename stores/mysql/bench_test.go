@@ -141,10 +141,45 @@ func BenchmarkDrain(b *testing.B) {
 	}
 }
 
-// BenchmarkClaimAck measures one claim of 100 records and their
-// MarkDelivered, in an outbox that retains no delivered record and in one
-// that retains 1,000,000.
-func BenchmarkClaimAck(b *testing.B) {
+// BenchmarkRead measures one Read of 100 records of all lanes, in an
+// outbox with a backlog of 10,000 pending records that retains no delivered
+// record, and in one that retains 1,000,000. The reads walk the backlog
+// (AfterSeq moves on) and start over at its end; nothing is written.
+func BenchmarkRead(b *testing.B) {
+	const batch = 100
+	for _, retained := range []int{0, 1_000_000} {
+		b.Run(fmt.Sprintf("retained-%d", retained), func(b *testing.B) {
+			ctx := context.Background()
+			db := benchDB(b)
+			s := newStore(b, db, Config{})
+			fillDelivered(b, ctx, db, s, retained, 1000)
+			fillPending(b, ctx, db, s, 10_000, 1000)
+			analyze(b, ctx, db, s)
+			settle(b, db)
+			lanes := make([]int, outbox.DefaultLanes)
+			for i := range lanes {
+				lanes[i] = i
+			}
+			after := int64(0)
+			for b.Loop() {
+				recs, err := s.Read(ctx, outbox.ReadParams{Lanes: lanes, AfterSeq: after, Limit: batch})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(recs) < batch {
+					after = 0
+					continue
+				}
+				after = recs[len(recs)-1].Seq
+			}
+		})
+	}
+}
+
+// BenchmarkReadSettle measures a Read of 100 records and their Settle as
+// delivered, in an outbox that retains no delivered record and in one that
+// retains 1,000,000.
+func BenchmarkReadSettle(b *testing.B) {
 	const batch = 100
 	for _, retained := range []int{0, 1_000_000} {
 		b.Run(fmt.Sprintf("retained-%d", retained), func(b *testing.B) {
@@ -153,9 +188,10 @@ func BenchmarkClaimAck(b *testing.B) {
 			s := newStore(b, db, Config{})
 			fillDelivered(b, ctx, db, s, retained, 1000)
 			settle(b, db)
-			b.ResetTimer()
+			held := holdAll(b, ctx, s, "bench")
+			lanes := laneIDs(held)
 			for b.Loop() {
-				recs, err := s.Claim(ctx, outbox.ClaimParams{Owner: "bench", Limit: batch, Lease: time.Minute})
+				recs, err := s.Read(ctx, outbox.ReadParams{Lanes: lanes, Limit: batch})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -167,31 +203,8 @@ func BenchmarkClaimAck(b *testing.B) {
 						continue
 					}
 				}
-				if err := s.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: "bench", IDs: recordIDs(recs)}); err != nil {
+				if err := s.Settle(ctx, outbox.SettleParams{Lanes: held, Delivered: recordIDs(recs)}); err != nil {
 					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
-// BenchmarkClaimNothing measures a claim that finds nothing because every
-// key is busy: a backlog of 10 keys whose first records are leased. Its
-// cost must not grow with the backlog.
-func BenchmarkClaimNothing(b *testing.B) {
-	for _, backlog := range []int{10_000, 100_000} {
-		b.Run(fmt.Sprintf("backlog-%d", backlog), func(b *testing.B) {
-			ctx := context.Background()
-			db := benchDB(b)
-			s := newStore(b, db, Config{})
-			fillPending(b, ctx, db, s, backlog, 10)
-			settle(b, db)
-			if got := claimOK(b, ctx, s, "busy", 10, time.Hour); len(got) != 10 {
-				b.Fatalf("claimed %d heads, want 10", len(got))
-			}
-			for b.Loop() {
-				if got := claimOK(b, ctx, s, "idle", 100, time.Hour); len(got) != 0 {
-					b.Fatalf("claimed %d records of busy keys", len(got))
 				}
 			}
 		})

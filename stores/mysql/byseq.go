@@ -2,6 +2,7 @@ package mysqlstore
 
 import (
 	"context"
+	"database/sql"
 	"strconv"
 	"strings"
 )
@@ -13,10 +14,15 @@ import (
 // REPEATABLE READ (or in any isolation, for a DELETE) a scan waits for
 // every row a business transaction has inserted and not yet committed.
 
+// querier is a *sql.DB or a *sql.Tx.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
 // selectSeqs returns the seq of the rows that query (a SELECT of seq)
 // finds.
-func (s *Store) selectSeqs(ctx context.Context, query string) ([]int64, error) {
-	rows, err := s.db.QueryContext(ctx, query)
+func selectSeqs(ctx context.Context, q querier, query string) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, query)
 	if err != nil {
 		return nil, err
 	}

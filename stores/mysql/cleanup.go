@@ -22,8 +22,8 @@ func (s *Store) Cleanup(ctx context.Context, p outbox.CleanupParams) (int, error
 	}
 	var deleted int64
 	err := s.withRetry(ctx, "cleanup", func(ctx context.Context) error {
-		seqs, err := s.selectSeqs(ctx, "SELECT seq FROM "+s.table+
-			" WHERE state = 2 AND delivered_at < UTC_TIMESTAMP(6) - INTERVAL "+strconv.FormatInt(micros(p.OlderThan), 10)+" MICROSECOND"+
+		seqs, err := selectSeqs(ctx, s.db, "SELECT seq FROM "+s.table+
+			" FORCE INDEX (cleanup) WHERE delivered_at < UTC_TIMESTAMP(6) - INTERVAL "+strconv.FormatInt(micros(p.OlderThan), 10)+" MICROSECOND"+
 			" ORDER BY delivered_at LIMIT "+strconv.Itoa(limit))
 		if err != nil {
 			return err

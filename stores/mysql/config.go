@@ -10,8 +10,9 @@ import (
 // Config configures a [Store]. The zero value is ready to use.
 type Config struct {
 	// Table is the outbox table, in the database the connection uses. The
-	// store also creates <Table>_lock (one row that claimers lock) and
-	// <Table>_migrations (the applied schema versions). ASCII letters,
+	// store also creates <Table>_lanes (one row per lane: its holder and
+	// epoch), <Table>_relays (the live relays) and <Table>_migrations (the
+	// applied schema versions). ASCII letters,
 	// digits and underscores, starting with a letter or an underscore, at
 	// most 53 characters so that the companion names fit MySQL's 64.
 	// Default "outbox".
@@ -20,6 +21,15 @@ type Config struct {
 	// Limits bound what Enqueue accepts. The zero value selects the
 	// defaults of [outbox.Limits] (1 MiB payloads).
 	Limits outbox.Limits
+
+	// Lanes is the lane count that the first [Store.Migrate] of the table
+	// creates: records are spread over lanes by key ([outbox.LaneOf]), and
+	// relays share the work by lanes, so it bounds how many relays can
+	// share one outbox. Zero means [outbox.DefaultLanes]; at most
+	// [outbox.MaxLanes]. The count is fixed when the tables are created:
+	// later Migrates keep it, and the store always uses the count in the
+	// table.
+	Lanes int
 }
 
 // DefaultTable is the default of [Config.Table].
@@ -44,6 +54,13 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Limits.MaxPayloadBytes < 0 {
 		return c, fmt.Errorf("%w: mysqlstore.Config.Limits.MaxPayloadBytes is %d; use a positive size, or zero for %d",
 			outbox.ErrInvalidConfig, c.Limits.MaxPayloadBytes, outbox.DefaultMaxPayloadBytes)
+	}
+	if c.Lanes == 0 {
+		c.Lanes = outbox.DefaultLanes
+	}
+	if c.Lanes < 1 || c.Lanes > outbox.MaxLanes {
+		return c, fmt.Errorf("%w: mysqlstore.Config.Lanes is %d; use 1 to %d, or zero for %d",
+			outbox.ErrInvalidConfig, c.Lanes, outbox.MaxLanes, outbox.DefaultLanes)
 	}
 	return c, nil
 }

@@ -49,16 +49,18 @@ func (s *Store) ListDead(ctx context.Context, p outbox.ListDeadParams) ([]outbox
 }
 
 // ReplayDead implements [outbox.DeadLetterStore]: the dead letters become
-// claimable at once, with no attempt counted and their last error kept.
+// pending at once, with no attempt counted and their last error kept.
 func (s *Store) ReplayDead(ctx context.Context, p outbox.SelectDead) (int, error) {
 	return s.eachDead(ctx, "replay dead letters", p, func(ctx context.Context, seqs []int64) (int64, error) {
-		return s.updateSeqs(ctx, seqs, "state = 0, dead_at = NULL, attempts = 0, lease_owner = NULL, available_at = "+epoch, "state = 1")
+		return s.updateSeqs(ctx, seqs, "dead_at = NULL, attempts = 0, not_before = NULL", "state = 1")
 	})
 }
 
 // WaitingBehindDead implements [outbox.DeadLetterBacklog]: the earliest
-// selected dead letter of each key, then the pending records of that key
-// after it, through the key_order index.
+// selected dead letter of each key (from dead_keys), then the pending
+// records of those keys after it. No index leads with the key of pending
+// records (the writer would pay for it on every insert), so this reads the
+// pending records once; it is an operator's question, not the relay's.
 func (s *Store) WaitingBehindDead(ctx context.Context, p outbox.SelectDead) (outbox.Waiting, error) {
 	var w outbox.Waiting
 	where := ""
@@ -70,9 +72,9 @@ func (s *Store) WaitingBehindDead(ctx context.Context, p outbox.SelectDead) (out
 		where = " AND id IN " + list
 	}
 	err := s.withRetry(ctx, "count the records behind dead letters", func(ctx context.Context) error {
-		return s.db.QueryRowContext(ctx, "SELECT COUNT(*), COUNT(DISTINCT p.order_key) FROM"+
-			" (SELECT msg_key, MIN(seq) AS seq FROM "+s.table+" WHERE state = 1 AND msg_key <> ''"+where+" GROUP BY msg_key) d"+
-			" JOIN "+s.table+" p ON p.state = 0 AND p.order_key = d.msg_key AND p.seq > d.seq").Scan(&w.Records, &w.Keys)
+		return s.db.QueryRowContext(ctx, "SELECT COUNT(*), COUNT(DISTINCT p.msg_key) FROM"+
+			" (SELECT dead_key, MIN(seq) AS seq FROM "+s.table+" WHERE dead_key IS NOT NULL"+where+" GROUP BY dead_key) d"+
+			" JOIN "+s.table+" p FORCE INDEX (state_order) ON p.state = 0 AND p.msg_key = d.dead_key AND p.seq > d.seq").Scan(&w.Records, &w.Keys)
 	})
 	if err != nil {
 		return outbox.Waiting{}, err
@@ -109,7 +111,7 @@ func (s *Store) eachDead(ctx context.Context, op string, p outbox.SelectDead, do
 			var changed int64
 			err := s.withRetry(ctx, op, func(ctx context.Context) error {
 				var err error
-				seqs, err = s.selectSeqs(ctx, "SELECT seq FROM "+s.table+" WHERE state = 1 AND seq > "+
+				seqs, err = selectSeqs(ctx, s.db, "SELECT seq FROM "+s.table+" WHERE state = 1 AND seq > "+
 					strconv.FormatInt(after, 10)+where+" ORDER BY seq LIMIT "+strconv.Itoa(deadChunk))
 				if err != nil {
 					return err

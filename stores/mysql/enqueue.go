@@ -31,6 +31,12 @@ const (
 // only if the caller's transaction commits; Enqueue never commits, never
 // rolls back and never creates tables.
 //
+// Each record goes to the lane [outbox.LaneOf] gives for its key among the
+// outbox's lanes. The lane count is read once per Store, through the
+// store's own *sql.DB (never tx), and kept: [Store.Migrate] reads it too,
+// so a store that migrated never asks again. A missing lanes table is
+// reported with an error matching [outbox.ErrSchemaMissing].
+//
 // It first calls [outbox.Prepare], which fills in missing IDs and CreatedAt
 // in msgs, so the caller can read the assigned IDs afterwards, and rejects
 // an invalid message with an error matching [outbox.ErrInvalidMessage]
@@ -54,8 +60,12 @@ func (s *Store) Enqueue(ctx context.Context, tx Execer, msgs ...outbox.Message) 
 	if err := outbox.Prepare(msgs, s.cfg.Limits); err != nil {
 		return err
 	}
+	lanes, err := s.laneTotal(ctx)
+	if err != nil {
+		return err
+	}
 	for start := 0; start < len(msgs); {
-		query, args, n := s.insert(msgs[start:])
+		query, args, n := s.insert(msgs[start:], lanes)
 		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
 			if code, ok := serverError(err); ok && code == erDupEntry {
 				return fmt.Errorf("mysqlstore: enqueue: a message with one of these IDs is already in the outbox: %w", err)
@@ -68,12 +78,12 @@ func (s *Store) Enqueue(ctx context.Context, tx Execer, msgs ...outbox.Message) 
 }
 
 // insert builds an INSERT of the first messages of msgs that fit in one
-// statement, and says how many it took.
-func (s *Store) insert(msgs []outbox.Message) (query string, args []any, n int) {
+// statement, each in its lane among lanes, and says how many it took.
+func (s *Store) insert(msgs []outbox.Message, lanes int) (query string, args []any, n int) {
 	var b strings.Builder
 	b.WriteString("INSERT INTO ")
 	b.WriteString(s.table)
-	b.WriteString(" (id, created_at, topic, msg_key, order_key, payload, headers) VALUES ")
+	b.WriteString(" (id, created_at, topic, msg_key, lane, payload, headers) VALUES ")
 	bytes := 0
 	for n < len(msgs) && n < insertRows {
 		m := msgs[n]
@@ -96,7 +106,7 @@ func (s *Store) insert(msgs []outbox.Message) (query string, args []any, n int) 
 			b.WriteByte(',')
 		}
 		b.WriteString("(?,?,?,?,?,?,?)")
-		args = append(args, m.ID, m.CreatedAt.UTC().Format(datetimeLayout), m.Topic, m.Key, m.Key, payload, headers)
+		args = append(args, m.ID, m.CreatedAt.UTC().Format(datetimeLayout), m.Topic, m.Key, outbox.LaneOf(m.Key, m.ID, lanes), payload, headers)
 		n++
 	}
 	return b.String(), args, n

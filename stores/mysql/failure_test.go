@@ -135,8 +135,8 @@ func killSessions(ctx context.Context, admin *sql.DB, ids []int64) (killed, busy
 }
 
 // TestRelaySurvivesKilledConnections runs relays while their database
-// sessions are killed (KILL CONNECTION): first while a claim waits for the
-// claim lock, then at random moments while writers keep writing. Nothing
+// sessions are killed (KILL CONNECTION): first while TakeLanes waits for the
+// lane rows, then at random moments while writers keep writing. Nothing
 // committed may be lost and per-key order must hold.
 func TestRelaySurvivesKilledConnections(t *testing.T) {
 	t.Parallel()
@@ -159,25 +159,25 @@ func TestRelaySurvivesKilledConnections(t *testing.T) {
 	for i := range 2 {
 		cfg := conformance.TestRelayConfig(t)
 		cfg.Owner = fmt.Sprintf("relay-%d", i)
-		cfg.Lease = 2 * time.Second // records of a killed claim come back soon
+		cfg.Lease = 2 * time.Second // lanes of a relay that lost its session come back soon
 		cfg.PublishTimeout = time.Second
 		cfg.Logger = slog.New(slog.DiscardHandler) // the failures are the point; the ledger is the verdict
 		conformance.StartRelay(t, relayStore, b.Publisher, cfg)
 	}
 
-	// 1. Kill the sessions of claims that wait for the claim lock.
+	// 1. Kill the sessions of TakeLanes calls that wait for the lane rows.
 	hold, err := admin.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := hold.ExecContext(ctx, "SELECT id FROM "+relayStore.lock+" WHERE id = 1 FOR UPDATE"); err != nil {
+	if _, err := hold.ExecContext(ctx, "SELECT lane FROM "+relayStore.lanes+" FOR UPDATE"); err != nil {
 		t.Fatal(err)
 	}
 	ledger.Committed(enqueue(t, ctx, writerDB, writer, keyed(topic, "before", 50)...)...)
 	for range 3 {
 		var waiting []int64
-		poll(t, ctx, "a claim waiting for the claim lock", func() bool {
-			waiting = claimsWaiting(t, ctx, admin, sessions.sessions())
+		poll(t, ctx, "a TakeLanes waiting for the lane rows", func() bool {
+			waiting = takesWaiting(t, ctx, admin, sessions.sessions())
 			return len(waiting) > 0
 		})
 		if _, _, err := killSessions(ctx, admin, waiting); err != nil {
@@ -241,8 +241,8 @@ func TestRelaySurvivesKilledConnections(t *testing.T) {
 	}
 }
 
-// claimsWaiting returns the sessions among ids that wait for the claim lock.
-func claimsWaiting(t *testing.T, ctx context.Context, admin *sql.DB, ids []int64) []int64 {
+// takesWaiting returns the sessions among ids that wait to lock lane rows.
+func takesWaiting(t *testing.T, ctx context.Context, admin *sql.DB, ids []int64) []int64 {
 	t.Helper()
 	if len(ids) == 0 {
 		return nil
@@ -252,7 +252,7 @@ func claimsWaiting(t *testing.T, ctx context.Context, admin *sql.DB, ids []int64
 		list[i] = fmt.Sprint(id)
 	}
 	rows, err := admin.QueryContext(ctx, "SELECT ID FROM information_schema.PROCESSLIST WHERE ID IN ("+
-		strings.Join(list, ",")+") AND INFO LIKE '%_lock` WHERE id = 1 FOR UPDATE%'")
+		strings.Join(list, ",")+") AND INFO LIKE '%\\_lanes` WHERE lane IN %FOR UPDATE'")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,21 +289,34 @@ func poll(t testing.TB, ctx context.Context, what string, cond func() bool) {
 	}
 }
 
-// TestDeadlockInClaimIsRetried makes InnoDB pick a claim as the victim of a
-// deadlock; the claim must be retried and succeed.
-func TestDeadlockInClaimIsRetried(t *testing.T) {
+// TestDeadlockInTakeLanesIsRetried makes InnoDB pick a TakeLanes as the
+// victim of a deadlock; it must be retried and succeed.
+func TestDeadlockInTakeLanesIsRetried(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	dsn := testDSN(t, nil)
 	db := openDB(t, dsn)
 	s := newStore(t, db, Config{})
-	msgs := enqueue(t, ctx, db, s, keyed("t", "k", 3)...)
+	msgs := enqueue(t, ctx, db, s, keyed("t", "k", 10)...)
+	lane := outbox.LaneOf("k", "", outbox.DefaultLanes)
+
+	// A relay takes the lane and lets its lease expire: the next taker
+	// charges the lane's first records.
+	view, err := s.SyncLanes(ctx, outbox.SyncParams{Owner: "gone", Lease: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := s.TakeLanes(ctx, outbox.TakeParams{Owner: "gone", Lease: time.Millisecond, Lanes: []outbox.Lane{view.Lanes[lane].Lane}})
+	if err != nil || len(gone) != 1 {
+		t.Fatalf("TakeLanes = %v, %v", gone, err)
+	}
+	time.Sleep(20 * time.Millisecond)
 	conflicts := make(chan error, 10)
 	s.onLockConflict = func(op string, err error) { conflicts <- fmt.Errorf("%s: %w", op, err) }
 
 	// The other transaction is the heavier one (it changed every record),
-	// so that InnoDB rolls back the claim.
+	// so that InnoDB rolls back the TakeLanes.
 	other, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -314,17 +327,17 @@ func TestDeadlockInClaimIsRetried(t *testing.T) {
 	}
 
 	type result struct {
-		recs []outbox.Record
-		err  error
+		lanes []outbox.Lane
+		err   error
 	}
 	done := make(chan result, 1)
 	go func() {
-		recs, err := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 10, Lease: time.Hour})
-		done <- result{recs, err}
+		lanes, err := s.TakeLanes(ctx, outbox.TakeParams{Owner: "a", Lease: time.Hour, Lanes: gone, Charge: 5})
+		done <- result{lanes, err}
 	}()
-	// Once the claim holds the claim lock and waits for the record, take
-	// the claim lock: a cycle.
-	poll(t, ctx, "the claim to wait for the locked record", func() bool {
+	// Once TakeLanes holds the lane row and waits for the records it
+	// charges, lock the lane row: a cycle.
+	poll(t, ctx, "TakeLanes to wait for the locked records", func() bool {
 		var n int
 		err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.INNODB_TRX t"+
 			" JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id"+
@@ -334,32 +347,45 @@ func TestDeadlockInClaimIsRetried(t *testing.T) {
 		}
 		return n > 0
 	})
-	if _, err := other.ExecContext(ctx, "SELECT id FROM "+s.lock+" WHERE id = 1 FOR UPDATE"); err != nil {
-		t.Fatalf("the other transaction was chosen as the deadlock victim (%v); the test needs the claim to be", err)
+	if _, err := other.ExecContext(ctx, "SELECT lane FROM "+s.lanes+" WHERE lane = ? FOR UPDATE", lane); err != nil {
+		t.Fatalf("the other transaction was chosen as the deadlock victim (%v); the test needs TakeLanes to be", err)
 	}
 	select {
 	case err := <-conflicts:
 		if n, _ := serverError(err); n != erLockDeadlock {
-			t.Fatalf("the claim retried after %v, want a deadlock (1213)", err)
+			t.Fatalf("TakeLanes retried after %v, want a deadlock (1213)", err)
 		}
 	case r := <-done:
-		t.Fatalf("the claim returned %d records, %v without a deadlock", len(r.recs), r.err)
+		t.Fatalf("TakeLanes returned %v, %v without a deadlock", r.lanes, r.err)
 	}
 	if err := other.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	r := <-done
 	if r.err != nil {
-		t.Fatalf("Claim after a deadlock: %v", r.err)
+		t.Fatalf("TakeLanes after a deadlock: %v", r.err)
 	}
-	if len(r.recs) != 3 || r.recs[0].ID != msgs[0].ID || r.recs[0].Attempts != 1 || r.recs[0].LastError != "changed by another transaction" {
-		t.Fatalf("Claim after a deadlock = %d records (first %+v), want the 3 records once, in order, as the other transaction left them", len(r.recs), r.recs)
+	if len(r.lanes) != 1 || r.lanes[0].ID != lane || r.lanes[0].Epoch != gone[0].Epoch+1 {
+		t.Fatalf("TakeLanes after a deadlock = %v, want lane %d at epoch %d", r.lanes, lane, gone[0].Epoch+1)
+	}
+	recs := readOK(t, ctx, s, r.lanes, 20)
+	if len(recs) != len(msgs) {
+		t.Fatalf("read %d records, want %d", len(recs), len(msgs))
+	}
+	for i, rec := range recs {
+		want := 0
+		if i < 5 {
+			want = 1
+		}
+		if rec.ID != msgs[i].ID || rec.Attempts != want || rec.LastError != "changed by another transaction" {
+			t.Fatalf("record %d = %s with %d attempts and error %q; want %s charged %d, as the other transaction left it", i, rec.ID, rec.Attempts, rec.LastError, msgs[i].ID, want)
+		}
 	}
 }
 
-// TestLockWaitTimeoutIsRetried holds a lock on a leased record past the
-// session's innodb_lock_wait_timeout: MarkDelivered retries and succeeds
-// once the lock goes; a lock that never goes is reported, wrapped.
+// TestLockWaitTimeoutIsRetried holds a lock on a record past the session's
+// innodb_lock_wait_timeout: Settle retries and succeeds once the lock goes;
+// a lock that never goes is reported, wrapped.
 func TestLockWaitTimeoutIsRetried(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -369,9 +395,10 @@ func TestLockWaitTimeoutIsRetried(t *testing.T) {
 	s := newStore(t, db, Config{})
 	enqueue(t, ctx, db, s, keyed("t", "a", 1)...)
 	enqueue(t, ctx, db, s, keyed("t", "b", 1)...)
-	recs := claimOK(t, ctx, s, "owner", 10, time.Hour)
+	lanes := holdAll(t, ctx, s, "owner")
+	recs := readOK(t, ctx, s, lanes, 10)
 	if len(recs) != 2 {
-		t.Fatalf("claimed %d, want 2", len(recs))
+		t.Fatalf("read %d, want 2", len(recs))
 	}
 	conflicts := make(chan error, 100)
 	s.onLockConflict = func(op string, err error) { conflicts <- err }
@@ -391,7 +418,7 @@ func TestLockWaitTimeoutIsRetried(t *testing.T) {
 		hold := lockRecord(recs[0].ID)
 		done := make(chan error, 1)
 		go func() {
-			done <- s.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: "owner", IDs: []string{recs[0].ID}})
+			done <- s.Settle(ctx, outbox.SettleParams{Lanes: lanes, Delivered: []string{recs[0].ID}})
 		}()
 		err := <-conflicts
 		if n, _ := serverError(err); n != erLockWaitTimeout {
@@ -401,23 +428,23 @@ func TestLockWaitTimeoutIsRetried(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := <-done; err != nil {
-			t.Fatalf("MarkDelivered after a lock wait timeout: %v", err)
+			t.Fatalf("Settle after a lock wait timeout: %v", err)
 		}
 	})
 	t.Run("held", func(t *testing.T) {
 		hold := lockRecord(recs[1].ID)
 		defer func() { _ = hold.Rollback() }()
-		err := s.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: "owner", IDs: []string{recs[1].ID}})
+		err := s.Settle(ctx, outbox.SettleParams{Lanes: lanes, Delivered: []string{recs[1].ID}})
 		var me *mysql.MySQLError
 		if !errors.As(err, &me) || me.Number != erLockWaitTimeout || !strings.Contains(err.Error(), "gave up after 5 lock conflicts") {
-			t.Fatalf("MarkDelivered with the record locked throughout = %v; want the lock wait timeout, wrapped, after 5 tries", err)
+			t.Fatalf("Settle with the record locked throughout = %v; want the lock wait timeout, wrapped, after 5 tries", err)
 		}
 	})
 	if got, _ := s.ListDead(ctx, outbox.ListDeadParams{}); len(got) != 0 {
 		t.Fatalf("dead letters appeared: %v", got)
 	}
-	if rest := claimOK(t, ctx, s, "other", 10, time.Hour); len(rest) != 0 {
-		t.Fatalf("claimed %v; the first record is delivered and the second still leased", recordIDs(rest))
+	if rest := readOK(t, ctx, s, lanes, 10); len(rest) != 1 || rest[0].ID != recs[1].ID {
+		t.Fatalf("read %v; want only the second record, the first is delivered", recordIDs(rest))
 	}
 }
 
@@ -433,7 +460,8 @@ func TestErrorsAreTranslated(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, claimErr := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 1, Lease: time.Second})
+		_, syncErr := s.SyncLanes(ctx, outbox.SyncParams{Owner: "a", Lease: time.Second})
+		_, readErr := s.Read(ctx, outbox.ReadParams{Lanes: []int{0}, Limit: 1})
 		_, statsErr := s.Stats(ctx)
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
@@ -441,10 +469,13 @@ func TestErrorsAreTranslated(t *testing.T) {
 		}
 		defer func() { _ = tx.Rollback() }()
 		enqueueErr := s.Enqueue(ctx, tx, outbox.Message{Topic: "t"})
-		for name, err := range map[string]error{"Claim": claimErr, "Stats": statsErr, "Enqueue": enqueueErr} {
+		for name, err := range map[string]error{"SyncLanes": syncErr, "Read": readErr, "Stats": statsErr, "Enqueue": enqueueErr} {
 			if !errors.Is(err, outbox.ErrSchemaMissing) {
 				t.Errorf("%s without Migrate = %v, want ErrSchemaMissing", name, err)
 			}
+		}
+		if !strings.Contains(enqueueErr.Error(), "Migrate") {
+			t.Errorf("Enqueue without Migrate = %v; want it to say to run Migrate", enqueueErr)
 		}
 	})
 	t.Run("refused or missing", func(t *testing.T) {
@@ -482,10 +513,10 @@ func TestErrorsAreTranslated(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, claimErr := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 1, Lease: time.Second})
+			_, syncErr := s.SyncLanes(ctx, outbox.SyncParams{Owner: "a", Lease: time.Second})
 			_, statsErr := s.Stats(ctx)
 			_, listErr := s.ListDead(ctx, outbox.ListDeadParams{Limit: 1})
-			for op, err := range map[string]error{"Claim": claimErr, "Stats": statsErr, "ListDead": listErr, "Ping": s.Ping(ctx), "Migrate": s.Migrate(ctx)} {
+			for op, err := range map[string]error{"SyncLanes": syncErr, "Stats": statsErr, "ListDead": listErr, "Ping": s.Ping(ctx), "Migrate": s.Migrate(ctx)} {
 				for _, sentinel := range sentinels {
 					if errors.Is(err, sentinel) != (sentinel == tt.want) {
 						t.Errorf("%s with %s = %v; errors.Is(%v) = %v, want only %v", op, tt.name, err, sentinel, errors.Is(err, sentinel), tt.want)
@@ -515,12 +546,14 @@ func TestErrorsAreTranslated(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, claimErr := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 1, Lease: time.Second})
+		_, readErr := s.Read(ctx, outbox.ReadParams{Lanes: []int{0}, Limit: 1})
+		_, takeErr := s.TakeLanes(ctx, outbox.TakeParams{Owner: "a", Lease: time.Second, Lanes: []outbox.Lane{{ID: 0}}})
 		for name, err := range map[string]error{
-			"Claim":         claimErr,
-			"MarkDelivered": s.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: "a", IDs: []string{outbox.NewID()}}),
-			"Ping":          s.Ping(ctx),
-			"Migrate":       s.Migrate(ctx),
+			"Read":      readErr,
+			"TakeLanes": takeErr,
+			"Settle":    s.Settle(ctx, outbox.SettleParams{Lanes: []outbox.Lane{{ID: 0}}, Delivered: []string{outbox.NewID()}}),
+			"Ping":      s.Ping(ctx),
+			"Migrate":   s.Migrate(ctx),
 		} {
 			if !errors.Is(err, outbox.ErrUnavailable) {
 				t.Errorf("%s with no server = %v, want ErrUnavailable", name, err)

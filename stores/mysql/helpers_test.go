@@ -62,15 +62,59 @@ func newStore(t testing.TB, db *sql.DB, cfg Config) *Store {
 }
 
 // storeHarness builds outboxes for the conformance suites, each in a
-// database of its own. With a windowSlack, claims use a window that small
-// past their limit, and look past it (claimBeyond) in most rounds.
-func storeHarness(windowSlack *int) conformance.StoreHarness {
+// database of its own.
+func storeHarness() conformance.StoreHarness {
 	return conformance.StoreHarness{New: func(t *testing.T, opts conformance.OutboxOptions) conformance.Outbox {
 		db := openDB(t, testDSN(t, nil))
-		s := newStore(t, db, Config{Limits: opts.Limits})
-		s.windowSlack = windowSlack
+		s := newStore(t, db, Config{Limits: opts.Limits, Lanes: opts.Lanes})
 		return testOutbox(s, db)
 	}}
+}
+
+// holdAll makes owner the holder of every free lane of s, for an hour, and
+// returns the lanes it took.
+func holdAll(t testing.TB, ctx context.Context, s *Store, owner string) []outbox.Lane {
+	t.Helper()
+	view, err := s.SyncLanes(ctx, outbox.SyncParams{Owner: owner, Lease: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []outbox.Lane
+	for _, l := range view.Lanes {
+		want = append(want, l.Lane)
+	}
+	taken, err := s.TakeLanes(ctx, outbox.TakeParams{Owner: owner, Lease: time.Hour, Lanes: want})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return taken
+}
+
+// laneIDs returns the IDs of lanes.
+func laneIDs(lanes []outbox.Lane) []int {
+	ids := make([]int, len(lanes))
+	for i, l := range lanes {
+		ids[i] = l.ID
+	}
+	return ids
+}
+
+// readOK reads up to limit pending records of lanes, from the first.
+func readOK(t testing.TB, ctx context.Context, s *Store, lanes []outbox.Lane, limit int) []outbox.Record {
+	t.Helper()
+	recs, err := s.Read(ctx, outbox.ReadParams{Lanes: laneIDs(lanes), Limit: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+// deliver settles recs as delivered by the holder of lanes.
+func deliver(t testing.TB, ctx context.Context, s *Store, lanes []outbox.Lane, recs []outbox.Record) {
+	t.Helper()
+	if err := s.Settle(ctx, outbox.SettleParams{Lanes: lanes, Delivered: recordIDs(recs)}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // testOutbox pairs a store with transactions of db.

@@ -25,7 +25,7 @@ var migrationFiles embed.FS
 type migration struct {
 	version    int
 	name       string
-	statements []string // with {outbox} and {lock} still to replace
+	statements []string // with {outbox}, {lanes} and {relays} still to replace
 }
 
 // migrations returns the embedded migrations in version order.
@@ -149,7 +149,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	rows.Close()
 
-	names := strings.NewReplacer("{outbox}", s.table, "{lock}", s.lock)
+	names := strings.NewReplacer("{outbox}", s.table, "{lanes}", s.lanes, "{relays}", s.relays)
 	for _, m := range all {
 		if applied[m.version] {
 			continue
@@ -166,6 +166,32 @@ func (s *Store) Migrate(ctx context.Context) error {
 			return translate("migrate: record "+m.name, err)
 		}
 	}
+	return s.createLanes(ctx, conn)
+}
+
+// createLanes inserts the lane rows, 0 to Config.Lanes-1, when the lanes
+// table has none: the first Migrate fixes the lane count, later ones keep
+// it. It caches the count the table holds.
+func (s *Store) createLanes(ctx context.Context, conn *sql.Conn) error {
+	var n int
+	if err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+s.lanes).Scan(&n); err != nil {
+		return translate("migrate: count the lanes", err)
+	}
+	if n == 0 {
+		var b strings.Builder
+		b.WriteString("INSERT IGNORE INTO " + s.lanes + " (lane) VALUES ")
+		for i := range s.cfg.Lanes {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("(" + strconv.Itoa(i) + ")")
+		}
+		if _, err := conn.ExecContext(ctx, b.String()); err != nil {
+			return translate("migrate: create the lanes", err)
+		}
+		n = s.cfg.Lanes
+	}
+	s.laneCount.Store(int64(n))
 	return nil
 }
 

@@ -3,6 +3,9 @@ package mysqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +19,9 @@ const retainedForPlanTest = 100_000
 
 // TestRelayOperationsIgnoreDeliveredRecords counts the rows each relay-side
 // operation reads (the session's Handler_read_* counters) in an outbox
-// that retains many delivered records: claims, settles, stats, dead letters
-// and an empty cleanup must read about what they return, not the table.
+// that retains many delivered records: lane leases, reads, settles, stats,
+// dead letters and an empty cleanup must read about what they return (and
+// the lane rows), not the table.
 func TestRelayOperationsIgnoreDeliveredRecords(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
@@ -27,40 +31,54 @@ func TestRelayOperationsIgnoreDeliveredRecords(t *testing.T) {
 	s := newStore(t, db, Config{})
 	fillDelivered(t, ctx, db, s, retainedForPlanTest, 1000)
 
-	// A realistic live part: a key blocked behind a waiting retry, a
-	// leased batch, a dead letter, and pending records of many keys.
+	// A realistic live part: a retry, a dead letter, and pending records
+	// of many keys.
 	var msgs []outbox.Message
 	for i := range 60 {
 		msgs = append(msgs, outbox.Message{Topic: "t", Key: "key-" + string(rune('a'+i%20))})
 	}
 	enqueue(t, ctx, db, s, msgs...)
-	first := claimOK(t, ctx, s, "a", 5, time.Hour)
-	if err := s.ScheduleRetry(ctx, outbox.ScheduleRetryParams{Owner: "a", Retries: []outbox.Retry{{ID: first[0].ID, Error: "x", Delay: time.Hour}}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.DeadLetter(ctx, outbox.DeadLetterParams{Owner: "a", Letters: []outbox.Failure{{ID: first[1].ID, Error: "x"}}}); err != nil {
+	lanes := holdAll(t, ctx, s, "a")
+	first := readOK(t, ctx, s, lanes, 5)
+	if err := s.Settle(ctx, outbox.SettleParams{Lanes: lanes,
+		Retries: []outbox.Retry{{ID: first[0].ID, Error: "x", Delay: time.Hour}},
+		Dead:    []outbox.Failure{{ID: first[1].ID, Error: "x"}}}); err != nil {
 		t.Fatal(err)
 	}
 
 	const budget = 1000 // rows an operation may read here; the table has 100,060
-	var claimed []outbox.Record
+	var read []outbox.Record
 	ops := []struct {
 		name string
 		run  func() error
 	}{
-		{"Claim", func() (err error) {
-			claimed, err = s.Claim(ctx, outbox.ClaimParams{Owner: "b", Limit: 20, Lease: time.Hour})
+		{"SyncLanes", func() error {
+			_, err := s.SyncLanes(ctx, outbox.SyncParams{Owner: "a", Lease: time.Hour, Held: lanes})
 			return err
 		}},
-		{"Claim strict", func() error {
-			_, err := s.Claim(ctx, outbox.ClaimParams{Owner: "c", Limit: 20, Lease: time.Hour, StrictOrder: true})
+		{"ReleaseLanes + TakeLanes", func() error {
+			if err := s.ReleaseLanes(ctx, outbox.ReleaseLanesParams{Owner: "a", Lanes: lanes}); err != nil {
+				return err
+			}
+			var err error
+			lanes, err = s.TakeLanes(ctx, outbox.TakeParams{Owner: "a", Lease: time.Hour, Lanes: bumped(lanes, 0), Charge: 100})
 			return err
 		}},
-		{"MarkDelivered", func() error {
-			return s.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: "b", IDs: recordIDs(claimed)})
+		{"Read 20", func() (err error) {
+			read, err = s.Read(ctx, outbox.ReadParams{Lanes: laneIDs(lanes), Limit: 20})
+			return err
 		}},
-		{"Release", func() error {
-			return s.Release(ctx, outbox.ReleaseParams{Owner: "a", IDs: recordIDs(first[2:])})
+		{"Read 20, strict", func() error {
+			_, err := s.Read(ctx, outbox.ReadParams{Lanes: laneIDs(lanes), Limit: 20, StrictOrder: true})
+			return err
+		}},
+		{"Settle 20 delivered", func() error {
+			return s.Settle(ctx, outbox.SettleParams{Lanes: lanes, Delivered: recordIDs(read)})
+		}},
+		{"Settle 2 retries, 1 dead", func() error {
+			return s.Settle(ctx, outbox.SettleParams{Lanes: lanes,
+				Retries: []outbox.Retry{{ID: first[2].ID, Error: "y"}, {ID: first[3].ID, Error: "y"}},
+				Dead:    []outbox.Failure{{ID: first[4].ID, Error: "y"}}})
 		}},
 		{"Stats", func() error { _, err := s.Stats(ctx); return err }},
 		{"ListDead", func() error { _, err := s.ListDead(ctx, outbox.ListDeadParams{}); return err }},
@@ -74,67 +92,192 @@ func TestRelayOperationsIgnoreDeliveredRecords(t *testing.T) {
 		if err := op.run(); err != nil {
 			t.Fatalf("%s: %v", op.name, err)
 		}
-		read := handlerReads(t, ctx, db) - before - statusOverhead(t, ctx, db)
-		t.Logf("%s read %d rows", op.name, read)
-		if read > budget {
-			t.Errorf("%s read %d rows of an outbox with %d delivered records; want at most %d", op.name, read, retainedForPlanTest, budget)
+		n := handlerReads(t, ctx, db) - before - statusOverhead(t, ctx, db)
+		t.Logf("%s read %d rows", op.name, n)
+		if n > budget {
+			t.Errorf("%s read %d rows of an outbox with %d delivered records; want at most %d", op.name, n, retainedForPlanTest, budget)
 		}
 	}
-	if len(claimed) != 20 {
-		t.Errorf("claimed %d records, want 20", len(claimed))
+	if len(read) != 20 {
+		t.Errorf("read %d records, want 20", len(read))
 	}
 }
 
-// TestClaimPlan checks the shape of the claim's plans: the window walks
-// claim_order, the blockers come from the blocked index, the first record
-// of each key from a loose index scan of key_order, and no step scans the
-// outbox.
-func TestClaimPlan(t *testing.T) {
+// bumped returns lanes with their epochs moved by delta.
+func bumped(lanes []outbox.Lane, delta int64) []outbox.Lane {
+	out := make([]outbox.Lane, len(lanes))
+	for i, l := range lanes {
+		out[i] = outbox.Lane{ID: l.ID, Epoch: l.Epoch + delta}
+	}
+	return out
+}
+
+// TestReadPlanWithStaleStatistics: the table is analyzed while empty (and
+// InnoDB's automatic recalculation is off for it), then a backlog of
+// 100,000 records over 1,000 keys arrives. The optimizer believes the
+// table empty; Read must still be a range scan of state_order in seq order
+// with the lane tested in the index, no sort, and in strict order one
+// look-up per candidate in dead_keys; and it must return a full batch.
+func TestReadPlanWithStaleStatistics(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	db := openDB(t, testDSN(t, nil))
 	s := newStore(t, db, Config{})
-	fillDelivered(t, ctx, db, s, retainedForPlanTest, 1000)
-	fillPending(t, ctx, db, s, 20_000, 100)
+	if _, err := db.ExecContext(ctx, "ALTER TABLE "+s.table+" STATS_AUTO_RECALC = 0"); err != nil {
+		t.Fatal(err)
+	}
+	analyze(t, ctx, db, s)
+	fillPending(t, ctx, db, s, 100_000, 1000)
+	// A few dead letters, so that strict order has something to look up.
+	if _, err := db.ExecContext(ctx, "UPDATE "+s.table+" SET dead_at = UTC_TIMESTAMP(6) WHERE seq IN (5, 500, 5000)"); err != nil {
+		t.Fatal(err)
+	}
 
-	for _, strict := range []bool{false, true} {
-		now := time.Now()
-		for _, q := range []struct {
-			name, query string
-			want        map[string]string // table alias -> index
-			groupBy     string            // alias that must use a loose index scan
-		}{
-			{"window", s.claimWindow(now, 500, strict), map[string]string{"o": "claim_order", "k": "blocked", "c": "PRIMARY"}, ""},
-			{"heads", s.claimHeads(now, 1000, 500, strict), map[string]string{s.cfg.Table: "key_order", "k": "blocked"}, s.cfg.Table},
-		} {
-			plan := explain(t, ctx, db, "EXPLAIN "+q.query)
-			var text strings.Builder
-			for _, row := range plan {
-				text.WriteString("\n  " + strings.Join([]string{row["id"], row["select_type"], row["table"], row["type"], row["key"], row["rows"], row["Extra"]}, " | "))
+	all := make([]int, outbox.DefaultLanes)
+	for i := range all {
+		all[i] = i
+	}
+	quarter := all[:outbox.DefaultLanes/4]
+	for _, tc := range []struct {
+		name  string
+		lanes []int
+	}{{"all lanes", all}, {"a quarter of the lanes", quarter}} {
+		for _, strict := range []bool{false, true} {
+			p := outbox.ReadParams{Lanes: tc.lanes, Limit: 500, StrictOrder: strict, SkipKeys: []string{"key-1", "key-2"}}
+			query, args := s.readQuery(p)
+			plan := explainJSON(t, ctx, db, query, args...)
+			t.Logf("%s, strict=%v: EXPLAIN FORMAT=JSON\n%s", tc.name, strict, plan.text)
+			checkReadPlan(t, plan, strict)
+
+			recs, err := s.Read(ctx, p)
+			if err != nil {
+				t.Fatal(err)
 			}
-			t.Logf("%s, strict=%v:%s", q.name, strict, text.String())
-			used := make(map[string]string)
-			for _, row := range plan {
-				table := row["table"]
-				if strings.HasPrefix(table, "<") {
-					continue // derived tables and unions
-				}
-				if row["type"] == "ALL" || row["key"] == "" {
-					t.Errorf("%s, strict=%v: %s is read without an index", q.name, strict, table)
-				}
-				used[table] = row["key"]
-				if table == q.groupBy && !strings.Contains(row["Extra"], "Using index for group-by") {
-					t.Errorf("%s, strict=%v: %s is not read with a loose index scan", q.name, strict, table)
-				}
+			if len(recs) != p.Limit {
+				t.Errorf("%s, strict=%v: Read returned %d records, want a full batch of %d", tc.name, strict, len(recs), p.Limit)
 			}
-			for alias, key := range q.want {
-				if used[alias] != key {
-					t.Errorf("%s, strict=%v: %s uses index %q, want %q", q.name, strict, alias, used[alias], key)
+			for i, r := range recs {
+				if !slices.Contains(tc.lanes, r.Lane) || r.Lane != outbox.LaneOf(r.Key, r.ID, outbox.DefaultLanes) ||
+					r.Key == "key-1" || r.Key == "key-2" || (i > 0 && r.Seq <= recs[i-1].Seq) {
+					t.Fatalf("%s, strict=%v: record %d is %+v", tc.name, strict, i, r)
 				}
 			}
 		}
 	}
+}
+
+// checkReadPlan asserts the shape of Read's plan.
+func checkReadPlan(t *testing.T, plan plan, strict bool) {
+	t.Helper()
+	if plan.sorts {
+		t.Errorf("the plan sorts (filesort or temporary table)")
+	}
+	var outer, dead *planTable
+	for i := range plan.tables {
+		pt := &plan.tables[i]
+		switch pt.name {
+		case "o":
+			outer = pt
+		case "d":
+			dead = pt
+		default:
+			t.Errorf("the plan reads %q", pt.name)
+		}
+	}
+	if outer == nil || outer.access != "range" || outer.key != "state_order" || !strings.Contains(outer.indexCondition, "lane") {
+		t.Errorf("the outbox is read as %+v; want a range scan of state_order with the lane in the index condition", outer)
+	}
+	if strict && (dead == nil || dead.access != "ref" || dead.key != "dead_keys") {
+		t.Errorf("in strict order the dead letters are read as %+v; want a ref look-up in dead_keys", dead)
+	}
+	if !strict && dead != nil {
+		t.Errorf("without strict order the plan reads dead letters: %+v", dead)
+	}
+}
+
+// TestSettlePlan: the delivered statement finds its records through by_id
+// and each lane row by primary key, with stale statistics too.
+func TestSettlePlan(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	db := openDB(t, testDSN(t, nil))
+	s := newStore(t, db, Config{})
+	analyze(t, ctx, db, s)
+	fillPending(t, ctx, db, s, 10_000, 100)
+	lanes := holdAll(t, ctx, s, "a")
+	recs := readOK(t, ctx, s, lanes, 100)
+	query, _ := s.deliveredQuery(recordIDs(recs), laneFence(lanes))
+	plan := explainJSON(t, ctx, db, query)
+	t.Logf("Settle delivered: EXPLAIN FORMAT=JSON\n%s", plan.text)
+	want := map[string][2]string{"o": {"range", "by_id"}, "l": {"eq_ref", "PRIMARY"}}
+	if len(plan.tables) != 2 {
+		t.Errorf("the plan reads %d tables, want 2", len(plan.tables))
+	}
+	for i, pt := range plan.tables {
+		if w, ok := want[pt.name]; !ok || pt.access != w[0] || pt.key != w[1] || (i == 0) != (pt.name == "o") {
+			t.Errorf("table %d of the plan: %+v; want o by (range, by_id), then l by (eq_ref, PRIMARY)", i, pt)
+		}
+	}
+	deliver(t, ctx, s, lanes, recs)
+	if again := readOK(t, ctx, s, lanes, 100); len(again) != 100 || again[0].Seq <= recs[len(recs)-1].Seq {
+		t.Fatalf("after settling the first 100, read %d records from seq %d", len(again), again[0].Seq)
+	}
+}
+
+// plan is an EXPLAIN FORMAT=JSON, as far as the tests look at it.
+type plan struct {
+	text   string
+	tables []planTable
+	sorts  bool // a filesort or a temporary table anywhere
+}
+
+type planTable struct {
+	name, access, key, indexCondition string
+}
+
+// explainJSON runs EXPLAIN FORMAT=JSON of query and collects every table
+// it reads, in the order the plan lists them (MariaDB and MySQL both name
+// these fields so).
+func explainJSON(t *testing.T, ctx context.Context, db *sql.DB, query string, args ...any) plan {
+	t.Helper()
+	var text string
+	if err := db.QueryRowContext(ctx, "EXPLAIN FORMAT=JSON "+query, args...).Scan(&text); err != nil {
+		t.Fatalf("EXPLAIN %s: %v", query, err)
+	}
+	var doc any
+	if err := json.Unmarshal([]byte(text), &doc); err != nil {
+		t.Fatalf("EXPLAIN output: %v", err)
+	}
+	p := plan{text: text}
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				switch k {
+				case "filesort", "read_sorted_file", "temporary_table", "using_filesort", "using_temporary_table":
+					if b, ok := x.(bool); !ok || b {
+						p.sorts = true
+					}
+				}
+			}
+			if tb, ok := v["table"].(map[string]any); ok {
+				str := func(k string) string { s, _ := tb[k].(string); return s }
+				p.tables = append(p.tables, planTable{name: str("table_name"), access: str("access_type"), key: str("key"), indexCondition: str("index_condition")})
+			}
+			for _, k := range slices.Sorted(maps.Keys(v)) {
+				walk(v[k])
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	walk(doc)
+	return p
 }
 
 // explain runs an EXPLAIN and returns its rows by column name; MySQL and
@@ -215,15 +358,6 @@ func enqueue(t testing.TB, ctx context.Context, db *sql.DB, s *Store, msgs ...ou
 		t.Fatal(err)
 	}
 	return msgs
-}
-
-func claimOK(t testing.TB, ctx context.Context, s *Store, owner string, limit int, lease time.Duration) []outbox.Record {
-	t.Helper()
-	recs, err := s.Claim(ctx, outbox.ClaimParams{Owner: owner, Limit: limit, Lease: lease})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return recs
 }
 
 func recordIDs(recs []outbox.Record) []string {

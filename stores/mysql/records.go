@@ -12,7 +12,7 @@ import (
 // recordColumns are the columns scanRecord reads, in order, for a table
 // aliased as alias ("" for none).
 func recordColumns(alias string) string {
-	cols := []string{"seq", "id", "topic", "msg_key", "payload", "headers", "created_at", "attempts", "last_error"}
+	cols := []string{"seq", "id", "lane", "topic", "msg_key", "payload", "headers", "created_at", "attempts", "last_error", "not_before"}
 	if alias != "" {
 		for i, c := range cols {
 			cols[i] = alias + "." + c
@@ -26,8 +26,8 @@ func scanRecord(rows *sql.Rows, extra ...any) (outbox.Record, error) {
 	var r outbox.Record
 	var key, payload []byte
 	var headers, lastError sql.NullString
-	var created utcTime
-	dest := append([]any{&r.Seq, &r.ID, &r.Topic, &key, &payload, &headers, &created, &r.Attempts, &lastError}, extra...)
+	var created, notBefore utcTime
+	dest := append([]any{&r.Seq, &r.ID, &r.Lane, &r.Topic, &key, &payload, &headers, &created, &r.Attempts, &lastError, &notBefore}, extra...)
 	if err := rows.Scan(dest...); err != nil {
 		return r, err
 	}
@@ -43,6 +43,7 @@ func scanRecord(rows *sql.Rows, extra ...any) (outbox.Record, error) {
 	}
 	r.CreatedAt = created.Time
 	r.LastError = lastError.String
+	r.NotBefore = notBefore.Time // zero when NULL
 	return r, nil
 }
 

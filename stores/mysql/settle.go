@@ -2,6 +2,7 @@ package mysqlstore
 
 import (
 	"context"
+	"database/sql"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -22,35 +23,63 @@ const maxErrorBytes = 65535
 // committed: a relay would stall behind a long business transaction.
 const byID = " FORCE INDEX (by_id)"
 
-// leasedTo is the fence of ScheduleRetry, DeadLetter and Release: the
-// record is pending and leased to the owner in the first placeholder, and
-// the lease has not expired.
-const leasedTo = " AND lease_owner = ? AND state = 0 AND available_at > UTC_TIMESTAMP(6)"
-
-// MarkDelivered implements [outbox.Store]. Whoever holds the lease, the
-// records become delivered (a dead letter too: the broker has it), in one
-// statement per 5,000 IDs.
-func (s *Store) MarkDelivered(ctx context.Context, p outbox.MarkDeliveredParams) error {
-	for _, c := range chunks(len(p.IDs), settleChunk) {
-		list, n := idList(p.IDs[c[0]:c[1]])
-		if n == 0 {
-			continue
-		}
-		err := s.withRetry(ctx, "mark delivered", func(ctx context.Context) error {
-			_, err := s.db.ExecContext(ctx, "UPDATE "+s.table+byID+
-				" SET state = 2, delivered_at = UTC_TIMESTAMP(6), dead_at = NULL, lease_owner = NULL, order_key = NULL"+
-				" WHERE id IN "+list+" AND state <> 2")
-			return err
-		})
-		if err != nil {
-			return err
-		}
+// Settle implements [outbox.Store]. Every outcome is one UPDATE of the
+// outbox joined with the lanes table: it applies to a record that is
+// pending and whose lane row is at the epoch p.Lanes gives for it. The
+// records are found through by_id, each lane row by its primary key.
+//
+// Delivered records alone take one autocommitted statement (per 5,000
+// IDs). With failures, everything runs in one transaction that first
+// takes a shared lock on the rows of p.Lanes at their epochs, so that no
+// TakeLanes can move them while the outcomes are written.
+func (s *Store) Settle(ctx context.Context, p outbox.SettleParams) error {
+	fence := laneFence(p.Lanes)
+	if fence == "" {
+		return nil // no lane held: every outcome is fenced off
 	}
-	return nil
+	if len(p.Retries) == 0 && len(p.Dead) == 0 {
+		for _, c := range chunks(len(p.Delivered), settleChunk) {
+			query, ok := s.deliveredQuery(p.Delivered[c[0]:c[1]], fence)
+			if !ok {
+				continue
+			}
+			if err := s.withRetry(ctx, "settle", func(ctx context.Context) error {
+				_, err := s.db.ExecContext(ctx, query)
+				return err
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return s.withRetry(ctx, "settle", func(ctx context.Context) error { return s.settleTx(ctx, p, fence) })
 }
 
-// ScheduleRetry implements [outbox.Store].
-func (s *Store) ScheduleRetry(ctx context.Context, p outbox.ScheduleRetryParams) error {
+// settleTx writes the outcomes of p in one transaction.
+func (s *Store) settleTx(ctx context.Context, p outbox.SettleParams, fence string) (err error) {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if _, err := tx.ExecContext(ctx, "SELECT lane FROM "+s.lanes+" WHERE "+heldLanes(p.Lanes)+" ORDER BY lane LOCK IN SHARE MODE"); err != nil {
+		return err
+	}
+	exec := func(query string, args ...any) error {
+		_, err := tx.ExecContext(ctx, query, args...)
+		return err
+	}
+	for _, c := range chunks(len(p.Delivered), settleChunk) {
+		if query, ok := s.deliveredQuery(p.Delivered[c[0]:c[1]], fence); ok {
+			if err := exec(query); err != nil {
+				return err
+			}
+		}
+	}
 	for _, c := range chunks(len(p.Retries), settleChunk) {
 		retries := p.Retries[c[0]:c[1]]
 		ids := make([]string, len(retries))
@@ -60,29 +89,18 @@ func (s *Store) ScheduleRetry(ctx context.Context, p outbox.ScheduleRetryParams)
 			ids[i], errs[i], delays[i] = r.ID, r.Error, strconv.FormatInt(micros(r.Delay), 10)
 		}
 		lastError, args := caseByID(ids, errs, true)
-		delay, _ := caseByID(ids, delays, false)
 		if lastError == "" {
 			continue
 		}
+		delay, _ := caseByID(ids, delays, false)
 		list, _ := idList(ids)
-		err := s.withRetry(ctx, "schedule retry", func(ctx context.Context) error {
-			_, err := s.db.ExecContext(ctx, "UPDATE "+s.table+byID+
-				" SET last_error = "+lastError+
-				", available_at = UTC_TIMESTAMP(6) + INTERVAL "+delay+" MICROSECOND, lease_owner = NULL"+
-				" WHERE id IN "+list+leasedTo, append(args, p.Owner)...)
-			return err
-		})
-		if err != nil {
+		if err := exec(s.settleUpdate("o.attempts = o.attempts + 1, o.last_error = "+lastError+
+			", o.not_before = UTC_TIMESTAMP(6) + INTERVAL "+delay+" MICROSECOND", list, fence), args...); err != nil {
 			return err
 		}
 	}
-	return nil
-}
-
-// DeadLetter implements [outbox.Store].
-func (s *Store) DeadLetter(ctx context.Context, p outbox.DeadLetterParams) error {
-	for _, c := range chunks(len(p.Letters), settleChunk) {
-		letters := p.Letters[c[0]:c[1]]
+	for _, c := range chunks(len(p.Dead), settleChunk) {
+		letters := p.Dead[c[0]:c[1]]
 		ids := make([]string, len(letters))
 		errs := make([]string, len(letters))
 		for i, f := range letters {
@@ -93,43 +111,45 @@ func (s *Store) DeadLetter(ctx context.Context, p outbox.DeadLetterParams) error
 			continue
 		}
 		list, _ := idList(ids)
-		err := s.withRetry(ctx, "dead-letter", func(ctx context.Context) error {
-			_, err := s.db.ExecContext(ctx, "UPDATE "+s.table+byID+
-				" SET state = 1, last_error = "+lastError+", dead_at = UTC_TIMESTAMP(6), lease_owner = NULL"+
-				" WHERE id IN "+list+leasedTo, append(args, p.Owner)...)
-			return err
-		})
-		if err != nil {
+		if err := exec(s.settleUpdate("o.attempts = o.attempts + 1, o.last_error = "+lastError+
+			", o.dead_at = UTC_TIMESTAMP(6)", list, fence), args...); err != nil {
 			return err
 		}
 	}
-	return nil
+	return tx.Commit()
 }
 
-// Release implements [outbox.Store]. available_at is both the lease's
-// expiry and the retry time: a release without a delay sets it to the
-// epoch, one with a delay to when the records may be claimed again.
-func (s *Store) Release(ctx context.Context, p outbox.ReleaseParams) error {
-	availableAt := epoch
-	if p.Delay > 0 {
-		availableAt = "UTC_TIMESTAMP(6) + INTERVAL " + strconv.FormatInt(micros(p.Delay), 10) + " MICROSECOND"
+// deliveredQuery returns the UPDATE that marks the records of ids
+// delivered, and false when none of ids can name a record.
+func (s *Store) deliveredQuery(ids []string, fence string) (string, bool) {
+	list, n := idList(ids)
+	if n == 0 {
+		return "", false
 	}
-	for _, c := range chunks(len(p.IDs), settleChunk) {
-		list, n := idList(p.IDs[c[0]:c[1]])
-		if n == 0 {
-			continue
-		}
-		err := s.withRetry(ctx, "release", func(ctx context.Context) error {
-			_, err := s.db.ExecContext(ctx, "UPDATE "+s.table+byID+
-				" SET attempts = GREATEST(attempts - 1, 0), lease_owner = NULL, available_at = "+availableAt+
-				" WHERE id IN "+list+leasedTo, p.Owner)
-			return err
-		})
-		if err != nil {
-			return err
-		}
+	return s.settleUpdate("o.delivered_at = UTC_TIMESTAMP(6)", list, fence), true
+}
+
+// settleUpdate is "UPDATE outbox o JOIN lanes l ... SET set" for the
+// pending records of the ID list whose lane is at its epoch in fence. The
+// join starts from the IDs (STRAIGHT_JOIN, by_id) and reaches each lane row
+// by primary key.
+func (s *Store) settleUpdate(set, idList, fence string) string {
+	return "UPDATE " + s.table + " o" + byID + " STRAIGHT_JOIN " + s.lanes + " l ON l.lane = o.lane" +
+		" SET " + set +
+		" WHERE o.id IN " + idList + " AND o.state = 0 AND (l.lane, l.epoch) IN " + fence
+}
+
+// laneFence returns lanes as an SQL list of (lane, epoch) pairs, or "" when
+// there is none. Everything in it is a number.
+func laneFence(lanes []outbox.Lane) string {
+	if len(lanes) == 0 {
+		return ""
 	}
-	return nil
+	pairs := make([]string, len(lanes))
+	for i, l := range lanes {
+		pairs[i] = "(" + strconv.Itoa(l.ID) + "," + strconv.FormatInt(l.Epoch, 10) + ")"
+	}
+	return "(" + strings.Join(pairs, ",") + ")"
 }
 
 // caseByID returns "CASE id WHEN 'id' THEN value ... END" over the IDs that

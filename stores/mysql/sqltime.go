@@ -11,9 +11,6 @@ import (
 // neither the session time_zone nor the driver's loc option matters.
 const datetimeLayout = "2006-01-02 15:04:05.000000"
 
-// epoch is the available_at of a record that may be claimed at once.
-const epoch = "'1970-01-01 00:00:00'"
-
 // datetime returns t as a DATETIME(6) literal in UTC.
 func datetime(t time.Time) string {
 	return "'" + t.UTC().Format(datetimeLayout) + "'"

@@ -9,7 +9,8 @@ import (
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
-// Store is an outbox in a MySQL or MariaDB table. It implements
+// Store is an outbox in a MySQL or MariaDB table, read by relays that
+// lease its lanes. It implements
 // [outbox.Store], [outbox.Cleaner], [outbox.StatsReader],
 // [outbox.DeadLetterStore], [outbox.Migrator] and [outbox.Pinger]. Safe for
 // concurrent use.
@@ -18,16 +19,14 @@ type Store struct {
 	cfg Config
 
 	// Quoted table names.
-	table, lock, migrations string
+	table, lanes, relays, migrations string
 
-	server atomic.Pointer[serverInfo] // set once the server was found supported
+	server    atomic.Pointer[serverInfo] // set once the server was found supported
+	laneCount atomic.Int64               // the lane count in the lanes table, once read
 
 	// onLockConflict, set by tests before use, observes every lock
 	// conflict that withRetry retries.
 	onLockConflict func(op string, err error)
-	// windowSlack, set by tests before use, shrinks the claim window to
-	// the limit plus this many records, so that claims look past it often.
-	windowSlack *int
 }
 
 var (
@@ -56,7 +55,8 @@ func New(db *sql.DB, cfg Config) (*Store, error) {
 		db:         db,
 		cfg:        cfg,
 		table:      quote(cfg.Table),
-		lock:       quote(cfg.Table + "_lock"),
+		lanes:      quote(cfg.Table + "_lanes"),
+		relays:     quote(cfg.Table + "_relays"),
 		migrations: quote(cfg.Table + "_migrations"),
 	}, nil
 }

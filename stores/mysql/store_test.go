@@ -31,6 +31,16 @@ func TestNewValidatesConfig(t *testing.T) {
 	if _, err := New(db, Config{Limits: outbox.Limits{MaxPayloadBytes: -1}}); !errors.Is(err, outbox.ErrInvalidConfig) {
 		t.Errorf("New(negative MaxPayloadBytes) = %v, want ErrInvalidConfig", err)
 	}
+	for _, lanes := range []int{-1, outbox.MaxLanes + 1} {
+		if _, err := New(db, Config{Lanes: lanes}); !errors.Is(err, outbox.ErrInvalidConfig) || !strings.Contains(err.Error(), "Lanes") {
+			t.Errorf("New(Lanes %d) = %v, want ErrInvalidConfig naming Lanes", lanes, err)
+		}
+	}
+	for _, lanes := range []int{0, 1, outbox.MaxLanes} {
+		if _, err := New(db, Config{Lanes: lanes}); err != nil {
+			t.Errorf("New(Lanes %d) = %v", lanes, err)
+		}
+	}
 	for _, table := range []string{"", "outbox", "Order", "_events_2024", strings.Repeat("t", 53)} {
 		s, err := New(db, Config{Table: table})
 		if err != nil {
@@ -130,9 +140,9 @@ func TestEnqueueNeedsTransaction(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	recs := claimOK(t, ctx, s, "a", 10, time.Hour)
+	recs := readOK(t, ctx, s, holdAll(t, ctx, s, "a"), 10)
 	if len(recs) != 1 || recs[0].Key != "COMMIT" {
-		t.Fatalf("claimed %+v, want only the committed message", recs)
+		t.Fatalf("read %+v, want only the committed message", recs)
 	}
 }
 
@@ -151,23 +161,22 @@ func TestEnqueueSplitsLargeBatches(t *testing.T) {
 	for range 5 {
 		msgs = append(msgs, outbox.Message{Topic: "t", Key: "k", Payload: make([]byte, outbox.DefaultMaxPayloadBytes)})
 	}
-	if _, _, n := s.insert(msgs); n != insertRows {
+	if _, _, n := s.insert(msgs, 1); n != insertRows {
 		t.Errorf("the first INSERT takes %d rows, want %d", n, insertRows)
 	}
-	if _, _, n := s.insert(msgs[2500:]); n != 1 {
+	if _, _, n := s.insert(msgs[2500:], 1); n != 1 {
 		t.Errorf("the first INSERT of 1 MiB payloads takes %d rows, want 1", n)
 	}
 	enqueue(t, ctx, db, s, msgs...)
+	lanes := holdAll(t, ctx, s, "a")
 	var got []outbox.Record
 	for {
-		recs := claimOK(t, ctx, s, "a", 1000, time.Hour)
+		recs := readOK(t, ctx, s, lanes, 1000)
 		if len(recs) == 0 {
 			break
 		}
 		got = append(got, recs...)
-		if err := s.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: "a", IDs: recordIDs(recs)}); err != nil {
-			t.Fatal(err)
-		}
+		deliver(t, ctx, s, lanes, recs)
 	}
 	if len(got) != len(msgs) {
 		t.Fatalf("drained %d records, want %d", len(got), len(msgs))
@@ -217,30 +226,32 @@ func TestConnectionSettings(t *testing.T) {
 				outbox.Message{Topic: "t", Key: "a", CreatedAt: created},
 				outbox.Message{Topic: "t", Key: "b"})
 
-			recs := claimOK(t, ctx, s, "relay", 10, time.Hour)
-			if len(recs) != 2 || !recs[0].CreatedAt.Equal(created) || recs[0].CreatedAt.Location() != time.UTC {
-				t.Fatalf("claimed %+v, want 2 records, the first created at %v UTC", recs, created)
+			lanes := holdAll(t, ctx, s, "relay")
+			recs := readOK(t, ctx, s, lanes, 10)
+			if len(recs) != 2 || !recs[0].CreatedAt.Equal(created) || recs[0].CreatedAt.Location() != time.UTC || !recs[0].NotBefore.IsZero() {
+				t.Fatalf("read %+v, want 2 records, the first created at %v UTC, no NotBefore", recs, created)
 			}
 			st, err := s.Stats(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !st.OldestPending.Equal(created) || len(st.Relays) != 1 || st.Relays[0].Until.Sub(dbNow.Time.Add(time.Hour)).Abs() > time.Minute {
-				t.Fatalf("Stats = %+v; want oldest %v and one relay leasing until about %v", st, created, dbNow.Add(time.Hour))
+			if !st.OldestPending.Equal(created) || len(st.Relays) != 1 || st.Relays[0].Lanes != outbox.DefaultLanes ||
+				st.Relays[0].Until.Sub(dbNow.Time.Add(time.Hour)).Abs() > time.Minute {
+				t.Fatalf("Stats = %+v; want oldest %v and one relay holding every lane until about %v", st, created, dbNow.Add(time.Hour))
 			}
 
-			// A retry without delay is claimable at once; with an hour's
-			// delay it is not.
-			if err := s.ScheduleRetry(ctx, outbox.ScheduleRetryParams{Owner: "relay", Retries: []outbox.Retry{
+			// A retry's NotBefore is the database's now plus its delay.
+			if err := s.Settle(ctx, outbox.SettleParams{Lanes: lanes, Retries: []outbox.Retry{
 				{ID: msgs[0].ID, Error: "now"}, {ID: msgs[1].ID, Error: "later", Delay: time.Hour},
 			}}); err != nil {
 				t.Fatal(err)
 			}
-			again := claimOK(t, ctx, s, "relay", 10, time.Hour)
-			if len(again) != 1 || again[0].ID != msgs[0].ID {
-				t.Fatalf("after retries claimed %v, want only %s", recordIDs(again), msgs[0].ID)
+			again := readOK(t, ctx, s, lanes, 10)
+			if len(again) != 2 || again[0].NotBefore.Sub(dbNow.Time).Abs() > time.Minute ||
+				again[1].NotBefore.Sub(dbNow.Time.Add(time.Hour)).Abs() > time.Minute || again[1].Attempts != 1 || again[1].LastError != "later" {
+				t.Fatalf("after retries read %+v, want NotBefore about %v and %v", again, dbNow.Time, dbNow.Time.Add(time.Hour))
 			}
-			if err := s.DeadLetter(ctx, outbox.DeadLetterParams{Owner: "relay", Letters: []outbox.Failure{{ID: msgs[0].ID, Error: "dead"}}}); err != nil {
+			if err := s.Settle(ctx, outbox.SettleParams{Lanes: lanes, Dead: []outbox.Failure{{ID: msgs[0].ID, Error: "dead"}}}); err != nil {
 				t.Fatal(err)
 			}
 			dead, err := s.ListDead(ctx, outbox.ListDeadParams{})
@@ -265,10 +276,10 @@ func TestTablesAreIndependent(t *testing.T) {
 	users := newStore(t, db, Config{Table: "users_outbox"})
 	enqueue(t, ctx, db, orders, keyed("orders", "o1", 2)...)
 	enqueue(t, ctx, db, users, keyed("users", "u1", 3)...)
-	if got := claimOK(t, ctx, orders, "a", 10, time.Hour); len(got) != 2 || got[0].Topic != "orders" {
+	if got := readOK(t, ctx, orders, holdAll(t, ctx, orders, "a"), 10); len(got) != 2 || got[0].Topic != "orders" {
 		t.Errorf("the order outbox has %d records, want its 2", len(got))
 	}
-	if got := claimOK(t, ctx, users, "a", 10, time.Hour); len(got) != 3 || got[0].Topic != "users" {
+	if got := readOK(t, ctx, users, holdAll(t, ctx, users, "a"), 10); len(got) != 3 || got[0].Topic != "users" {
 		t.Errorf("the users outbox has %d records, want its 3", len(got))
 	}
 	var versions int
@@ -286,14 +297,15 @@ func TestLongErrorsAreKept(t *testing.T) {
 	db := openDB(t, testDSN(t, nil))
 	s := newStore(t, db, Config{})
 	enqueue(t, ctx, db, s, keyed("t", "k", 1)...)
-	recs := claimOK(t, ctx, s, "a", 1, time.Hour)
+	lanes := holdAll(t, ctx, s, "a")
+	recs := readOK(t, ctx, s, lanes, 1)
 	long := "broker says \xff: " + strings.Repeat("é", 40000)
-	if err := s.ScheduleRetry(ctx, outbox.ScheduleRetryParams{Owner: "a", Retries: []outbox.Retry{{ID: recs[0].ID, Error: long}}}); err != nil {
-		t.Fatalf("ScheduleRetry with a long, invalid error: %v", err)
+	if err := s.Settle(ctx, outbox.SettleParams{Lanes: lanes, Retries: []outbox.Retry{{ID: recs[0].ID, Error: long}}}); err != nil {
+		t.Fatalf("Settle with a long, invalid error: %v", err)
 	}
-	again := claimOK(t, ctx, s, "a", 1, time.Hour)
+	again := readOK(t, ctx, s, lanes, 1)
 	if len(again) != 1 {
-		t.Fatalf("claimed %d", len(again))
+		t.Fatalf("read %d", len(again))
 	}
 	got := again[0].LastError
 	if !utf8.ValidString(got) || len(got) > maxErrorBytes || !strings.HasPrefix(got, "broker says \uFFFD: éé") {
@@ -364,14 +376,14 @@ func TestFirstMigrationsRace(t *testing.T) {
 			t.Errorf("Migrate: %v", err)
 		}
 	}
-	var versions, lockRows int
+	var versions, lanes int
 	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM `events_migrations`").Scan(&versions); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM `events_lock`").Scan(&lockRows); err != nil {
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM `events_lanes`").Scan(&lanes); err != nil {
 		t.Fatal(err)
 	}
-	if all, _ := migrations(); versions != len(all) || lockRows != 1 {
-		t.Fatalf("after concurrent first migrations: %d versions recorded (want %d), %d claim lock rows (want 1)", versions, len(all), lockRows)
+	if all, _ := migrations(); versions != len(all) || lanes != outbox.DefaultLanes {
+		t.Fatalf("after concurrent first migrations: %d versions recorded (want %d), %d lanes (want %d)", versions, len(all), lanes, outbox.DefaultLanes)
 	}
 }
