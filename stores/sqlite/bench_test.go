@@ -143,42 +143,45 @@ func backlogStore(b *testing.B, n, keys int, sync string) (*sql.DB, *sqlitestore
 	return db, store
 }
 
-// BenchmarkClaimDeliver measures the store alone: one claimer claims and
-// marks delivered a 100,000-message backlog (1,000 keys), without a relay
-// or publisher. ns/op is per message.
+// BenchmarkReadSettle measures the store alone: one relay holding every
+// lane reads and settles as delivered a 100,000-message backlog (1,000
+// keys), without a relay loop or publisher. The figures are per message.
 //
-//	go test -run '^$' -bench ClaimDeliver -benchtime 1x
-func BenchmarkClaimDeliver(b *testing.B) {
+//	go test -run '^$' -bench ReadSettle -benchtime 1x
+func BenchmarkReadSettle(b *testing.B) {
 	const backlog, keys = 100_000, 1000
 	for _, sc := range benchCases() {
 		b.Run(sc.name, func(b *testing.B) {
 			batch := sc.batch
 			ctx := context.Background()
-			var claim, deliver time.Duration
+			var read, settle time.Duration
 			for range b.N {
 				b.StopTimer()
 				db, store := backlogStore(b, backlog, keys, sc.sync)
+				lanes := takeAll(b, ctx, store, "bench", time.Hour)
 				b.StartTimer()
+				var after int64
 				for done := 0; done < backlog; {
 					t0 := time.Now()
-					recs, err := store.Claim(ctx, outbox.ClaimParams{Owner: "bench", Limit: batch, Lease: time.Minute})
+					recs, err := store.Read(ctx, outbox.ReadParams{Lanes: laneIDs(lanes), AfterSeq: after, Limit: batch})
 					if err != nil || len(recs) == 0 {
-						b.Fatalf("claimed %d: %v", len(recs), err)
+						b.Fatalf("read %d: %v", len(recs), err)
 					}
 					t1 := time.Now()
-					if err := store.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: "bench", IDs: ids(recs)}); err != nil {
+					if err := store.Settle(ctx, outbox.SettleParams{Lanes: lanes, Delivered: ids(recs)}); err != nil {
 						b.Fatal(err)
 					}
-					claim += t1.Sub(t0)
-					deliver += time.Since(t1)
+					read += t1.Sub(t0)
+					settle += time.Since(t1)
 					done += len(recs)
+					after = recs[len(recs)-1].Seq
 				}
 				b.StopTimer()
 				_ = db.Close()
 			}
 			n := float64(backlog * b.N)
-			b.ReportMetric(float64(claim.Microseconds())/n, "claim-µs/msg")
-			b.ReportMetric(float64(deliver.Microseconds())/n, "deliver-µs/msg")
+			b.ReportMetric(float64(read.Microseconds())/n, "read-µs/msg")
+			b.ReportMetric(float64(settle.Microseconds())/n, "settle-µs/msg")
 		})
 	}
 }

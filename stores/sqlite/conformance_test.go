@@ -23,7 +23,7 @@ func harness() conformance.StoreHarness {
 
 func newOutbox(t *testing.T, opts conformance.OutboxOptions) conformance.Outbox {
 	db := openDB(t, filepath.Join(t.TempDir(), "outbox.db"))
-	store := newStore(t, db, sqlitestore.Config{Limits: opts.Limits})
+	store := newStore(t, db, sqlitestore.Config{Limits: opts.Limits, Lanes: opts.Lanes})
 	return outboxOf(db, store)
 }
 

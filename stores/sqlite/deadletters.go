@@ -33,7 +33,8 @@ func (s *Store) ListDead(ctx context.Context, p outbox.ListDeadParams) ([]outbox
 		var d outbox.DeadLetter
 		var headers, lastError sql.NullString
 		var created, deadAt int64
-		if err := rows.Scan(&d.Seq, &d.ID, &d.Topic, &d.Key, &d.Payload, &headers, &created, &d.Attempts, &lastError, &deadAt); err != nil {
+		var notBefore sql.NullInt64
+		if err := rows.Scan(&d.Seq, &d.ID, &d.Topic, &d.Key, &d.Lane, &d.Payload, &headers, &created, &d.Attempts, &lastError, &notBefore, &deadAt); err != nil {
 			return nil, translate("ListDead", err)
 		}
 		if d.Headers, err = decodeHeaders(headers); err != nil {
@@ -42,13 +43,16 @@ func (s *Store) ListDead(ctx context.Context, p outbox.ListDeadParams) ([]outbox
 		d.CreatedAt = micros(created)
 		d.LastError = lastError.String
 		d.DeadAt = micros(deadAt)
+		if notBefore.Valid {
+			d.NotBefore = micros(notBefore.Int64)
+		}
 		out = append(out, d)
 	}
 	return out, translate("ListDead", rows.Err())
 }
 
 // ReplayDead implements [outbox.DeadLetterStore]. Replayed records keep
-// their last error and start again at zero attempts.
+// their last error and start again at zero attempts, due at once.
 func (s *Store) ReplayDead(ctx context.Context, p outbox.SelectDead) (int, error) {
 	return s.changeDead(ctx, "ReplayDead", p, s.q.replayAll, s.q.replayDead)
 }

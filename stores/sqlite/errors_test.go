@@ -30,6 +30,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"table too long", db, sqlitestore.Config{Table: strings.Repeat("t", 64)}},
 		{"negative lock timeout", db, sqlitestore.Config{LockTimeout: -time.Second}},
 		{"negative payload limit", db, sqlitestore.Config{Limits: outbox.Limits{MaxPayloadBytes: -1}}},
+		{"negative lane count", db, sqlitestore.Config{Lanes: -1}},
+		{"too many lanes", db, sqlitestore.Config{Lanes: outbox.MaxLanes + 1}},
 	}
 	for _, c := range cases {
 		if _, err := sqlitestore.New(c.db, c.cfg); !errors.Is(err, outbox.ErrInvalidConfig) {
@@ -55,12 +57,9 @@ func TestTwoTablesInOneFile(t *testing.T) {
 		store *sqlitestore.Store
 		want  string
 	}{{orders, o.ID}, {users, u.ID}} {
-		recs, err := c.store.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 10, Lease: hour})
-		if err != nil {
-			t.Fatal(err)
-		}
+		recs := readLanes(t, ctx, c.store, takeAll(t, ctx, c.store, "a", hour), 10)
 		if len(recs) != 1 || recs[0].ID != c.want {
-			t.Fatalf("table %s: claimed %v, want only %s", c.store.Table(), ids(recs), c.want)
+			t.Fatalf("table %s: read %v, want only %s", c.store.Table(), ids(recs), c.want)
 		}
 	}
 }
@@ -77,14 +76,19 @@ func TestSchemaMissing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = tx.Rollback() }()
+	enqueueErr := store.Enqueue(ctx, tx, outbox.Message{Topic: "t"})
+	if err := tx.Rollback(); err != nil { // the writes below would wait for it
+		t.Fatal(err)
+	}
 	checks := map[string]error{
-		"Enqueue":       store.Enqueue(ctx, tx, outbox.Message{Topic: "t"}),
-		"Claim":         second(store.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 1, Lease: hour})),
-		"MarkDelivered": store.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: "a", IDs: []string{outbox.NewID()}}),
-		"Stats":         second(store.Stats(ctx)),
-		"ListDead":      second(store.ListDead(ctx, outbox.ListDeadParams{})),
-		"Cleanup":       second(store.Cleanup(ctx, outbox.CleanupParams{OlderThan: hour, Limit: 10})),
+		"Enqueue":   enqueueErr,
+		"SyncLanes": second(store.SyncLanes(ctx, outbox.SyncParams{Owner: "a", Lease: hour})),
+		"TakeLanes": second(store.TakeLanes(ctx, outbox.TakeParams{Owner: "a", Lease: hour, Lanes: []outbox.Lane{{ID: 0}}})),
+		"Read":      second(store.Read(ctx, outbox.ReadParams{Lanes: []int{0}, Limit: 1})),
+		"Settle":    store.Settle(ctx, outbox.SettleParams{Lanes: []outbox.Lane{{ID: 0}}, Delivered: []string{outbox.NewID()}}),
+		"Stats":     second(store.Stats(ctx)),
+		"ListDead":  second(store.ListDead(ctx, outbox.ListDeadParams{})),
+		"Cleanup":   second(store.Cleanup(ctx, outbox.CleanupParams{OlderThan: hour, Limit: 10})),
 	}
 	for what, err := range checks {
 		if !errors.Is(err, outbox.ErrSchemaMissing) {
@@ -162,15 +166,23 @@ func TestLockHeldTooLongIsUnavailable(t *testing.T) {
 	t.Cleanup(func() { _ = db.Close() })
 	store := newStore(t, db, sqlitestore.Config{LockTimeout: 200 * time.Millisecond})
 	enqueueOne(t, ctx, db, store, outbox.Message{Topic: "t", Key: "k"})
+	allLanes := make([]int, outbox.DefaultLanes)
+	for i := range allLanes {
+		allLanes[i] = i
+	}
 
 	// The store's own write waits in this process's queue.
 	held, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = store.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 10, Lease: hour})
+	_, err = store.SyncLanes(ctx, outbox.SyncParams{Owner: "a", Lease: hour})
 	if !errors.Is(err, outbox.ErrUnavailable) || !errors.Is(err, sqlitestore.ErrBusy) {
-		t.Errorf("Claim while this process holds the write lock returned %v, want ErrBusy and ErrUnavailable", err)
+		t.Errorf("SyncLanes while this process holds the write lock returned %v, want ErrBusy and ErrUnavailable", err)
+	}
+	// Read takes no lock: it is not held up.
+	if recs, err := store.Read(ctx, outbox.ReadParams{Lanes: allLanes, Limit: 10}); err != nil || len(recs) != 1 {
+		t.Errorf("Read while this process holds the write lock = %d records, %v; want 1", len(recs), err)
 	}
 	if err := held.Rollback(); err != nil {
 		t.Fatal(err)
@@ -191,9 +203,9 @@ func TestLockHeldTooLongIsUnavailable(t *testing.T) {
 	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = store.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 10, Lease: hour})
+	_, err = store.SyncLanes(ctx, outbox.SyncParams{Owner: "a", Lease: hour})
 	if !errors.Is(err, outbox.ErrUnavailable) || !strings.Contains(err.Error(), "SQLITE_BUSY") {
-		t.Errorf("Claim while another connection holds the write lock returned %v, want ErrUnavailable from SQLITE_BUSY", err)
+		t.Errorf("SyncLanes while another connection holds the write lock returned %v, want ErrUnavailable from SQLITE_BUSY", err)
 	}
 	// Enqueue in a transaction of the application fails the same way.
 	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}) // deferred: takes no lock at BEGIN
@@ -207,8 +219,8 @@ func TestLockHeldTooLongIsUnavailable(t *testing.T) {
 	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
 		t.Fatal(err)
 	}
-	if recs, err := store.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 10, Lease: hour}); err != nil || len(recs) != 1 {
-		t.Fatalf("after the lock was released Claim = %d records, %v; want 1", len(recs), err)
+	if lanes := takeAll(t, ctx, store, "a", hour); len(lanes) != outbox.DefaultLanes {
+		t.Fatalf("after the lock was released TakeLanes took %d lanes, want %d", len(lanes), outbox.DefaultLanes)
 	}
 }
 
@@ -267,12 +279,12 @@ func TestOpenRefusalsAreTranslated(t *testing.T) {
 	if _, err := readOnly.Stats(ctx); err != nil {
 		t.Fatalf("Stats of a read-only file: %v", err)
 	}
-	_, claimErr := readOnly.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 1, Lease: hour}) // a record to lease
-	other, err := sqlitestore.New(ro, sqlitestore.Config{Table: "other"})                     // a table to create
+	_, syncErr := readOnly.SyncLanes(ctx, outbox.SyncParams{Owner: "a", Lease: hour}) // a relay to record
+	other, err := sqlitestore.New(ro, sqlitestore.Config{Table: "other"})             // a table to create
 	if err != nil {
 		t.Fatal(err)
 	}
-	for op, err := range map[string]error{"Migrate": other.Migrate(ctx), "Claim": claimErr, "Enqueue": tryEnqueue(ctx, ro, readOnly, outbox.Message{Topic: "t"})} {
+	for op, err := range map[string]error{"Migrate": other.Migrate(ctx), "SyncLanes": syncErr, "Enqueue": tryEnqueue(ctx, ro, readOnly, outbox.Message{Topic: "t"})} {
 		if !errors.Is(err, outbox.ErrAccessDenied) || errors.Is(err, outbox.ErrUnavailable) {
 			t.Errorf("%s on a read-only file = %v; want ErrAccessDenied, not ErrUnavailable", op, err)
 		}

@@ -12,7 +12,7 @@ import (
 	sqlitestore "github.com/txoutbox/txoutbox/stores/sqlite"
 )
 
-// A wake-up comes after the commit is visible: a claim made as soon as it
+// A wake-up comes after the commit is visible: a read made as soon as it
 // arrives finds the new record. (SQLite's commit hook runs before the
 // commit is visible; the wrapper of Open's connections passes it on after.)
 func TestListenWakesAfterTheCommitIsVisible(t *testing.T) {
@@ -21,6 +21,7 @@ func TestListenWakesAfterTheCommitIsVisible(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "outbox.db")
 	db := openDB(t, path)
 	store := newStore(t, db, sqlitestore.Config{})
+	lanes := takeAll(t, ctx, store, "a", hour)
 	ch, err := store.Listen(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -50,19 +51,19 @@ func TestListenWakesAfterTheCommitIsVisible(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("no wake-up after commit %d", i)
 		}
-		recs, err := store.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 1, Lease: hour})
+		recs, err := store.Read(ctx, outbox.ReadParams{Lanes: laneIDs(lanes), Limit: 1})
 		<-committed
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(recs) != 1 || recs[0].ID != msgs[0].ID {
-			t.Fatalf("right after wake-up %d claimed %v, want %s", i, ids(recs), msgs[0].ID)
+			t.Fatalf("right after wake-up %d read %v, want %s", i, ids(recs), msgs[0].ID)
 		}
 		all := make([]string, len(msgs))
 		for j, m := range msgs {
 			all[j] = m.ID
 		}
-		if err := store.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: "a", IDs: all}); err != nil {
+		if err := store.Settle(ctx, outbox.SettleParams{Lanes: lanes, Delivered: all}); err != nil {
 			t.Fatal(err)
 		}
 	}

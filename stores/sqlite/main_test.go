@@ -8,8 +8,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if path := os.Getenv(claimerEnv); path != "" { // a child of TestClaimersInSeparateProcessesKeepKeyOrder
-		os.Exit(runClaimerProcess(path))
+	if path := os.Getenv(laneRelayEnv); path != "" { // a child of TestLaneRelaysInSeparateProcessesKeepKeyOrder
+		os.Exit(runLaneRelayProcess(path))
 	}
 	// SQLite needs no server; servers.Main keeps the shared conventions
 	// (and would stop anything a test started).

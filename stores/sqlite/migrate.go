@@ -84,8 +84,9 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 }
 
 // Migrate implements [outbox.Migrator]: it creates or upgrades the outbox
-// table, its indexes and "<Table>_migrations", which records the versions
-// applied. All missing steps run in one IMMEDIATE transaction (SQLite's DDL
+// table, its indexes, "<Table>_lanes" (filled with Config.Lanes lanes when
+// it is empty, so the first Migrate fixes the lane count), "<Table>_relays"
+// and "<Table>_migrations", which records the versions applied. All missing steps run in one IMMEDIATE transaction (SQLite's DDL
 // is transactional), so Migrate is idempotent and safe to run from several
 // processes at once: they take turns, and later ones find nothing to do. It
 // refuses a database migrated by a newer version of this package.
@@ -123,6 +124,8 @@ CREATE TABLE IF NOT EXISTS {migrations} (
 				return err
 			}
 		}
-		return nil
+		// The lanes, once: a table that has them keeps their count.
+		_, err = conn.ExecContext(ctx, s.q.fillLanes, s.lanes)
+		return err
 	})
 }

@@ -1,73 +1,114 @@
-package sqlitestore_test
+package sqlitestore
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	outbox "github.com/txoutbox/txoutbox/core"
-	sqlitestore "github.com/txoutbox/txoutbox/stores/sqlite"
 )
 
-// The claim must stay cheap however many delivered records are kept: it
-// walks the partial index of undelivered records from the oldest and reads
-// the blocked keys from the small index of records relays touched. This
-// checks the plan's shape, not its speed.
-func TestClaimPlanUsesPartialIndexes(t *testing.T) {
+// TestReadPlanUnderStaleStatistics: Read's plan must not depend on the
+// table statistics. The statistics are gathered on the empty table
+// (ANALYZE), then a backlog of 100,000 records over 1,000 keys is written
+// without gathering them again; Read, for all lanes and for a quarter of
+// them, with and without StrictOrder, must walk the pending index in Seq
+// order from the cursor: no sort of the backlog, no scan of the table, and
+// no subquery run again per row but the dead-letter probe of StrictOrder.
+func TestReadPlanUnderStaleStatistics(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := openDB(t, filepath.Join(t.TempDir(), "outbox.db"))
-	store := newStore(t, db, sqlitestore.Config{})
-
-	// Some history: delivered records stay in the table.
-	ob := outboxOf(db, store)
-	var msgs []outbox.Message
-	for i := range 300 {
-		msgs = append(msgs, outbox.Message{Topic: "t", Key: fmt.Sprint("k", i%7)})
-	}
-	tx, err := ob.Begin(ctx)
+	db, err := Open(filepath.Join(t.TempDir(), "outbox.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tx.Enqueue(ctx, msgs...); err != nil {
+	t.Cleanup(func() { _ = db.Close() })
+	store, err := New(db, Config{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		recs, err := store.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 100, Lease: hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(recs) == 0 {
-			break
-		}
-		if err := store.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: "a", IDs: ids(recs)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := db.ExecContext(ctx, "ANALYZE"); err != nil { // plans must not depend on missing statistics either
+	if _, err := db.ExecContext(ctx, "ANALYZE"); err != nil {
 		t.Fatal(err)
 	}
 
-	plan := explain(t, db, store.ClaimSQL(), 0, false, 100, "owner", 1)
-	t.Logf("EXPLAIN QUERY PLAN of the claim:\n%s", plan)
-	for _, want := range []string{
-		"SCAN o USING COVERING INDEX outbox_pending",
-		"SEARCH e USING COVERING INDEX outbox_touched (key=? AND seq>? AND seq<?)",
-	} {
-		if !strings.Contains(plan, want) {
-			t.Errorf("the claim plan lacks %q", want)
+	const backlog, keys = 100_000, 1000
+	payload := []byte(`{"user_id":"user-42","name":"Ada Lovelace"}`)
+	for written := 0; written < backlog; {
+		msgs := make([]outbox.Message, min(rowsPerInsert, backlog-written))
+		for i := range msgs {
+			msgs[i] = outbox.Message{Topic: "t", Key: fmt.Sprint("user-", (written+i)%keys), Payload: payload}
 		}
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Enqueue(ctx, tx, msgs...); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		written += len(msgs)
 	}
-	for _, bad := range []string{"USE TEMP B-TREE FOR ORDER BY", "SCAN outbox\n", "SCAN o\n"} {
-		if strings.Contains(plan+"\n", bad) {
-			t.Errorf("the claim plan has %q: it would sort or read the whole table", strings.TrimSpace(bad))
+
+	all := make([]int, outbox.DefaultLanes)
+	for i := range all {
+		all[i] = i
+	}
+	quarter := all[:outbox.DefaultLanes/4]
+	for _, c := range []struct {
+		name   string
+		lanes  []int
+		strict bool
+	}{
+		{"all lanes", all, false},
+		{"a quarter of the lanes", quarter, false},
+		{"all lanes, strict order", all, true},
+		{"a quarter of the lanes, strict order", quarter, true},
+	} {
+		query := store.q.read
+		if c.strict {
+			query = store.q.readStrict
+		}
+		lanes, _ := toJSON(c.lanes)
+		plan := explain(t, db, query, lanes, 0, `["user-1"]`, 500)
+		t.Logf("%s: EXPLAIN QUERY PLAN of Read:\n%s", c.name, plan)
+		if !strings.Contains(plan, "SEARCH o USING INDEX outbox_pending (seq>?)") {
+			t.Errorf("%s: the plan does not walk the pending index from the cursor", c.name)
+		}
+		for _, line := range strings.Split(plan, "\n") {
+			line = strings.TrimSpace(line)
+			switch {
+			case strings.Contains(line, "TEMP B-TREE"):
+				t.Errorf("%s: the plan sorts: %q", c.name, line)
+			case strings.HasPrefix(line, "SCAN") && !strings.HasPrefix(line, "SCAN json_each VIRTUAL TABLE"):
+				t.Errorf("%s: the plan scans a table: %q", c.name, line)
+			case strings.HasPrefix(line, "CORRELATED") && !c.strict:
+				t.Errorf("%s: the plan runs a subquery for every row: %q", c.name, line)
+			}
+		}
+		if c.strict && !strings.Contains(plan, "SEARCH d USING INDEX outbox_dead_key (key=? AND seq<?)") {
+			t.Errorf("%s: the plan does not probe the dead letters of the key in their index", c.name)
+		}
+
+		recs, err := store.Read(ctx, outbox.ReadParams{Lanes: c.lanes, Limit: 500, SkipKeys: []string{"user-1"}, StrictOrder: c.strict})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != 500 {
+			t.Fatalf("%s: Read returned %d records of a backlog of %d, want a full batch of 500", c.name, len(recs), backlog)
+		}
+		for i, r := range recs {
+			if (i > 0 && r.Seq <= recs[i-1].Seq) || !slices.Contains(c.lanes, r.Lane) || r.Key == "user-1" {
+				t.Fatalf("%s: record %d (seq %d, lane %d, key %s) is out of order, of another lane or of a skipped key", c.name, i, r.Seq, r.Lane, r.Key)
+			}
 		}
 	}
 }
@@ -96,15 +137,4 @@ func explain(t *testing.T, db *sql.DB, query string, args ...any) string {
 		t.Fatal(err)
 	}
 	return strings.TrimRight(b.String(), "\n")
-}
-
-// hour is a lease that outlives any test.
-const hour = time.Hour
-
-func ids(recs []outbox.Record) []string {
-	out := make([]string, len(recs))
-	for i, r := range recs {
-		out[i] = r.ID
-	}
-	return out
 }

@@ -15,21 +15,25 @@ import (
 	sqlitestore "github.com/txoutbox/txoutbox/stores/sqlite"
 )
 
-// Claimers in separate processes share nothing but the database file: no
+// Relays in separate processes share nothing but the database file: no
 // in-process lock queue, no hub. SQLite's file locks alone must keep their
-// claims disjoint and in per-key order. Each claimer logs what it delivers
-// in a table of the same file before it marks it delivered; the successor
-// of a record can be claimed only after that, so the log lists every key's
-// records in write order, each once, if the store is right.
+// lanes disjoint, and per-key order must hold while lanes change hands.
+// Each process takes its fair share of the lanes, gives lanes back at
+// random, and logs what it delivers in a table of the same file before it
+// settles it; so the log lists every key's records in write order, each
+// once, if the store is right.
 
-const claimerEnv = "SQLITESTORE_TEST_CLAIMER" // database path, in the child
+const laneRelayEnv = "SQLITESTORE_TEST_LANE_RELAY" // database path, in the child
 
-// runClaimerProcess is the child: it claims, logs and delivers (or
-// releases) until nothing is pending.
-func runClaimerProcess(path string) int {
+// runLaneRelayProcess is the child: it takes lanes, reads, logs, delivers
+// and releases lanes until nothing is pending.
+func runLaneRelayProcess(path string) int {
 	ctx := context.Background()
 	fail := func(err error) int {
-		fmt.Fprintln(os.Stderr, "claimer:", err)
+		if err == nil {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "lane relay:", err)
 		return 1
 	}
 	db, err := sqlitestore.Open(path)
@@ -43,10 +47,45 @@ func runClaimerProcess(path string) int {
 	}
 	owner := "pid-" + strconv.Itoa(os.Getpid())
 	rng := rand.New(rand.NewPCG(uint64(os.Getpid()), 3))
+	var held []outbox.Lane
 	for {
-		recs, err := store.Claim(ctx, outbox.ClaimParams{Owner: owner, Limit: 1 + rng.IntN(8), Lease: time.Hour})
+		view, err := store.SyncLanes(ctx, outbox.SyncParams{Owner: owner, Lease: time.Hour, Held: held})
 		if err != nil {
 			return fail(err)
+		}
+		held = held[:0]
+		var free []outbox.Lane
+		for _, l := range view.Lanes {
+			switch l.Owner {
+			case owner:
+				held = append(held, l.Lane)
+			case "":
+				free = append(free, l.Lane)
+			}
+		}
+		share := (len(view.Lanes) + len(view.Relays) - 1) / len(view.Relays)
+		if len(held) > share {
+			if err := store.ReleaseLanes(ctx, outbox.ReleaseLanesParams{Owner: owner, Lanes: held[share:]}); err != nil {
+				return fail(err)
+			}
+			held = held[:share]
+		} else if want := share - len(held); want > 0 && len(free) > 0 {
+			rng.Shuffle(len(free), func(i, j int) { free[i], free[j] = free[j], free[i] })
+			taken, err := store.TakeLanes(ctx, outbox.TakeParams{Owner: owner, Lease: time.Hour, Lanes: free[:min(want, len(free))]})
+			if err != nil {
+				return fail(err)
+			}
+			held = append(held, taken...)
+		}
+		var recs []outbox.Record
+		if len(held) > 0 {
+			lanes := make([]int, len(held))
+			for i, l := range held {
+				lanes[i] = l.ID
+			}
+			if recs, err = store.Read(ctx, outbox.ReadParams{Lanes: lanes, Limit: 1 + rng.IntN(8)}); err != nil {
+				return fail(err)
+			}
 		}
 		if len(recs) == 0 {
 			st, err := store.Stats(ctx)
@@ -54,40 +93,38 @@ func runClaimerProcess(path string) int {
 				return fail(err)
 			}
 			if st.Pending == 0 {
-				return 0
+				return fail(store.ReleaseLanes(ctx, outbox.ReleaseLanesParams{Owner: owner, Lanes: held, Leave: true}))
 			}
-			time.Sleep(time.Millisecond) // the rest is leased to other processes; do not spin
+			time.Sleep(time.Millisecond) // the rest is in other processes' lanes; do not spin
 			continue
 		}
-		var deliver, giveBack []string
-		held := make(map[string]bool)
-		for _, r := range recs {
-			if held[r.Key] || rng.IntN(5) == 0 {
-				held[r.Key] = true
-				giveBack = append(giveBack, r.ID)
-				continue
-			}
-			deliver = append(deliver, r.ID)
-			if _, err := db.ExecContext(ctx, `INSERT INTO claim_log (id, owner) VALUES (?, ?)`, r.ID, owner); err != nil {
+		delivered := make([]string, len(recs))
+		for i, r := range recs {
+			if _, err := db.ExecContext(ctx, `INSERT INTO delivery_log (id, owner) VALUES (?, ?)`, r.ID, owner); err != nil {
 				return fail(err)
 			}
+			delivered[i] = r.ID
 		}
-		if err := store.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: owner, IDs: deliver}); err != nil {
+		if err := store.Settle(ctx, outbox.SettleParams{Lanes: held, Delivered: delivered}); err != nil {
 			return fail(err)
 		}
-		if err := store.Release(ctx, outbox.ReleaseParams{Owner: owner, IDs: giveBack}); err != nil {
-			return fail(err)
+		if rng.IntN(4) == 0 { // hand a lane over
+			i := rng.IntN(len(held))
+			if err := store.ReleaseLanes(ctx, outbox.ReleaseLanesParams{Owner: owner, Lanes: held[i : i+1]}); err != nil {
+				return fail(err)
+			}
+			held = append(held[:i], held[i+1:]...)
 		}
 	}
 }
 
-func TestClaimersInSeparateProcessesKeepKeyOrder(t *testing.T) {
+func TestLaneRelaysInSeparateProcessesKeepKeyOrder(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	path := filepath.Join(t.TempDir(), "outbox.db")
 	db := openDB(t, path)
-	store := newStore(t, db, sqlitestore.Config{})
-	if _, err := db.ExecContext(ctx, `CREATE TABLE claim_log (n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, owner TEXT NOT NULL)`); err != nil {
+	store := newStore(t, db, sqlitestore.Config{Lanes: 8})
+	if _, err := db.ExecContext(ctx, `CREATE TABLE delivery_log (n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, owner TEXT NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
 	const keys, perKey = 8, 40
@@ -118,7 +155,7 @@ func TestClaimersInSeparateProcessesKeepKeyOrder(t *testing.T) {
 	done := make(chan error, processes)
 	for range processes {
 		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), claimerEnv+"="+path)
+		cmd.Env = append(os.Environ(), laneRelayEnv+"="+path)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -127,11 +164,11 @@ func TestClaimersInSeparateProcessesKeepKeyOrder(t *testing.T) {
 	}
 	for range processes {
 		if err := <-done; err != nil {
-			t.Fatalf("claimer process: %v", err)
+			t.Fatalf("lane relay process: %v", err)
 		}
 	}
 
-	rows, err := db.QueryContext(ctx, `SELECT id, owner FROM claim_log ORDER BY n`)
+	rows, err := db.QueryContext(ctx, `SELECT id, owner FROM delivery_log ORDER BY n`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +182,7 @@ func TestClaimersInSeparateProcessesKeepKeyOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		if seen[id] {
-			t.Fatalf("record %s was delivered twice: two processes held it at once", id)
+			t.Fatalf("record %s was delivered twice: two processes held its lane at once", id)
 		}
 		seen[id] = true
 		owners[owner]++

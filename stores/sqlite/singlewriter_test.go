@@ -19,6 +19,7 @@ func TestHeldWriteTransaction(t *testing.T) {
 	ctx := testCtx(t)
 	db := openDB(t, filepath.Join(t.TempDir(), "outbox.db"))
 	store := newStore(t, db, sqlitestore.Config{})
+	lanes := takeAll(t, ctx, store, "relay", hour)
 
 	held, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -51,14 +52,11 @@ func TestHeldWriteTransaction(t *testing.T) {
 	}()
 
 	// A relay polling meanwhile reads without the write lock: it is not
-	// held up, and sees nothing uncommitted.
+	// held up, and sees nothing uncommitted. (It took its lanes before:
+	// taking them is a write, which would wait.)
 	for range 3 {
-		recs, err := store.Claim(ctx, outbox.ClaimParams{Owner: "relay", Limit: 10, Lease: hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(recs) != 0 {
-			t.Fatalf("claimed %d records of an open transaction", len(recs))
+		if recs := readLanes(t, ctx, store, lanes, 10); len(recs) != 0 {
+			t.Fatalf("read %d records of an open transaction", len(recs))
 		}
 	}
 
@@ -71,17 +69,12 @@ func TestHeldWriteTransaction(t *testing.T) {
 	}
 	var got []outbox.Record
 	for {
-		recs, err := store.Claim(ctx, outbox.ClaimParams{Owner: "relay", Limit: 10, Lease: hour})
-		if err != nil {
-			t.Fatal(err)
-		}
+		recs := readLanes(t, ctx, store, lanes, 1)
 		if len(recs) == 0 {
 			break
 		}
 		got = append(got, recs...)
-		if err := store.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: "relay", IDs: ids(recs)}); err != nil {
-			t.Fatal(err)
-		}
+		deliver(t, ctx, store, lanes, recs)
 	}
 	if len(got) != 2 || got[0].ID != first[0].ID || got[1].ID != second[0].ID || got[0].Seq >= got[1].Seq {
 		t.Fatalf("delivered %+v; want the held transaction's record, then the waiting one's, in Seq order", got)

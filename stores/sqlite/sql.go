@@ -30,16 +30,30 @@ type queries struct {
 
 	insertRow    string // one row of the multi-row INSERT, without VALUES
 	insertPrefix string
-	probe        string
-	claim        string
-	markDone     string
-	retry        string
-	deadLetter   string
-	release      string
+	laneCount    string
+	fillLanes    string
+
+	syncRelay   string
+	syncLanes   string
+	dropRelays  string
+	viewLanes   string
+	viewRelays  string
+	takeable    string
+	take        string
+	charge      string
+	releaseLane string
+	leave       string
+	read        string
+	readStrict  string
+	delivered   string
+	retry       string
+	deadLetter  string
+
 	cleanup      string
-	stats        string
+	statsPending string
 	statsDead    string
 	statsRelays  string
+	statsLanes   string
 	listDead     string
 	listDeadIDs  string
 	replayDead   string
@@ -53,65 +67,106 @@ type queries struct {
 func newQueries(table string) queries {
 	r := strings.NewReplacer(
 		"{table}", quote(table),
+		"{lanes}", quote(table+"_lanes"),
+		"{relays}", quote(table+"_relays"),
 		"{table_id}", quote(table+"_id"),
 		"{table_pending}", quote(table+"_pending"),
-		"{table_touched}", quote(table+"_touched"),
-		"{table_delivered}", quote(table+"_delivered"),
+		"{table_dead_key}", quote(table+"_dead_key"),
 		"{table_dead}", quote(table+"_dead"),
+		"{table_delivered}", quote(table+"_delivered"),
 		"{migrations}", quote(table+"_migrations"),
 	)
 	q := queries{replacer: r}
-	q.insertPrefix = r.Replace(`INSERT INTO {table} (id, topic, key, payload, headers, created_at) VALUES `)
-	q.insertRow = `(?, ?, ?, ?, ?, ?)`
-	q.probe = r.Replace(candidatesSQL + `SELECT EXISTS (SELECT 1 FROM picked)`)
-	q.claim = r.Replace(candidatesSQL + `
-UPDATE {table}
-SET lease_owner = ?4, lease_until = ?5, available_at = 0, attempts = attempts + 1
-WHERE seq IN (SELECT seq FROM picked)
-RETURNING seq, id, topic, key, payload, headers, created_at, attempts, last_error`)
-	q.markDone = r.Replace(`
-UPDATE {table}
-SET delivered_at = ?1, dead_at = NULL, lease_owner = NULL, lease_until = 0, available_at = 0
-WHERE id IN (SELECT value FROM json_each(?2)) AND delivered_at IS NULL`)
+	q.insertPrefix = r.Replace(`INSERT INTO {table} (id, topic, key, lane, payload, headers, created_at) VALUES `)
+	q.insertRow = `(?, ?, ?, ?, ?, ?, ?)`
+	q.laneCount = r.Replace(`SELECT count(*) FROM {lanes}`)
+	q.fillLanes = r.Replace(`
+INSERT INTO {lanes} (lane)
+SELECT i FROM (WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?1) SELECT i FROM n)
+WHERE NOT EXISTS (SELECT 1 FROM {lanes})`)
+
+	// Lanes travel as one JSON parameter, an array of [id, epoch] pairs:
+	// heldLanes joins it to the lanes table.
+	const heldLanes = `SELECT l.lane FROM {lanes} AS l, json_each(?%d) AS h
+		WHERE l.lane = h.value ->> 0 AND l.epoch = h.value ->> 1`
+	held := func(param int) string { return fmt.Sprintf(heldLanes, param) }
+
+	q.syncRelay = r.Replace(`
+INSERT INTO {relays} (owner, lease_until) VALUES (?1, ?2)
+ON CONFLICT (owner) DO UPDATE SET lease_until = excluded.lease_until`)
+	q.syncLanes = r.Replace(`
+UPDATE {lanes} SET lease_until = ?2
+WHERE owner = ?1 AND lane IN (` + held(3) + `)`)
+	q.dropRelays = r.Replace(`DELETE FROM {relays} WHERE lease_until <= ?1`)
+	q.viewLanes = r.Replace(`SELECT lane, epoch, owner, lease_until FROM {lanes} ORDER BY lane`)
+	q.viewRelays = r.Replace(`SELECT owner FROM {relays} WHERE lease_until > ?1 ORDER BY owner`)
+	// takeable: of the lanes ?2 at their epochs, those free or expired at
+	// ?1, with their owner ('' when free).
+	q.takeable = r.Replace(`
+SELECT l.lane, l.owner FROM {lanes} AS l, json_each(?2) AS h
+WHERE l.lane = h.value ->> 0 AND l.epoch = h.value ->> 1
+  AND (l.owner = '' OR l.lease_until IS NULL OR l.lease_until <= ?1)`)
+	q.take = r.Replace(`
+UPDATE {lanes} SET owner = ?1, epoch = epoch + 1, lease_until = ?2
+WHERE lane IN (SELECT value FROM json_each(?3))
+RETURNING lane, epoch`)
+	q.charge = r.Replace(`
+UPDATE {table} SET attempts = attempts + 1
+WHERE seq IN (
+	SELECT seq FROM {table} INDEXED BY {table_pending}
+	WHERE delivered_at IS NULL AND dead_at IS NULL AND lane IN (SELECT value FROM json_each(?1))
+	ORDER BY seq LIMIT ?2)`)
+	q.releaseLane = r.Replace(`
+UPDATE {lanes} SET owner = '', lease_until = NULL
+WHERE owner = ?1 AND lane IN (` + held(2) + `)`)
+	q.leave = r.Replace(`DELETE FROM {relays} WHERE owner = ?1`)
+
+	q.read = r.Replace(fmt.Sprintf(readSQL, ""))
+	q.readStrict = r.Replace(fmt.Sprintf(readSQL, `
+  AND (o.key = '' OR NOT EXISTS (
+	SELECT 1 FROM {table} AS d INDEXED BY {table_dead_key}
+	WHERE d.key = o.key AND d.seq < o.seq AND d.dead_at IS NOT NULL))`))
+
+	// Outcomes apply to pending records of the lanes held at the epochs of
+	// ?3: the lane IN (...) is a semi-join with the lanes table, evaluated
+	// once per statement.
+	const fenced = ` AND o.delivered_at IS NULL AND o.dead_at IS NULL AND o.lane IN (` + heldLanes + `)`
+	q.delivered = r.Replace(`
+UPDATE {table} AS o SET delivered_at = ?1
+WHERE o.id IN (SELECT value FROM json_each(?2))` + fmt.Sprintf(fenced, 3))
 	// Retries and dead letters carry one error (and delay) per record: they
 	// come as a JSON array of objects, joined to the table in one UPDATE.
 	q.retry = r.Replace(`
 UPDATE {table} AS o
-SET last_error = r.error, available_at = r.at, lease_owner = NULL, lease_until = 0
-FROM (SELECT value ->> 'id' AS id, value ->> 'error' AS error, value ->> 'at' AS at FROM json_each(?2)) AS r
-WHERE o.id = r.id AND ` + leasedTo("?3"))
+SET attempts = o.attempts + 1, last_error = f.error, not_before = ?1 + f.delay
+FROM (SELECT value ->> 'id' AS id, value ->> 'error' AS error, value ->> 'delay' AS delay FROM json_each(?2)) AS f
+WHERE o.id = f.id` + fmt.Sprintf(fenced, 3))
 	q.deadLetter = r.Replace(`
 UPDATE {table} AS o
-SET last_error = r.error, dead_at = ?1, lease_owner = NULL, lease_until = 0, available_at = 0
-FROM (SELECT value ->> 'id' AS id, value ->> 'error' AS error FROM json_each(?2)) AS r
-WHERE o.id = r.id AND ` + leasedTo("?3"))
-	// ?4 is when the records may be claimed again: 0 for at once (claims
-	// set available_at to 0), or a time like a retry's.
-	q.release = r.Replace(`
-UPDATE {table} AS o
-SET attempts = max(attempts - 1, 0), lease_owner = NULL, lease_until = 0, available_at = ?4
-WHERE id IN (SELECT value FROM json_each(?2)) AND ` + leasedTo("?3"))
+SET attempts = o.attempts + 1, last_error = f.error, dead_at = ?1
+FROM (SELECT value ->> 'id' AS id, value ->> 'error' AS error FROM json_each(?2)) AS f
+WHERE o.id = f.id` + fmt.Sprintf(fenced, 3))
+
 	q.cleanup = r.Replace(`
 DELETE FROM {table}
 WHERE seq IN (
 	SELECT seq FROM {table} INDEXED BY {table_delivered}
 	WHERE delivered_at IS NOT NULL AND delivered_at < ?1
 	ORDER BY delivered_at LIMIT ?2)`)
-	q.stats = r.Replace(`
-SELECT count(*), coalesce(sum(lease_until > ?1), 0),
-	coalesce(sum(last_error IS NOT NULL AND attempts > 0), 0), coalesce(sum(last_error IS NOT NULL AND attempts = 0), 0),
-	min(created_at)
+	q.statsPending = r.Replace(`
+SELECT lane, count(*), sum(attempts > 0), sum(attempts = 0 AND coalesce(last_error, '') <> ''), min(created_at)
 FROM {table} INDEXED BY {table_pending}
-WHERE delivered_at IS NULL AND dead_at IS NULL`)
+WHERE delivered_at IS NULL AND dead_at IS NULL
+GROUP BY lane`)
 	q.statsDead = r.Replace(`SELECT count(*) FROM {table} INDEXED BY {table_dead} WHERE dead_at IS NOT NULL`)
 	q.statsRelays = r.Replace(`
-SELECT lease_owner, count(*), max(lease_until)
-FROM {table} INDEXED BY {table_touched}
-WHERE delivered_at IS NULL AND (lease_until > 0 OR available_at > 0 OR dead_at IS NOT NULL)
-  AND dead_at IS NULL AND lease_until > ?1
-GROUP BY lease_owner
-ORDER BY count(*) DESC, lease_owner`)
-	const deadColumns = `seq, id, topic, key, payload, headers, created_at, attempts, last_error, dead_at`
+SELECT r.owner, r.lease_until,
+	(SELECT count(*) FROM {lanes} AS l WHERE l.owner = r.owner AND l.lease_until > ?1) AS held
+FROM {relays} AS r
+WHERE r.lease_until > ?1
+ORDER BY held DESC, r.owner`)
+	q.statsLanes = r.Replace(`SELECT lane, owner FROM {lanes} ORDER BY lane`)
+	const deadColumns = `seq, id, topic, key, lane, payload, headers, created_at, attempts, last_error, not_before, dead_at`
 	q.listDead = r.Replace(`
 SELECT ` + deadColumns + ` FROM {table} INDEXED BY {table_dead}
 WHERE dead_at IS NOT NULL AND seq > ?1
@@ -120,7 +175,7 @@ ORDER BY seq LIMIT ?2`)
 SELECT ` + deadColumns + ` FROM {table}
 WHERE dead_at IS NOT NULL AND seq > ?1 AND id IN (SELECT value FROM json_each(?3))
 ORDER BY seq LIMIT ?2`)
-	const replaySet = `SET dead_at = NULL, attempts = 0, available_at = 0, lease_owner = NULL, lease_until = 0`
+	const replaySet = `SET dead_at = NULL, attempts = 0, not_before = NULL`
 	q.replayDead = r.Replace(`UPDATE {table} ` + replaySet + ` WHERE dead_at IS NOT NULL AND id IN (SELECT value FROM json_each(?1))`)
 	q.replayAll = r.Replace(`UPDATE {table} ` + replaySet + ` WHERE dead_at IS NOT NULL`)
 	q.purgeDead = r.Replace(`DELETE FROM {table} WHERE dead_at IS NOT NULL AND id IN (SELECT value FROM json_each(?1))`)
@@ -129,7 +184,7 @@ ORDER BY seq LIMIT ?2`)
 	// records of that key after it.
 	const waiting = `
 SELECT count(*), count(DISTINCT p.key)
-FROM (SELECT key, min(seq) AS seq FROM {table} INDEXED BY {table_dead}
+FROM (SELECT key, min(seq) AS seq FROM {table} INDEXED BY {table_dead_key}
 	WHERE dead_at IS NOT NULL AND key <> '' %s GROUP BY key) d
 JOIN {table} p ON p.key = d.key AND p.seq > d.seq
 WHERE p.delivered_at IS NULL AND p.dead_at IS NULL`
@@ -138,39 +193,20 @@ WHERE p.delivered_at IS NULL AND p.dead_at IS NULL`
 	return q
 }
 
-// leasedTo restricts an outcome to records leased to the owner in parameter
-// owner whose lease has not expired at ?1, so that a relay that lost its
-// lease cannot undo the work of the relay that took the record over.
-func leasedTo(owner string) string {
-	return `o.lease_owner = ` + owner + ` AND o.lease_until > ?1 AND o.delivered_at IS NULL AND o.dead_at IS NULL`
-}
-
-// candidatesSQL defines "picked": the seqs of up to ?3 claimable records at
-// time ?1, in Seq order, with ?2 the StrictOrder flag.
+// readSQL reads up to ?4 pending records of the lanes ?1 (a JSON array)
+// with a Seq above ?2, leaving out the keys of ?3 (a JSON array); %s adds
+// the StrictOrder condition.
 //
-// A record is claimable when it is deliverable (not delivered, not dead,
-// lease absent or expired, retry time reached) and no earlier record of its
-// key is blocked: leased, waiting for a retry, or (with StrictOrder) dead.
-// Earlier records that are deliverable come first in Seq order, so they are
-// handed out in the same result or hold the later ones back by the limit.
-//
-// The walk reads the pending index (records neither delivered nor dead)
-// from the oldest and stops at the limit. What can make a record
-// unclaimable, its own lease or retry time or a blocked predecessor, lives
-// in the touched index: for a keyed record the look-up covers the key's
-// touched records up to and including itself; for an unkeyed one, itself.
-// Both indexes are partial, so the cost follows the backlog walked and the
-// records in flight, never the delivered history. INDEXED BY makes a plan
-// that would read more an error, not a slowdown.
-const candidatesSQL = `
-WITH picked AS (
-	SELECT o.seq FROM {table} AS o INDEXED BY {table_pending}
-	WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
-	  AND NOT EXISTS (
-		SELECT 1 FROM {table} AS e INDEXED BY {table_touched}
-		WHERE e.key = o.key AND e.seq <= o.seq AND e.seq >= CASE WHEN o.key = '' THEN o.seq ELSE 0 END
-		  AND e.delivered_at IS NULL AND (e.lease_until > 0 OR e.available_at > 0 OR e.dead_at IS NOT NULL)
-		  AND CASE WHEN e.dead_at IS NOT NULL THEN ?2 ELSE e.lease_until > ?1 OR e.available_at > ?1 END)
-	ORDER BY o.seq LIMIT ?3
-)
-`
+// It walks the pending index from ?2 in Seq order, so it sorts nothing and
+// stops at the limit; the lane filter reads the index entry alone, and only
+// the records returned (and, with StrictOrder, those of skipped keys) cost
+// a row look-up. INDEXED BY fixes the plan whatever the table statistics
+// say: with statistics gathered on an empty table, SQLite would otherwise
+// be free to walk the whole table by rowid.
+const readSQL = `
+SELECT o.seq, o.id, o.topic, o.key, o.lane, o.payload, o.headers, o.created_at, o.attempts, o.last_error, o.not_before
+FROM {table} AS o INDEXED BY {table_pending}
+WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.seq > ?2
+  AND o.lane IN (SELECT value FROM json_each(?1))
+  AND (o.key = '' OR o.key NOT IN (SELECT value FROM json_each(?3)))%s
+ORDER BY o.seq LIMIT ?4`

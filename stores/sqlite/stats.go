@@ -1,15 +1,17 @@
 package sqlitestore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
+	"slices"
 
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
 // Stats implements [outbox.StatsReader]. It reads one snapshot (a read
-// transaction takes no lock in WAL mode) and counts the pending records,
-// which costs time in proportion to the backlog.
+// transaction takes no lock in WAL mode) and counts the pending records by
+// lane, which costs time in proportion to the backlog.
 func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 	var st outbox.Stats
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
@@ -18,26 +20,71 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 	}
 	defer func() { _ = tx.Rollback() }()
 	now := s.clock()
-	var oldest sql.NullInt64
-	err = tx.QueryRowContext(ctx, s.q.stats, now).Scan(&st.Pending, &st.Leased, &st.Retrying, &st.Replayed, &oldest)
+
+	var owners []string // by lane
+	rows, err := tx.QueryContext(ctx, s.q.statsLanes)
 	if err != nil {
 		return st, translate("Stats", err)
 	}
-	if oldest.Valid {
-		st.OldestPending = micros(oldest.Int64)
+	for rows.Next() {
+		var lane int
+		var owner string
+		if err := rows.Scan(&lane, &owner); err != nil {
+			rows.Close()
+			return st, translate("Stats", err)
+		}
+		owners = append(owners, owner)
 	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return st, translate("Stats", err)
+	}
+	st.Lanes = len(owners)
+
+	rows, err = tx.QueryContext(ctx, s.q.statsPending)
+	if err != nil {
+		return st, translate("Stats", err)
+	}
+	for rows.Next() {
+		var l outbox.LaneLag
+		var retrying, replayed, oldest int64
+		if err := rows.Scan(&l.Lane, &l.Pending, &retrying, &replayed, &oldest); err != nil {
+			rows.Close()
+			return st, translate("Stats", err)
+		}
+		l.OldestPending = micros(oldest)
+		if l.Lane >= 0 && l.Lane < len(owners) {
+			l.Owner = owners[l.Lane]
+		}
+		st.Pending += l.Pending
+		st.Retrying += retrying
+		st.Replayed += replayed
+		if st.OldestPending.IsZero() || l.OldestPending.Before(st.OldestPending) {
+			st.OldestPending = l.OldestPending
+		}
+		st.Lagging = append(st.Lagging, l)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return st, translate("Stats", err)
+	}
+	slices.SortFunc(st.Lagging, func(a, b outbox.LaneLag) int {
+		return cmp.Or(a.OldestPending.Compare(b.OldestPending), cmp.Compare(a.Lane, b.Lane))
+	})
+	st.Lagging = st.Lagging[:min(len(st.Lagging), 10)]
+
 	if err := tx.QueryRowContext(ctx, s.q.statsDead).Scan(&st.Dead); err != nil {
 		return st, translate("Stats", err)
 	}
-	rows, err := tx.QueryContext(ctx, s.q.statsRelays, now)
+	rows, err = tx.QueryContext(ctx, s.q.statsRelays, now)
 	if err != nil {
 		return st, translate("Stats", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var rl outbox.RelayLeases
+		var rl outbox.RelayLanes
 		var until int64
-		if err := rows.Scan(&rl.Owner, &rl.Leased, &until); err != nil {
+		if err := rows.Scan(&rl.Owner, &until, &rl.Lanes); err != nil {
 			return st, translate("Stats", err)
 		}
 		rl.Until = micros(until)

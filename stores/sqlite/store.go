@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -17,15 +18,24 @@ import (
 type Config struct {
 	// Table is the outbox table. Default "outbox". It takes 1 to 63
 	// letters, digits or underscores, not starting with a digit or
-	// "sqlite_". The store also creates "<Table>_migrations" and indexes
-	// named "<Table>_<purpose>".
+	// "sqlite_". The store also creates "<Table>_lanes",
+	// "<Table>_relays", "<Table>_migrations" and indexes named
+	// "<Table>_<purpose>".
 	Table string
+
+	// Lanes is the lane count that Migrate creates: relays divide the
+	// outbox by lanes, each record belonging to the lane of its key
+	// ([outbox.LaneOf]). Default [outbox.DefaultLanes]; at most
+	// [outbox.MaxLanes]. It bounds how many relays can share the work, and
+	// is fixed by the first Migrate of the table: later Migrates, and
+	// stores configured with another count, keep the table's.
+	Lanes int
 
 	// Limits bound what Enqueue accepts.
 	Limits outbox.Limits
 
-	// LockTimeout is how long the store's own writes (claims, outcomes,
-	// cleanup, dead-letter changes, migrations) wait for the write lock,
+	// LockTimeout is how long the store's own writes (lane leases,
+	// outcomes, cleanup, dead-letter changes, migrations) wait for the write lock,
 	// first in this process's queue for the file, then in SQLite, before
 	// failing with an error matching [outbox.ErrUnavailable]. Default 30s.
 	// The wait also ends with the context. It does not apply to Enqueue,
@@ -48,6 +58,7 @@ const (
 type Store struct {
 	db          *sql.DB
 	table       string
+	lanes       int // what Migrate creates
 	limits      outbox.Limits
 	lockTimeout time.Duration
 	q           queries
@@ -55,6 +66,9 @@ type Store struct {
 
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt
+
+	laneMu    sync.Mutex
+	laneCount int // the table's lane count, once read
 
 	hubMu    sync.Mutex // guards fileHub and hubKnown
 	fileHub  *fileHub   // nil for a database without a file
@@ -94,6 +108,13 @@ func New(db *sql.DB, cfg Config) (*Store, error) {
 	if cfg.LockTimeout == 0 {
 		cfg.LockTimeout = DefaultLockTimeout
 	}
+	if cfg.Lanes == 0 {
+		cfg.Lanes = outbox.DefaultLanes
+	}
+	if cfg.Lanes < 1 || cfg.Lanes > outbox.MaxLanes {
+		return nil, fmt.Errorf("%w: sqlitestore: Config.Lanes is %d; it must be 1 to %d (or zero for %d)",
+			outbox.ErrInvalidConfig, cfg.Lanes, outbox.MaxLanes, outbox.DefaultLanes)
+	}
 	if cfg.Limits.MaxPayloadBytes < 0 {
 		return nil, fmt.Errorf("%w: sqlitestore: Config.Limits.MaxPayloadBytes is %d; it must be positive (or zero for the default)",
 			outbox.ErrInvalidConfig, cfg.Limits.MaxPayloadBytes)
@@ -101,6 +122,7 @@ func New(db *sql.DB, cfg Config) (*Store, error) {
 	return &Store{
 		db:          db,
 		table:       cfg.Table,
+		lanes:       cfg.Lanes,
 		limits:      cfg.Limits,
 		lockTimeout: cfg.LockTimeout,
 		q:           newQueries(cfg.Table),
@@ -117,7 +139,7 @@ type Execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-// rowsPerInsert bounds the rows of one INSERT statement: 6 parameters a row
+// rowsPerInsert bounds the rows of one INSERT statement: 7 parameters a row
 // stay far below SQLite's limit of 32766 parameters a statement.
 const rowsPerInsert = 1000
 
@@ -126,13 +148,17 @@ const rowsPerInsert = 1000
 // in place (see [outbox.Prepare]) and rejects an invalid message before
 // writing anything, with an error matching [outbox.ErrInvalidMessage].
 // It writes with one multi-row INSERT (one per 1000 messages), never
-// commits, and never creates tables.
+// commits, and never creates tables. Each record gets the lane of its key
+// ([outbox.LaneOf]) among the table's lanes, whose count the store reads
+// once, through its own *sql.DB, at its first Enqueue.
 //
 // tx must be a transaction: a *sql.DB is refused with
 // [outbox.ErrNoTransaction], since its statements would commit on their own.
 // After an error, roll tx back. An error matches [outbox.ErrSchemaMissing]
 // when the outbox table does not exist, and [outbox.ErrUnavailable] when
 // the write lock could not be had within the connection's busy_timeout.
+// An error matching [outbox.ErrSchemaMissing] also comes when the lanes
+// table is missing or empty: run [Store.Migrate] (or `outbox migrate`).
 //
 // Writers in the same process as the relay wake it at once when the
 // database was opened with [Open]; see [Store.Listen].
@@ -158,6 +184,10 @@ func (s *Store) Enqueue(ctx context.Context, tx Execer, msgs ...outbox.Message) 
 	if len(msgs) == 0 {
 		return nil
 	}
+	lanes, err := s.laneTotal(ctx)
+	if err != nil {
+		return err
+	}
 	seen := make(map[string]struct{}, len(msgs))
 	for _, m := range msgs {
 		if _, dup := seen[m.ID]; dup {
@@ -170,7 +200,7 @@ func (s *Store) Enqueue(ctx context.Context, tx Execer, msgs ...outbox.Message) 
 		var b strings.Builder
 		b.Grow(len(s.q.insertPrefix) + len(chunk)*(len(s.q.insertRow)+2))
 		b.WriteString(s.q.insertPrefix)
-		args := make([]any, 0, 6*len(chunk))
+		args := make([]any, 0, 7*len(chunk))
 		for i, m := range chunk {
 			if i > 0 {
 				b.WriteString(", ")
@@ -184,7 +214,7 @@ func (s *Store) Enqueue(ctx context.Context, tx Execer, msgs ...outbox.Message) 
 			if payload == nil {
 				payload = []byte{} // nil binds as NULL
 			}
-			args = append(args, m.ID, m.Topic, m.Key, payload, headers, m.CreatedAt.UnixMicro())
+			args = append(args, m.ID, m.Topic, m.Key, outbox.LaneOf(m.Key, m.ID, lanes), payload, headers, m.CreatedAt.UnixMicro())
 		}
 		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
 			if isUniqueViolation(err) {
@@ -194,6 +224,32 @@ func (s *Store) Enqueue(ctx context.Context, tx Execer, msgs ...outbox.Message) 
 		}
 	}
 	return nil
+}
+
+// laneTotal returns the lane count of the table, read once through the
+// store's *sql.DB (never the caller's transaction) and kept. A failure is
+// not kept: the next call reads again.
+func (s *Store) laneTotal(ctx context.Context) (int, error) {
+	s.laneMu.Lock()
+	defer s.laneMu.Unlock()
+	if s.laneCount > 0 {
+		return s.laneCount, nil
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, s.q.laneCount).Scan(&n); err != nil {
+		err = translate("reading the lane count", err)
+		if errors.Is(err, outbox.ErrSchemaMissing) {
+			return 0, fmt.Errorf("sqlitestore: the lanes table %s_lanes does not exist: run Store.Migrate or `outbox migrate` first: %w",
+				s.table, err)
+		}
+		return 0, err
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("sqlitestore: the lanes table %s_lanes is empty: run Store.Migrate or `outbox migrate`, which fills it: %w",
+			s.table, outbox.ErrSchemaMissing)
+	}
+	s.laneCount = n
+	return n, nil
 }
 
 // encodeHeaders stores headers as a JSON object, or NULL when there are none.
