@@ -160,6 +160,8 @@ func BenchmarkRead(b *testing.B) {
 			for i := range lanes {
 				lanes[i] = i
 			}
+			query, _ := s.readQuery(outbox.ReadParams{Lanes: lanes, Limit: batch})
+			b.Logf("%d delivered records retained: EXPLAIN FORMAT=JSON\n%s", retained, explainJSON(b, ctx, db, query).text)
 			after := int64(0)
 			for b.Loop() {
 				recs, err := s.Read(ctx, outbox.ReadParams{Lanes: lanes, AfterSeq: after, Limit: batch})

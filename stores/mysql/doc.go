@@ -28,12 +28,16 @@
 // process as the relay calls [outbox.Relay.Notify] after its commit to have
 // the message relayed at once.
 //
-// Claims on one outbox take turns on a one-row lock table, in short
-// transactions that see every lease committed by the claims before them;
-// that is what keeps per-key order with any number of relays. They read
-// only pending records, through indexes led by the record's state, so
-// delivered records kept for a while cost them nothing. See the README for
-// the design, the indexes and their EXPLAIN output.
+// Relays share the outbox by lanes. Enqueue puts each record in the lane
+// [outbox.LaneOf] gives for its key, among [Config.Lanes] lanes (256 by
+// default, fixed by the first Migrate); a relay leases lanes in the
+// <Table>_lanes table, reads the pending records of its lanes in seq order,
+// and settles them. Every lane lease has an epoch, bumped when the lane
+// changes hands, and a settle applies only while the lane is at the epoch
+// the relay holds, so a relay that lost its lanes cannot change what
+// another relay now owns. Reads go through an index led by the record's
+// state, so delivered records kept for a while cost them nothing. See the
+// README for the tables, the indexes and their EXPLAIN output.
 //
 // # Connection settings
 //

@@ -101,7 +101,7 @@ func Example_relayInProcess() {
 		if err := tx.Commit(); err != nil {
 			return err
 		}
-		relay.Notify() // after the commit: the relay claims now
+		relay.Notify() // after the commit: the relay reads now
 		return nil
 	}
 	for _, name := range []string{"Ada King", "Ada Lovelace"} {

@@ -240,7 +240,7 @@ type planTable struct {
 // explainJSON runs EXPLAIN FORMAT=JSON of query and collects every table
 // it reads, in the order the plan lists them (MariaDB and MySQL both name
 // these fields so).
-func explainJSON(t *testing.T, ctx context.Context, db *sql.DB, query string, args ...any) plan {
+func explainJSON(t testing.TB, ctx context.Context, db *sql.DB, query string, args ...any) plan {
 	t.Helper()
 	var text string
 	if err := db.QueryRowContext(ctx, "EXPLAIN FORMAT=JSON "+query, args...).Scan(&text); err != nil {
