@@ -36,6 +36,10 @@ type OutboxOptions struct {
 	// Limits must be passed to the store's configuration, so that Enqueue
 	// enforces them.
 	Limits outbox.Limits
+	// Lanes, when positive, must be passed to the store's configuration
+	// as the lane count its Migrate creates. Zero means the store's
+	// default ([outbox.DefaultLanes]).
+	Lanes int
 }
 
 // StoreHarness builds outboxes of one store adapter for the store and relay

@@ -64,73 +64,173 @@ func tryWrite(ctx context.Context, ob Outbox, msgs ...outbox.Message) error {
 	return nil
 }
 
-func claim(t *testing.T, ctx context.Context, s outbox.Store, owner string, limit int, lease time.Duration) []outbox.Record {
-	t.Helper()
-	return claimStrict(t, ctx, s, owner, limit, lease, false)
+// relay is the suite's stand-in for a relay: an owner and the lanes it
+// holds, driving the Store methods directly.
+type relay struct {
+	t     *testing.T
+	ctx   context.Context
+	s     outbox.Store
+	owner string
+	lease time.Duration
+	lanes []outbox.Lane
 }
 
-func claimStrict(t *testing.T, ctx context.Context, s outbox.Store, owner string, limit int, lease time.Duration, strict bool) []outbox.Record {
+// hold registers owner as a relay and takes every lane that is free or
+// expired. It fails t when the store errs, not when lanes are held by
+// others (the relay then holds fewer, perhaps none).
+func hold(t *testing.T, ctx context.Context, s outbox.Store, owner string, lease time.Duration) *relay {
 	t.Helper()
-	recs, err := s.Claim(ctx, outbox.ClaimParams{Owner: owner, Limit: limit, Lease: lease, StrictOrder: strict})
+	r := &relay{t: t, ctx: ctx, s: s, owner: owner, lease: lease}
+	r.takeFree(0)
+	return r
+}
+
+// view calls SyncLanes for the relay, renewing what it holds.
+func (r *relay) view() outbox.LaneView {
+	r.t.Helper()
+	v, err := r.s.SyncLanes(r.ctx, outbox.SyncParams{Owner: r.owner, Lease: r.lease, Held: r.lanes})
 	if err != nil {
-		t.Fatalf("Claim(owner %s, limit %d): %v", owner, limit, err)
+		r.t.Fatalf("SyncLanes(owner %s): %v", r.owner, err)
+	}
+	return v
+}
+
+// takeFree takes every lane that the view shows free or expired, charging
+// charge records, and returns the lanes taken.
+func (r *relay) takeFree(charge int) []outbox.Lane {
+	r.t.Helper()
+	v := r.view()
+	var want []outbox.Lane
+	for _, l := range v.Lanes {
+		if l.Owner == "" || !l.Until.After(v.Now) {
+			want = append(want, l.Lane)
+		}
+	}
+	return r.take(want, charge)
+}
+
+// take calls TakeLanes for the given lanes at the given epochs.
+func (r *relay) take(want []outbox.Lane, charge int) []outbox.Lane {
+	r.t.Helper()
+	if len(want) == 0 {
+		return nil
+	}
+	taken, err := r.s.TakeLanes(r.ctx, outbox.TakeParams{Owner: r.owner, Lease: r.lease, Lanes: want, Charge: charge})
+	if err != nil {
+		r.t.Fatalf("TakeLanes(owner %s, %d lanes): %v", r.owner, len(want), err)
+	}
+	for _, l := range taken {
+		r.lanes = slices.DeleteFunc(r.lanes, func(h outbox.Lane) bool { return h.ID == l.ID })
+		r.lanes = append(r.lanes, l)
+	}
+	return taken
+}
+
+func (r *relay) laneIDs() []int {
+	ids := make([]int, len(r.lanes))
+	for i, l := range r.lanes {
+		ids[i] = l.ID
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// read reads the relay's lanes from the head.
+func (r *relay) read(limit int) []outbox.Record {
+	r.t.Helper()
+	return r.readWith(outbox.ReadParams{Limit: limit})
+}
+
+// readWith reads the relay's lanes with p (its Lanes set by the relay).
+func (r *relay) readWith(p outbox.ReadParams) []outbox.Record {
+	r.t.Helper()
+	if len(r.lanes) == 0 {
+		return nil
+	}
+	p.Lanes = r.laneIDs()
+	recs, err := r.s.Read(r.ctx, p)
+	if err != nil {
+		r.t.Fatalf("Read(owner %s, %d lanes): %v", r.owner, len(p.Lanes), err)
 	}
 	return recs
 }
 
-func markDelivered(t *testing.T, ctx context.Context, s outbox.Store, owner string, recs ...outbox.Record) {
-	t.Helper()
-	if err := s.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: owner, IDs: recordIDs(recs)}); err != nil {
-		t.Fatalf("MarkDelivered: %v", err)
+func (r *relay) settle(p outbox.SettleParams) {
+	r.t.Helper()
+	p.Lanes = r.lanes
+	if err := r.s.Settle(r.ctx, p); err != nil {
+		r.t.Fatalf("Settle(owner %s): %v", r.owner, err)
 	}
 }
 
-func release(t *testing.T, ctx context.Context, s outbox.Store, owner string, recs ...outbox.Record) {
-	t.Helper()
-	if err := s.Release(ctx, outbox.ReleaseParams{Owner: owner, IDs: recordIDs(recs)}); err != nil {
-		t.Fatalf("Release: %v", err)
-	}
+func (r *relay) deliver(recs ...outbox.Record) {
+	r.t.Helper()
+	r.settle(outbox.SettleParams{Delivered: recordIDs(recs)})
 }
 
-func releaseAfter(t *testing.T, ctx context.Context, s outbox.Store, owner string, delay time.Duration, recs ...outbox.Record) {
-	t.Helper()
-	if err := s.Release(ctx, outbox.ReleaseParams{Owner: owner, IDs: recordIDs(recs), Delay: delay}); err != nil {
-		t.Fatalf("Release(delay %v): %v", delay, err)
-	}
-}
-
-func deadLetter(t *testing.T, ctx context.Context, s outbox.Store, owner, reason string, recs ...outbox.Record) {
-	t.Helper()
-	var letters []outbox.Failure
-	for _, r := range recs {
-		letters = append(letters, outbox.Failure{ID: r.ID, Error: reason})
-	}
-	if err := s.DeadLetter(ctx, outbox.DeadLetterParams{Owner: owner, Letters: letters}); err != nil {
-		t.Fatalf("DeadLetter: %v", err)
-	}
-}
-
-func scheduleRetry(t *testing.T, ctx context.Context, s outbox.Store, owner, reason string, delay time.Duration, recs ...outbox.Record) {
-	t.Helper()
+func (r *relay) retry(reason string, delay time.Duration, recs ...outbox.Record) {
+	r.t.Helper()
 	var retries []outbox.Retry
-	for _, r := range recs {
-		retries = append(retries, outbox.Retry{ID: r.ID, Error: reason, Delay: delay})
+	for _, rec := range recs {
+		retries = append(retries, outbox.Retry{ID: rec.ID, Error: reason, Delay: delay})
 	}
-	if err := s.ScheduleRetry(ctx, outbox.ScheduleRetryParams{Owner: owner, Retries: retries}); err != nil {
-		t.Fatalf("ScheduleRetry: %v", err)
-	}
+	r.settle(outbox.SettleParams{Retries: retries})
 }
 
-// drain claims and delivers everything claimable and returns it in claim order.
+func (r *relay) dead(reason string, recs ...outbox.Record) {
+	r.t.Helper()
+	var dead []outbox.Failure
+	for _, rec := range recs {
+		dead = append(dead, outbox.Failure{ID: rec.ID, Error: reason})
+	}
+	r.settle(outbox.SettleParams{Dead: dead})
+}
+
+// release gives every lane back; with leave, the relay also leaves.
+func (r *relay) release(leave bool) {
+	r.t.Helper()
+	if err := r.s.ReleaseLanes(r.ctx, outbox.ReleaseLanesParams{Owner: r.owner, Lanes: r.lanes, Leave: leave}); err != nil {
+		r.t.Fatalf("ReleaseLanes(owner %s): %v", r.owner, err)
+	}
+	r.lanes = nil
+}
+
+// allLanes lists the lane IDs of an outbox with n lanes (0: the default).
+func allLanes(n int) []int {
+	if n <= 0 {
+		n = outbox.DefaultLanes
+	}
+	ids := make([]int, n)
+	for i := range ids {
+		ids[i] = i
+	}
+	return ids
+}
+
+// pending reads up to limit pending records of every lane of an outbox
+// with the default lane count, holding nothing: Read needs no lease.
+func pending(t *testing.T, ctx context.Context, s outbox.Store, limit int) []outbox.Record {
+	t.Helper()
+	recs, err := s.Read(ctx, outbox.ReadParams{Lanes: allLanes(0), Limit: limit})
+	if err != nil {
+		t.Fatalf("Read(every lane): %v", err)
+	}
+	return recs
+}
+
+// drain takes the lanes as owner, delivers everything pending in read
+// order, gives the lanes back, and returns what it delivered.
 func drain(t *testing.T, ctx context.Context, s outbox.Store, owner string) []outbox.Record {
 	t.Helper()
+	r := hold(t, ctx, s, owner, hour)
+	defer r.release(true)
 	var all []outbox.Record
 	for {
-		recs := claim(t, ctx, s, owner, 100, hour)
+		recs := r.read(100)
 		if len(recs) == 0 {
 			return all
 		}
-		markDelivered(t, ctx, s, owner, recs...)
+		r.deliver(recs...)
 		all = append(all, recs...)
 	}
 }

@@ -15,7 +15,7 @@ import (
 // adapters pair it with their publisher in the relay suite.
 func MemoryOutbox() StoreHarness {
 	return StoreHarness{New: func(t *testing.T, opts OutboxOptions) Outbox {
-		return NewMemoryOutbox(memory.NewStore(memory.StoreConfig{Limits: opts.Limits}))
+		return NewMemoryOutbox(memory.NewStore(memory.StoreConfig{Limits: opts.Limits, Lanes: opts.Lanes}))
 	}}
 }
 

@@ -2,7 +2,6 @@ package conformance_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"slices"
@@ -41,31 +40,35 @@ var mutants = map[string]mutant{
 	"reorder-on-failure": {"TestMutant/FailureHoldsBackLaterMessagesOfItsKey", func(t *testing.T) {
 		conformance.RunPublisherSuite(t, wrapBroker(func(p outbox.Publisher) outbox.Publisher { return oneByOne{p} }))
 	}},
-	// The store ignores keys when claiming (a plain FOR UPDATE SKIP LOCKED):
-	// a successor is handed out while its predecessor is leased elsewhere.
-	"successor-early": {"TestMutant/Order/SuccessorWaitsForPredecessor", func(t *testing.T) {
-		conformance.RunStoreSuite(t, conformance.StoreHarness{New: func(t *testing.T, opts conformance.OutboxOptions) conformance.Outbox {
-			return newKeylessStore(opts.Limits).outbox()
-		}})
+	// Race 1: the store applies a settle whatever the lane's epoch (it
+	// trusts the relay): a relay whose lane was taken over retries or
+	// delivers records that the new holder is about to publish, and a
+	// key's successor goes out while its predecessor waits.
+	"settle-ignores-epoch": {"TestMutant/Lanes/LateSettleAfterTakeoverChangesNothing", func(t *testing.T) {
+		conformance.RunStoreSuite(t, wrapStore(func(s *memory.Store) outbox.Store { return &unfenced{Store: s, latest: map[int]int64{}} }))
 	}},
-	// The store drops a record whose lease expired instead of handing it out
-	// again: a relay crash loses its batch.
-	"lose-on-lease-expiry": {"TestMutant/Claim/ExpiredLeaseIsReclaimed", func(t *testing.T) {
-		conformance.RunStoreSuite(t, wrapStore(func(s *memory.Store) outbox.Store { return &loseExpired{Store: s} }))
+	// Race 2: the store lets a relay take a lane whose lease has not run
+	// out: two relays hold one key's lane, and its records are in flight
+	// on both.
+	"take-ignores-lease": {"TestMutant/Order/SameKeyWritersShareOneHolder", func(t *testing.T) {
+		conformance.RunStoreSuite(t, wrapStore(func(s *memory.Store) outbox.Store { return takeIgnoresLease{s} }))
 	}},
-	// The store counts an attempt when a failure is recorded, not at claim
-	// time: a message that crashes the relay loops forever at zero attempts.
-	"attempts-at-failure": {"TestMutant/Claim/ExpiredLeaseIsReclaimed", func(t *testing.T) {
-		conformance.RunStoreSuite(t, wrapStore(func(s *memory.Store) outbox.Store { return &attemptsAtFailure{Store: s, failures: map[string]int{}} }))
+	// Race 3: the store fences settles by owner name instead of epoch:
+	// two workers of one relay share the name, and a late settle of the
+	// first undoes the work of the second.
+	"fence-by-owner": {"TestMutant/Lanes/SettleIsFencedByEpochNotOwner", func(t *testing.T) {
+		conformance.RunStoreSuite(t, wrapStore(func(s *memory.Store) outbox.Store {
+			return &fenceByOwner{Store: s, owners: map[outbox.Lane]string{}, latest: map[string]map[int]int64{}}
+		}))
 	}},
-	// The store ignores the delay of Release: the records of a topic the
-	// broker cannot take come straight back, and every claim spends a
-	// publish on them.
-	"release-ignores-delay": {"TestMutant/Claim/ReleaseWithDelayWaits", func(t *testing.T) {
-		conformance.RunStoreSuite(t, wrapStore(func(s *memory.Store) outbox.Store { return ignoreReleaseDelay{s} }))
+	// The store charges no attempt when a lane is taken from a relay that
+	// died: a message that crashes relays loops forever at zero attempts.
+	"no-charge-on-takeover": {"TestMutant/Lanes/TakeoverChargesAnAttempt", func(t *testing.T) {
+		conformance.RunStoreSuite(t, wrapStore(func(s *memory.Store) outbox.Store { return noCharge{s} }))
 	}},
-	// The store claims above a "last sequence seen" watermark: a transaction
-	// that commits late, below the watermark, is never delivered.
+	// The store reads above a "last sequence seen" watermark: a
+	// transaction that commits late, below the watermark, is never
+	// delivered.
 	"watermark": {"TestMutant/Order/LateCommitLeavesNoGap", func(t *testing.T) {
 		conformance.RunStoreSuite(t, wrapStore(func(s *memory.Store) outbox.Store { return &watermark{Store: s} }))
 	}},
@@ -135,7 +138,7 @@ func wrapBroker(wrap func(outbox.Publisher) outbox.Publisher) conformance.Publis
 
 func wrapStore(wrap func(*memory.Store) outbox.Store) conformance.StoreHarness {
 	return conformance.StoreHarness{New: func(t *testing.T, opts conformance.OutboxOptions) conformance.Outbox {
-		s := memory.NewStore(memory.StoreConfig{Limits: opts.Limits})
+		s := memory.NewStore(memory.StoreConfig{Limits: opts.Limits, Lanes: opts.Lanes})
 		ob := conformance.NewMemoryOutbox(s)
 		ob.Store = wrap(s)
 		return ob
@@ -159,73 +162,113 @@ func (p oneByOne) Publish(ctx context.Context, msgs []outbox.Message) []error {
 	return results
 }
 
-type loseExpired struct{ *memory.Store }
-
-func (s *loseExpired) Claim(ctx context.Context, p outbox.ClaimParams) ([]outbox.Record, error) {
-	recs, err := s.Store.Claim(ctx, p)
-	var kept []outbox.Record
-	for _, r := range recs {
-		if r.Attempts > 1 && r.LastError == "" { // claimed again without a failure: its lease expired
-			_ = s.Store.MarkDelivered(ctx, outbox.MarkDeliveredParams{IDs: []string{r.ID}})
-			continue
-		}
-		kept = append(kept, r)
-	}
-	return kept, err
-}
-
-type ignoreReleaseDelay struct{ *memory.Store }
-
-func (s ignoreReleaseDelay) Release(ctx context.Context, p outbox.ReleaseParams) error {
-	p.Delay = 0
-	return s.Store.Release(ctx, p)
-}
-
-type attemptsAtFailure struct {
+// unfenced settles at the latest epoch it has seen taken, whatever epoch
+// the caller holds.
+type unfenced struct {
 	*memory.Store
-	mu       sync.Mutex
-	failures map[string]int
+	mu     sync.Mutex
+	latest map[int]int64
 }
 
-func (s *attemptsAtFailure) Claim(ctx context.Context, p outbox.ClaimParams) ([]outbox.Record, error) {
-	recs, err := s.Store.Claim(ctx, p)
+func (s *unfenced) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.Lane, error) {
+	taken, err := s.Store.TakeLanes(ctx, p)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i := range recs {
-		recs[i].Attempts = s.failures[recs[i].ID] + 1
+	for _, l := range taken {
+		s.latest[l.ID] = l.Epoch
 	}
-	return recs, err
+	return taken, err
 }
 
-func (s *attemptsAtFailure) ScheduleRetry(ctx context.Context, p outbox.ScheduleRetryParams) error {
+func (s *unfenced) Settle(ctx context.Context, p outbox.SettleParams) error {
 	s.mu.Lock()
-	for _, r := range p.Retries {
-		s.failures[r.ID]++
+	p.Lanes = slices.Clone(p.Lanes)
+	for i, l := range p.Lanes {
+		if e, ok := s.latest[l.ID]; ok {
+			p.Lanes[i].Epoch = e
+		}
 	}
 	s.mu.Unlock()
-	return s.Store.ScheduleRetry(ctx, p)
+	return s.Store.Settle(ctx, p)
 }
 
+// takeIgnoresLease frees a lane held by another relay before taking it.
+type takeIgnoresLease struct{ *memory.Store }
+
+func (s takeIgnoresLease) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.Lane, error) {
+	v, err := s.Store.SyncLanes(ctx, outbox.SyncParams{Owner: p.Owner, Lease: p.Lease})
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range p.Lanes {
+		if l.ID >= 0 && l.ID < len(v.Lanes) && v.Lanes[l.ID].Owner != "" {
+			cur := v.Lanes[l.ID]
+			_ = s.Store.ReleaseLanes(ctx, outbox.ReleaseLanesParams{Owner: cur.Owner, Lanes: []outbox.Lane{cur.Lane}})
+		}
+	}
+	return s.Store.TakeLanes(ctx, p)
+}
+
+// fenceByOwner settles a lane at the latest epoch its owner name took it.
+type fenceByOwner struct {
+	*memory.Store
+	mu     sync.Mutex
+	owners map[outbox.Lane]string   // who took each lane at each epoch
+	latest map[string]map[int]int64 // owner -> lane -> latest epoch taken
+}
+
+func (s *fenceByOwner) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.Lane, error) {
+	taken, err := s.Store.TakeLanes(ctx, p)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range taken {
+		s.owners[l] = p.Owner
+		if s.latest[p.Owner] == nil {
+			s.latest[p.Owner] = map[int]int64{}
+		}
+		s.latest[p.Owner][l.ID] = l.Epoch
+	}
+	return taken, err
+}
+
+func (s *fenceByOwner) Settle(ctx context.Context, p outbox.SettleParams) error {
+	s.mu.Lock()
+	p.Lanes = slices.Clone(p.Lanes)
+	for i, l := range p.Lanes {
+		if owner, ok := s.owners[l]; ok {
+			p.Lanes[i].Epoch = s.latest[owner][l.ID]
+		}
+	}
+	s.mu.Unlock()
+	return s.Store.Settle(ctx, p)
+}
+
+// noCharge takes lanes without charging their records.
+type noCharge struct{ *memory.Store }
+
+func (s noCharge) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.Lane, error) {
+	p.Charge = 0
+	return s.Store.TakeLanes(ctx, p)
+}
+
+// watermark never reads below the highest Seq it has returned.
 type watermark struct {
 	*memory.Store
 	mu   sync.Mutex
 	high int64
 }
 
-func (s *watermark) Claim(ctx context.Context, p outbox.ClaimParams) ([]outbox.Record, error) {
-	recs, err := s.Store.Claim(ctx, p)
+func (s *watermark) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record, error) {
+	s.mu.Lock()
+	p.AfterSeq = max(p.AfterSeq, s.high)
+	s.mu.Unlock()
+	recs, err := s.Store.Read(ctx, p)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var above []outbox.Record
 	for _, r := range recs {
-		if r.Seq > s.high {
-			above = append(above, r)
-		}
-	}
-	for _, r := range above {
 		s.high = max(s.high, r.Seq)
 	}
-	return above, err
+	return recs, err
 }
 
 type autocommitTx struct{ s *memory.Store }
@@ -239,113 +282,3 @@ func (a autocommitTx) Enqueue(ctx context.Context, msgs ...outbox.Message) error
 }
 func (autocommitTx) Commit(context.Context) error   { return nil }
 func (autocommitTx) Rollback(context.Context) error { return nil }
-
-// keylessStore leases records one by one and ignores keys.
-type keylessStore struct {
-	limits outbox.Limits
-	mu     sync.Mutex
-	recs   []*keylessRecord
-	seq    int64
-}
-
-type keylessRecord struct {
-	outbox.Record
-	owner     string
-	until     time.Time
-	done      bool
-	available time.Time
-}
-
-func newKeylessStore(limits outbox.Limits) *keylessStore { return &keylessStore{limits: limits} }
-
-func (s *keylessStore) outbox() conformance.Outbox {
-	return conformance.Outbox{Store: s, Begin: func(ctx context.Context) (conformance.WriteTx, error) {
-		return &keylessTx{s: s}, nil
-	}}
-}
-
-type keylessTx struct {
-	s    *keylessStore
-	msgs []outbox.Message
-}
-
-func (tx *keylessTx) Enqueue(ctx context.Context, msgs ...outbox.Message) error {
-	if err := outbox.Prepare(msgs, tx.s.limits); err != nil {
-		return err
-	}
-	tx.msgs = append(tx.msgs, msgs...)
-	return nil
-}
-
-func (tx *keylessTx) Commit(context.Context) error {
-	tx.s.mu.Lock()
-	defer tx.s.mu.Unlock()
-	for _, m := range tx.msgs {
-		for _, r := range tx.s.recs {
-			if r.ID == m.ID {
-				return fmt.Errorf("duplicate ID %s", m.ID)
-			}
-		}
-		tx.s.seq++
-		tx.s.recs = append(tx.s.recs, &keylessRecord{Record: outbox.Record{Message: m, Seq: tx.s.seq}})
-	}
-	tx.msgs = nil
-	return nil
-}
-
-func (tx *keylessTx) Rollback(context.Context) error { tx.msgs = nil; return nil }
-
-func (s *keylessStore) Claim(ctx context.Context, p outbox.ClaimParams) ([]outbox.Record, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := time.Now()
-	var out []outbox.Record
-	for _, r := range s.recs {
-		if len(out) == p.Limit {
-			break
-		}
-		if r.done || now.Before(r.until) || now.Before(r.available) {
-			continue
-		}
-		r.owner, r.until = p.Owner, now.Add(p.Lease)
-		r.Attempts++
-		out = append(out, r.Record)
-	}
-	return out, nil
-}
-
-func (s *keylessStore) each(ids []string, owner string, do func(*keylessRecord)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range s.recs {
-		if slices.Contains(ids, r.ID) && (owner == "" || r.owner == owner && time.Now().Before(r.until)) {
-			do(r)
-		}
-	}
-}
-
-func (s *keylessStore) MarkDelivered(ctx context.Context, p outbox.MarkDeliveredParams) error {
-	s.each(p.IDs, "", func(r *keylessRecord) { r.done = true })
-	return nil
-}
-
-func (s *keylessStore) ScheduleRetry(ctx context.Context, p outbox.ScheduleRetryParams) error {
-	for _, rt := range p.Retries {
-		s.each([]string{rt.ID}, p.Owner, func(r *keylessRecord) {
-			r.LastError, r.available, r.until = rt.Error, time.Now().Add(rt.Delay), time.Time{}
-		})
-	}
-	return nil
-}
-
-func (s *keylessStore) DeadLetter(ctx context.Context, p outbox.DeadLetterParams) error {
-	for _, f := range p.Letters {
-		s.each([]string{f.ID}, p.Owner, func(r *keylessRecord) { r.LastError, r.done = f.Error, true })
-	}
-	return nil
-}
-
-func (s *keylessStore) Release(ctx context.Context, p outbox.ReleaseParams) error {
-	s.each(p.IDs, p.Owner, func(r *keylessRecord) { r.Attempts--; r.until = time.Time{} })
-	return nil
-}

@@ -20,8 +20,11 @@ import (
 // back) and several relays lose nothing, keep per-key order and never
 // deliver a rolled-back message; a transaction held open is delivered after
 // it commits; a poison message is dead-lettered while other keys flow; a
-// stopped relay releases its leases and a new one resumes; a deep backlog
-// of a few keys drains with several relays whose batches outnumber the keys.
+// stopped relay gives its lanes back and a new one resumes; a deep backlog
+// of a few keys drains with several relays whose batches outnumber the keys;
+// lanes change hands while writers write, as relays join, leave, crash and
+// wake up from a pause past their lease, losing nothing and keeping the
+// order of first deliveries.
 func RunRelaySuite(t *testing.T, h RelayHarness) {
 	if h.Store.New == nil || h.Broker.New == nil {
 		t.Fatal("conformance: RelayHarness needs Store.New and Broker.New")
@@ -35,6 +38,7 @@ func RunRelaySuite(t *testing.T, h RelayHarness) {
 		{"PoisonIsDeadLetteredOthersFlow", relayPoison},
 		{"StopReleasesAndRestartResumes", relayRestart},
 		{"DeepBacklogOfFewKeys", relayDeepBacklog},
+		{"LanesChangeHandsUnderLoad", relayHandover},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -52,7 +56,7 @@ func TestRelayConfig(t testing.TB) outbox.RelayConfig {
 		Concurrency:     2,
 		MinPollInterval: 2 * time.Millisecond,
 		PollInterval:    50 * time.Millisecond,
-		Lease:           20 * time.Second,
+		Lease:           4 * time.Second,
 		PublishTimeout:  10 * time.Second,
 		MinRetryDelay:   10 * time.Millisecond,
 		MaxRetryDelay:   100 * time.Millisecond,
@@ -327,7 +331,7 @@ func relayRestart(t *testing.T, h RelayHarness) {
 		}
 		for _, rl := range st.Relays {
 			if rl.Owner == "first" {
-				t.Fatalf("the stopped relay still holds %d leases; a graceful stop must settle or release them", rl.Leased)
+				t.Fatalf("the stopped relay is still a live relay holding %d lanes; a graceful stop must give them back", rl.Lanes)
 			}
 		}
 	}

@@ -18,9 +18,9 @@ var atomicityTests = []storeTest{
 		ctx := testContext(t)
 		ob := h.New(t, OutboxOptions{})
 		msgs := write(t, ctx, ob, newMessages("t", "k", 3)...)
-		recs := claim(t, ctx, ob.Store, "a", 10, hour)
+		recs := pending(t, ctx, ob.Store, 10)
 		if got, want := recordIDs(recs), messageIDs(msgs); !equalStrings(got, want) {
-			t.Fatalf("claimed %v after commit, want %v", got, want)
+			t.Fatalf("read %v after commit, want %v", got, want)
 		}
 	}},
 	{"UncommittedIsInvisible", func(t *testing.T, h StoreHarness) {
@@ -36,14 +36,14 @@ var atomicityTests = []storeTest{
 		if err := tx.Enqueue(ctx, msgs...); err != nil {
 			t.Fatal(err)
 		}
-		if recs := claim(t, ctx, ob.Store, "a", 10, hour); len(recs) != 0 {
-			t.Fatalf("claimed %d records of an open transaction", len(recs))
+		if recs := pending(t, ctx, ob.Store, 10); len(recs) != 0 {
+			t.Fatalf("read %d records of an open transaction", len(recs))
 		}
 		if err := tx.Commit(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if recs := claim(t, ctx, ob.Store, "a", 10, hour); len(recs) != 2 {
-			t.Fatalf("claimed %d records after commit, want 2", len(recs))
+		if recs := pending(t, ctx, ob.Store, 10); len(recs) != 2 {
+			t.Fatalf("read %d records after commit, want 2", len(recs))
 		}
 	}},
 	{"RollbackLeavesNothing", func(t *testing.T, h StoreHarness) {
@@ -61,8 +61,8 @@ var atomicityTests = []storeTest{
 			t.Fatal(err)
 		}
 		after := write(t, ctx, ob, outbox.Message{Topic: "t", Key: "k"})
-		if recs := claim(t, ctx, ob.Store, "a", 10, hour); !equalStrings(recordIDs(recs), messageIDs(after)) {
-			t.Fatalf("claimed %v; only the committed %v should exist", recordIDs(recs), messageIDs(after))
+		if recs := pending(t, ctx, ob.Store, 10); !equalStrings(recordIDs(recs), messageIDs(after)) {
+			t.Fatalf("read %v; only the committed %v should exist", recordIDs(recs), messageIDs(after))
 		}
 	}},
 	{"PanicLeavesNothing", func(t *testing.T, h StoreHarness) {
@@ -83,8 +83,8 @@ var atomicityTests = []storeTest{
 			}
 			panic("business logic failed after enqueue")
 		}()
-		if recs := claim(t, ctx, ob.Store, "a", 10, hour); len(recs) != 0 {
-			t.Fatalf("claimed %d records of a transaction that panicked", len(recs))
+		if recs := pending(t, ctx, ob.Store, 10); len(recs) != 0 {
+			t.Fatalf("read %d records of a transaction that panicked", len(recs))
 		}
 	}},
 	{"InvalidMessageWritesNothing", func(t *testing.T, h StoreHarness) {
@@ -103,8 +103,8 @@ var atomicityTests = []storeTest{
 		// The transaction is still the caller's to commit: the valid message
 		// must not have been written either.
 		_ = tx.Commit(ctx)
-		if recs := claim(t, ctx, ob.Store, "a", 10, hour); len(recs) != 0 {
-			t.Fatalf("claimed %d records after a rejected Enqueue", len(recs))
+		if recs := pending(t, ctx, ob.Store, 10); len(recs) != 0 {
+			t.Fatalf("read %d records after a rejected Enqueue", len(recs))
 		}
 	}},
 	{"ConcurrentWritersAllVisible", func(t *testing.T, h StoreHarness) {
@@ -152,9 +152,9 @@ var enqueueTests = []storeTest{
 			{Topic: "t", Key: "k"},
 		}
 		write(t, ctx, ob, msgs...)
-		recs := claim(t, ctx, ob.Store, "a", 10, hour)
+		recs := pending(t, ctx, ob.Store, 10)
 		if len(recs) != len(msgs) {
-			t.Fatalf("claimed %d records, want %d", len(recs), len(msgs))
+			t.Fatalf("read %d records, want %d", len(recs), len(msgs))
 		}
 		byID := make(map[string]outbox.Record)
 		for _, r := range recs {
@@ -163,7 +163,7 @@ var enqueueTests = []storeTest{
 		for _, m := range msgs {
 			r, ok := byID[m.ID]
 			if !ok {
-				t.Fatalf("message %s was not claimed", m.ID)
+				t.Fatalf("message %s was not read", m.ID)
 			}
 			if r.Topic != m.Topic || r.Key != m.Key || !bytes.Equal(r.Payload, m.Payload) {
 				t.Errorf("record %s = topic %q key %q payload %x, want %q %q %x", m.ID, r.Topic, r.Key, r.Payload, m.Topic, m.Key, m.Payload)
@@ -174,8 +174,11 @@ var enqueueTests = []storeTest{
 			if d := r.CreatedAt.Sub(m.CreatedAt).Abs(); d > time.Millisecond {
 				t.Errorf("record %s CreatedAt = %v, want %v (within 1ms)", m.ID, r.CreatedAt, m.CreatedAt)
 			}
-			if r.Attempts != 1 || r.LastError != "" {
-				t.Errorf("record %s Attempts=%d LastError=%q after its first claim, want 1 and empty", m.ID, r.Attempts, r.LastError)
+			if r.Attempts != 0 || r.LastError != "" || !r.NotBefore.IsZero() {
+				t.Errorf("record %s Attempts=%d LastError=%q NotBefore=%v before any attempt, want 0, empty and zero", m.ID, r.Attempts, r.LastError, r.NotBefore)
+			}
+			if want := outbox.LaneOf(m.Key, m.ID, outbox.DefaultLanes); r.Lane != want {
+				t.Errorf("record %s (key %q) is in lane %d, want LaneOf = %d", m.ID, m.Key, r.Lane, want)
 			}
 		}
 	}},

@@ -20,12 +20,10 @@ var deadLetterTests = []storeTest{
 			msgs = append(msgs, write(t, ctx, ob, outbox.Message{Topic: "t", Key: keyName(i), Payload: []byte{byte(i)}})...)
 		}
 		alive := write(t, ctx, ob, outbox.Message{Topic: "t", Key: "alive"})
-		recs := claim(t, ctx, ob.Store, "a", 10, hour)
-		for _, r := range recs {
-			if r.ID == alive[0].ID {
-				release(t, ctx, ob.Store, "a", r)
-			} else {
-				deadLetter(t, ctx, ob.Store, "a", "rejected: "+r.Key, r)
+		a := hold(t, ctx, ob.Store, "a", hour)
+		for _, r := range a.read(10) {
+			if r.ID != alive[0].ID {
+				a.dead("rejected: "+r.Key, r)
 			}
 		}
 
@@ -52,13 +50,13 @@ var deadLetterTests = []storeTest{
 		if n, err := dls.ReplayDead(ctx, outbox.SelectDead{IDs: []string{msgs[0].ID, alive[0].ID}}); err != nil || n != 1 {
 			t.Fatalf("ReplayDead(one dead, one alive) = %d, %v; want 1", n, err)
 		}
-		got := claim(t, ctx, ob.Store, "b", 10, hour)
+		got := a.read(10)
 		if !hasID(got, msgs[0].ID) || !hasID(got, alive[0].ID) || len(got) != 2 {
-			t.Fatalf("after replay claimed %v; want the replayed and the live record", recordIDs(got))
+			t.Fatalf("after replay read %v; want the replayed and the live record", recordIDs(got))
 		}
 		for _, r := range got {
-			if r.ID == msgs[0].ID && r.Attempts != 1 {
-				t.Fatalf("replayed record has Attempts %d, want 1 (replay resets the count)", r.Attempts)
+			if r.ID == msgs[0].ID && (r.Attempts != 0 || !r.NotBefore.IsZero()) {
+				t.Fatalf("replayed record has Attempts %d, NotBefore %v; want 0 and none (replay resets them)", r.Attempts, r.NotBefore)
 			}
 		}
 		if n, err := dls.PurgeDead(ctx, outbox.SelectDead{All: true}); err != nil || n != 2 {
@@ -71,17 +69,19 @@ var deadLetterTests = []storeTest{
 			t.Fatalf("ReplayDead(All) with no dead letters = %d, %v; want 0", n, err)
 		}
 	}},
-	{"DeliveredRecordLeavesDeadLetters", func(t *testing.T, h StoreHarness) {
+	{"LateDeliveryLeavesDeadLetterAlone", func(t *testing.T, h StoreHarness) {
 		ctx := testContext(t)
 		ob := h.New(t, OutboxOptions{})
 		dls := needCapability[outbox.DeadLetterStore](t, ob.Store, "DeadLetterStore")
 		write(t, ctx, ob, outbox.Message{Topic: "t", Key: "k"})
-		a := claim(t, ctx, ob.Store, "a", 1, hour)
-		deadLetter(t, ctx, ob.Store, "a", "timed out", a...)
-		// The broker acknowledged after all (a late ack): delivery wins.
-		markDelivered(t, ctx, ob.Store, "a", a...)
-		if list, err := dls.ListDead(ctx, outbox.ListDeadParams{}); err != nil || len(list) != 0 {
-			t.Fatalf("ListDead = %d, %v after the dead letter was marked delivered; want none", len(list), err)
+		a := hold(t, ctx, ob.Store, "a", hour)
+		recs := a.read(1)
+		a.dead("timed out", recs...)
+		// A late delivery of a dead letter changes nothing: it stays
+		// dead, for an operator to replay or purge.
+		a.deliver(recs...)
+		if list, err := dls.ListDead(ctx, outbox.ListDeadParams{}); err != nil || len(list) != 1 {
+			t.Fatalf("ListDead = %d, %v after a late delivery of the dead letter; want it still there", len(list), err)
 		}
 	}},
 	{"WaitingBehindDead", func(t *testing.T, h StoreHarness) {
@@ -89,13 +89,14 @@ var deadLetterTests = []storeTest{
 		ob := h.New(t, OutboxOptions{})
 		wb := needCapability[outbox.DeadLetterBacklog](t, ob.Store, "DeadLetterBacklog")
 		// deadOne writes a message of key and dead-letters it.
+		r := hold(t, ctx, ob.Store, "a", hour)
 		deadOne := func(key string) string {
 			m := write(t, ctx, ob, outbox.Message{Topic: "t", Key: key})
-			recs := claim(t, ctx, ob.Store, "a", 10, hour)
+			recs := r.read(10)
 			if len(recs) != 1 || recs[0].ID != m[0].ID {
-				t.Fatalf("claimed %v; want just %s", recordIDs(recs), m[0].ID)
+				t.Fatalf("read %v; want just %s", recordIDs(recs), m[0].ID)
 			}
-			deadLetter(t, ctx, ob.Store, "a", "rejected", recs...)
+			r.dead("rejected", recs...)
 			return m[0].ID
 		}
 		// Dead letters of keys a, d, b and of no key.
@@ -103,7 +104,7 @@ var deadLetterTests = []storeTest{
 		deadOne("")
 		// Key d went on: a later message delivered.
 		write(t, ctx, ob, outbox.Message{Topic: "t", Key: "d"})
-		markDelivered(t, ctx, ob.Store, "a", claim(t, ctx, ob.Store, "a", 1, hour)...)
+		r.deliver(r.read(1)...)
 		// Pending now: two messages of a, one of d, none of b, one without
 		// a key (which nothing holds back), one of c (which has no dead
 		// letter).
@@ -137,11 +138,10 @@ var capabilityTests = []storeTest{
 		write(t, ctx, ob, newMessages("t", "k", 10)...)
 		drain(t, ctx, ob.Store, "a")
 		write(t, ctx, ob, outbox.Message{Topic: "t", Key: "pending"}, outbox.Message{Topic: "t", Key: "dead"})
-		for _, r := range claim(t, ctx, ob.Store, "a", 10, hour) {
+		a := hold(t, ctx, ob.Store, "a", hour)
+		for _, r := range a.read(10) {
 			if r.Key == "dead" {
-				deadLetter(t, ctx, ob.Store, "a", "x", r)
-			} else {
-				release(t, ctx, ob.Store, "a", r)
+				a.dead("x", r)
 			}
 		}
 		if n, err := c.Cleanup(ctx, outbox.CleanupParams{OlderThan: hour, Limit: 100}); err != nil || n != 0 {
@@ -164,9 +164,9 @@ var capabilityTests = []storeTest{
 		if sum(total) != 10 {
 			t.Fatalf("Cleanup deleted %v, want 10 in all", total)
 		}
-		got := claim(t, ctx, ob.Store, "b", 10, hour)
+		got := a.read(10)
 		if len(got) != 1 || got[0].Key != "pending" {
-			t.Fatalf("after cleanup claimed %v; the pending record must survive", recordIDs(got))
+			t.Fatalf("after cleanup read %v; the pending record must survive", recordIDs(got))
 		}
 		if dls, ok := ob.Store.(outbox.DeadLetterStore); ok {
 			if list, _ := dls.ListDead(ctx, outbox.ListDeadParams{}); len(list) != 1 {
@@ -185,30 +185,44 @@ var capabilityTests = []storeTest{
 		write(t, ctx, ob, outbox.Message{Topic: "t", Key: "old", CreatedAt: oldest})
 		write(t, ctx, ob, newMessages("t", "k", 4)...)
 		write(t, ctx, ob, outbox.Message{Topic: "t", Key: "dead"}, outbox.Message{Topic: "t", Key: "retry"})
-		for _, r := range claim(t, ctx, ob.Store, "a", 10, hour) {
+		a := hold(t, ctx, ob.Store, "a", hour)
+		for _, r := range a.read(10) {
 			switch r.Key {
 			case "dead":
-				deadLetter(t, ctx, ob.Store, "a", "x", r)
+				a.dead("x", r)
 			case "retry":
-				scheduleRetry(t, ctx, ob.Store, "a", "x", hour, r)
-			case "old":
-				// stays leased to a
-			default:
-				release(t, ctx, ob.Store, "a", r)
+				a.retry("x", hour, r)
 			}
 		}
 		st, err := sr.Stats(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Pending != 6 || st.Leased != 1 || st.Dead != 1 || st.Retrying != 1 {
-			t.Fatalf("Stats = pending %d leased %d dead %d retrying %d; want 6, 1, 1, 1", st.Pending, st.Leased, st.Dead, st.Retrying)
+		if st.Pending != 6 || st.Dead != 1 || st.Retrying != 1 {
+			t.Fatalf("Stats = pending %d dead %d retrying %d; want 6, 1, 1", st.Pending, st.Dead, st.Retrying)
 		}
 		if st.OldestPending.Sub(oldest).Abs() > time.Millisecond {
 			t.Fatalf("OldestPending = %v, want %v", st.OldestPending, oldest)
 		}
-		if len(st.Relays) != 1 || st.Relays[0].Owner != "a" || st.Relays[0].Leased != 1 || st.Relays[0].Until.Before(time.Now()) {
-			t.Fatalf("Relays = %+v, want owner a holding 1 lease into the future", st.Relays)
+		if st.Lanes != outbox.DefaultLanes {
+			t.Fatalf("Stats.Lanes = %d, want %d", st.Lanes, outbox.DefaultLanes)
+		}
+		if len(st.Relays) != 1 || st.Relays[0].Owner != "a" || st.Relays[0].Lanes != outbox.DefaultLanes || st.Relays[0].Until.Before(time.Now()) {
+			t.Fatalf("Relays = %+v, want owner a holding every lane, live into the future", st.Relays)
+		}
+		if len(st.Lagging) == 0 || st.Lagging[0].Lane != outbox.LaneOf("old", "", outbox.DefaultLanes) ||
+			st.Lagging[0].Owner != "a" || st.Lagging[0].OldestPending.Sub(oldest).Abs() > time.Millisecond || st.Lagging[0].Pending < 1 {
+			t.Fatalf("Lagging = %+v; want the lane of key old first, held by a, with its oldest record", st.Lagging)
+		}
+		var lagging int64
+		for i, l := range st.Lagging {
+			lagging += l.Pending
+			if i > 0 && l.OldestPending.Before(st.Lagging[i-1].OldestPending) {
+				t.Fatalf("Lagging is not sorted oldest first: %+v", st.Lagging)
+			}
+		}
+		if lagging != st.Pending {
+			t.Fatalf("Lagging counts %d pending records; Stats.Pending is %d (fewer than 10 lanes have records)", lagging, st.Pending)
 		}
 		if st.Replayed != 0 {
 			t.Fatalf("Stats.Replayed = %d before any replay", st.Replayed)

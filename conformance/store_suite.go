@@ -11,8 +11,8 @@ type storeTest struct {
 }
 
 // RunStoreSuite proves that a store keeps the promises of [outbox.Store]:
-// atomic Enqueue, exclusive leases, per-key order across concurrent
-// claimers, no gaps behind late commits, retries, dead letters, and the
+// atomic Enqueue, exclusive lane leases, outcomes fenced by lane epochs,
+// reads in Seq order that see late commits, retries, dead letters, and the
 // optional capabilities it implements. Every test gets its own outbox from
 // h.New and runs in parallel with the others.
 func RunStoreSuite(t *testing.T, h StoreHarness) {
@@ -25,7 +25,7 @@ func RunStoreSuite(t *testing.T, h StoreHarness) {
 	}{
 		{"Atomicity", atomicityTests},
 		{"Enqueue", enqueueTests},
-		{"Claim", claimTests},
+		{"Lanes", laneTests},
 		{"Order", orderTests},
 		{"DeadLetters", deadLetterTests},
 		{"Capabilities", capabilityTests},

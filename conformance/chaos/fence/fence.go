@@ -1,7 +1,7 @@
 // Package fence simulates the crash of a relay that runs in the same
 // process as its store: a [Fence] stands between the relay and its store and
 // publisher, and once killed every call the relay makes through it fails,
-// so the relay records nothing more and its leases stay until they expire,
+// so the relay records nothing more and its lane leases stay until they expire,
 // like a process that died. Calls already under way finish, as they would on
 // a server whose client died.
 //
@@ -54,39 +54,39 @@ type fencedStore struct {
 	f *Fence
 }
 
-func (s *fencedStore) Claim(ctx context.Context, p outbox.ClaimParams) ([]outbox.Record, error) {
+func (s *fencedStore) SyncLanes(ctx context.Context, p outbox.SyncParams) (outbox.LaneView, error) {
+	if err := s.f.check(); err != nil {
+		return outbox.LaneView{}, err
+	}
+	return s.Store.SyncLanes(ctx, p)
+}
+
+func (s *fencedStore) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.Lane, error) {
 	if err := s.f.check(); err != nil {
 		return nil, err
 	}
-	return s.Store.Claim(ctx, p)
+	return s.Store.TakeLanes(ctx, p)
 }
 
-func (s *fencedStore) MarkDelivered(ctx context.Context, p outbox.MarkDeliveredParams) error {
+func (s *fencedStore) ReleaseLanes(ctx context.Context, p outbox.ReleaseLanesParams) error {
 	if err := s.f.check(); err != nil {
 		return err
 	}
-	return s.Store.MarkDelivered(ctx, p)
+	return s.Store.ReleaseLanes(ctx, p)
 }
 
-func (s *fencedStore) ScheduleRetry(ctx context.Context, p outbox.ScheduleRetryParams) error {
+func (s *fencedStore) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record, error) {
+	if err := s.f.check(); err != nil {
+		return nil, err
+	}
+	return s.Store.Read(ctx, p)
+}
+
+func (s *fencedStore) Settle(ctx context.Context, p outbox.SettleParams) error {
 	if err := s.f.check(); err != nil {
 		return err
 	}
-	return s.Store.ScheduleRetry(ctx, p)
-}
-
-func (s *fencedStore) DeadLetter(ctx context.Context, p outbox.DeadLetterParams) error {
-	if err := s.f.check(); err != nil {
-		return err
-	}
-	return s.Store.DeadLetter(ctx, p)
-}
-
-func (s *fencedStore) Release(ctx context.Context, p outbox.ReleaseParams) error {
-	if err := s.f.check(); err != nil {
-		return err
-	}
-	return s.Store.Release(ctx, p)
+	return s.Store.Settle(ctx, p)
 }
 
 type fencedListener struct {
