@@ -21,7 +21,7 @@ func TestNewRelayDefaults(t *testing.T) {
 		BatchSize: outbox.DefaultBatchSize, Concurrency: outbox.DefaultConcurrency,
 		PollInterval: outbox.DefaultPollInterval, MinPollInterval: outbox.DefaultMinPollInterval,
 		Lease: outbox.DefaultLease, PublishTimeout: outbox.DefaultPublishTimeout, ReadTimeout: outbox.DefaultReadTimeout,
-		MaxAttempts: outbox.DefaultMaxAttempts,
+		MaxAttempts:   outbox.DefaultMaxAttempts,
 		MinRetryDelay: outbox.DefaultMinRetryDelay, MaxRetryDelay: outbox.DefaultMaxRetryDelay,
 		Retention: outbox.DefaultRetention, CleanupInterval: outbox.DefaultCleanupInterval, CleanupBatch: outbox.DefaultCleanupBatch,
 	}
