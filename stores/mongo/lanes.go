@@ -1,6 +1,7 @@
 package mongostore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -202,68 +203,108 @@ func (s *Store) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.La
 		return nil, nil
 	}
 	var taken []outbox.Lane
-	err := s.laneChange(ctx, p.Owner, func(now time.Time) error {
-		return s.inTransaction(ctx, func(ctx context.Context) error {
-			var expired []int
-			taken = taken[:0]
-			for _, l := range p.Lanes {
-				var before laneDoc
-				err := s.lanes.FindOneAndUpdate(ctx,
-					bson.D{{Key: fID, Value: l.ID}, {Key: fEpoch, Value: l.Epoch}, {Key: "$or", Value: bson.A{
-						bson.D{{Key: fOwner, Value: ""}},
-						bson.D{{Key: fLeaseUntil, Value: bson.D{{Key: "$lte", Value: now}}}},
-					}}},
-					bson.D{
-						{Key: "$set", Value: bson.D{{Key: fOwner, Value: p.Owner}, {Key: fLeaseUntil, Value: now.Add(p.Lease)}}},
-						{Key: "$inc", Value: bson.D{{Key: fEpoch, Value: int64(1)}}},
-					},
-					options.FindOneAndUpdate().SetReturnDocument(options.Before)).Decode(&before)
-				if errors.Is(err, mongo.ErrNoDocuments) {
-					continue // changed since the caller's view
-				}
-				if err != nil {
-					return fail("take lanes", err)
-				}
-				taken = append(taken, outbox.Lane{ID: l.ID, Epoch: before.Epoch + 1})
-				if before.Owner != "" {
-					expired = append(expired, l.ID)
-				}
+	var expired []int
+	take := func(ctx context.Context, now time.Time) error {
+		taken, expired = taken[:0], expired[:0]
+		for _, l := range p.Lanes {
+			var before laneDoc
+			err := s.lanes.FindOneAndUpdate(ctx,
+				bson.D{{Key: fID, Value: l.ID}, {Key: fEpoch, Value: l.Epoch}, {Key: "$or", Value: bson.A{
+					bson.D{{Key: fOwner, Value: ""}},
+					bson.D{{Key: fLeaseUntil, Value: bson.D{{Key: "$lte", Value: now}}}},
+				}}},
+				bson.D{
+					{Key: "$set", Value: bson.D{{Key: fOwner, Value: p.Owner}, {Key: fLeaseUntil, Value: now.Add(p.Lease)}}},
+					{Key: "$inc", Value: bson.D{{Key: fEpoch, Value: int64(1)}}},
+				},
+				options.FindOneAndUpdate().SetReturnDocument(options.Before)).Decode(&before)
+			if errors.Is(err, mongo.ErrNoDocuments) {
+				continue // changed since the caller's view
 			}
-			return s.charge(ctx, expired, p.Charge)
+			if err != nil {
+				return fail("take lanes", err)
+			}
+			taken = append(taken, outbox.Lane{ID: l.ID, Epoch: before.Epoch + 1})
+			if before.Owner != "" {
+				expired = append(expired, l.ID)
+			}
+		}
+		return nil
+	}
+	var err error
+	if s.server.isFerret() {
+		// Under the lock, then the charge, which needs no lock: the lanes
+		// are ours now.
+		err = s.laneChange(ctx, p.Owner, func(now time.Time) error { return take(ctx, now) })
+		if err == nil {
+			err = s.charge(ctx, expired, p.Charge)
+		}
+	} else {
+		err = s.laneChange(ctx, p.Owner, func(now time.Time) error {
+			return s.inTransaction(ctx, func(ctx context.Context) error {
+				if err := take(ctx, now); err != nil {
+					return err
+				}
+				return s.charge(ctx, expired, p.Charge)
+			})
 		})
-	})
+	}
 	if err != nil {
 		return nil, err
 	}
 	return taken, nil
 }
 
-// charge adds an attempt to the first n pending records of lanes.
+// charge adds an attempt to the first n pending records of lanes, found
+// with one find on the "pending" index; on FerretDB, which filters and
+// sorts in its Go layer and pushes down only equalities, with one find per
+// lane, merged here.
 func (s *Store) charge(ctx context.Context, lanes []int, n int) error {
 	if len(lanes) == 0 || n <= 0 {
 		return nil
 	}
-	filter := bson.D{inState(statePending), {Key: fLane, Value: bson.D{{Key: "$in", Value: lanes}}}}
-	opts := options.Find().SetSort(bson.D{{Key: fSeq, Value: 1}}).SetLimit(int64(n)).
-		SetProjection(bson.D{{Key: fID, Value: 1}})
-	if !s.server.isFerret() {
-		opts.SetHint(pendingIndex)
+	type pick struct {
+		ID  string `bson:"_id"`
+		Seq int64  `bson:"seq"`
 	}
-	cur, err := s.records.Find(ctx, filter, opts)
-	if err != nil {
-		return fail("take lanes: charge", err)
+	find := func(lane bson.E) ([]pick, error) {
+		opts := options.Find().SetSort(bson.D{{Key: fSeq, Value: 1}}).SetLimit(int64(n)).
+			SetProjection(bson.D{{Key: fID, Value: 1}, {Key: fSeq, Value: 1}})
+		if !s.server.isFerret() {
+			opts.SetHint(pendingIndex)
+		}
+		cur, err := s.records.Find(ctx, bson.D{inState(statePending), lane}, opts)
+		if err != nil {
+			return nil, fail("take lanes: charge", err)
+		}
+		var picks []pick
+		if err := cur.All(ctx, &picks); err != nil {
+			return nil, fail("take lanes: charge", err)
+		}
+		return picks, nil
 	}
-	var docs []struct {
-		ID string `bson:"_id"`
+	var picks []pick
+	if s.server.isFerret() {
+		for _, l := range lanes {
+			more, err := find(bson.E{Key: fLane, Value: l})
+			if err != nil {
+				return err
+			}
+			picks = append(picks, more...)
+		}
+		slices.SortFunc(picks, func(a, b pick) int { return cmp.Compare(a.Seq, b.Seq) })
+		picks = picks[:min(len(picks), n)]
+	} else {
+		var err error
+		if picks, err = find(bson.E{Key: fLane, Value: bson.D{{Key: "$in", Value: lanes}}}); err != nil {
+			return err
+		}
 	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return fail("take lanes: charge", err)
+	ids := make([]string, len(picks))
+	for i, p := range picks {
+		ids[i] = p.ID
 	}
-	ids := make([]string, len(docs))
-	for i, d := range docs {
-		ids[i] = d.ID
-	}
-	err = s.updateEach(ctx, ids, bson.D{inState(statePending)}, bson.D{{Key: "$inc", Value: bson.D{{Key: fAttempts, Value: int32(1)}}}})
+	err := s.updateEach(ctx, ids, bson.D{inState(statePending)}, bson.D{{Key: "$inc", Value: bson.D{{Key: fAttempts, Value: int32(1)}}}})
 	return fail("take lanes: charge", err)
 }
 
@@ -311,14 +352,4 @@ func (s *Store) inTransaction(ctx context.Context, fn func(ctx context.Context) 
 		return fail("commit", err)
 	}
 	return err
-}
-
-// sortedLaneIDs returns the IDs of lanes, sorted, without duplicates.
-func sortedLaneIDs(lanes []outbox.Lane) []int {
-	ids := make([]int, len(lanes))
-	for i, l := range lanes {
-		ids[i] = l.ID
-	}
-	slices.Sort(ids)
-	return slices.Compact(ids)
 }

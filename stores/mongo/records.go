@@ -72,15 +72,15 @@ func newRecordDoc(m outbox.Message, seq int64, lanes int) recordDoc {
 		payload = []byte{}
 	}
 	return recordDoc{
-		ID:          m.ID,
-		Seq:         seq,
-		Topic:       m.Topic,
-		Key:         m.Key,
-		Payload:     payload,
-		Headers:     headersOf(m.Headers),
-		CreatedAt:   m.CreatedAt,
-		State:       statePending,
-		Lane:        int32(outbox.LaneOf(m.Key, m.ID, lanes)),
+		ID:        m.ID,
+		Seq:       seq,
+		Topic:     m.Topic,
+		Key:       m.Key,
+		Payload:   payload,
+		Headers:   headersOf(m.Headers),
+		CreatedAt: m.CreatedAt,
+		State:     statePending,
+		Lane:      int32(outbox.LaneOf(m.Key, m.ID, lanes)),
 	}
 }
 
