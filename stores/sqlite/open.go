@@ -74,8 +74,8 @@ func uriPath(path string) string {
 //
 // Concurrency: SQLite has one writer at a time. In WAL mode readers run
 // beside it, and every write transaction waits for the write lock at
-// BEGIN. Keep write transactions short (the store's own are one statement
-// each). Open keeps up to [DefaultMaxIdleConns] idle connections, so that
+// BEGIN. Keep write transactions short (the store's own are a few
+// statements at most). Open keeps up to [DefaultMaxIdleConns] idle connections, so that
 // connections and the statements prepared on them are reused, and sets no
 // limit on open connections: a limit (db.SetMaxOpenConns) saves memory,
 // each connection having its own page cache, but code that holds a

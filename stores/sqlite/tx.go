@@ -9,13 +9,16 @@ import (
 	"time"
 )
 
-// Writes. SQLite has one writer at a time, and every write of the store is
-// one statement (Migrate excepted), so the store needs no transactions of
-// its own: a statement is atomic, and from its first step to its end it
-// holds the write lock, which no connection of this or any other process
-// can take meanwhile. Such a statement takes the lock before it reads, so
-// it waits its turn under the busy timeout instead of failing with
-// SQLITE_BUSY the way a deferred transaction that read first can.
+// Writes. SQLite has one writer at a time: a statement, or a transaction
+// begun with BEGIN IMMEDIATE, holds the write lock from its first step to
+// its end, and no connection of this or any other process can take it
+// meanwhile. So the store needs no row locks: most of its writes are one
+// statement, which is atomic, and those that read before they write
+// (SyncLanes, TakeLanes, Settle with failures, Migrate) run in a
+// BEGIN IMMEDIATE transaction. Either way the lock is taken before the
+// first read, so a write waits its turn under the busy timeout instead of
+// failing with SQLITE_BUSY the way a deferred transaction that read first
+// can.
 //
 // The lock is waited for until ctx ends or Config.LockTimeout passes: first
 // in the file's in-process queue (see fileHub), then in SQLite, which waits
