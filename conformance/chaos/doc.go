@@ -1,8 +1,10 @@
 // Package chaos proves txoutbox's promises under faults, for any store ×
 // broker pair: relays killed at random moments (one, two or three relays
-// sharing an outbox), a broker outage, database connections killed, writers
-// that panic, cancel or roll back, a poison message, and a transaction that
-// commits late. Every scenario is checked with a [conformance.Ledger]:
+// sharing an outbox), relays joining and leaving while their lanes change
+// hands, a zombie relay frozen past its lease that wakes up, a broker
+// outage, database connections killed, writers that panic, cancel or roll
+// back, a poison message, a transaction that commits late, and writers of
+// one key that commit in the reverse order of their sequence numbers. Every scenario is checked with a [conformance.Ledger]:
 // nothing lost, per-key order kept, nothing rolled back ever delivered, and
 // duplicates — all carrying their original ID — bounded by the kills.
 //

@@ -50,9 +50,13 @@ type inProcessRelay struct {
 
 func (r *inProcessRelay) Kill() error {
 	r.fence.Kill()
+	r.fence.Resume()
 	r.cancel() // its goroutines wind down; nothing they do reaches the store any more
 	return nil
 }
+
+func (r *inProcessRelay) Pause() error  { r.fence.Pause(); return nil }
+func (r *inProcessRelay) Resume() error { r.fence.Resume(); return nil }
 
 func (r *inProcessRelay) Stop() error {
 	r.once.Do(func() {

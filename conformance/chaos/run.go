@@ -57,6 +57,9 @@ var scenarios = []scenario{
 	{"writers fail", (*session).writersFail},
 	{"poison message", (*session).poison},
 	{"late commit", (*session).lateCommit},
+	{"relays join and leave", (*session).joinAndLeave},
+	{"zombie relay", (*session).zombie},
+	{"shared keys, late commits", (*session).sharedKeys},
 }
 
 // Run runs every scenario against fresh targets of one pair, each as a
@@ -351,4 +354,127 @@ func (s *session) poison() string {
 	s.faultEnded()
 	s.waitAll()
 	return ""
+}
+
+// joinAndLeave starts one relay and, while the writers write, alternately
+// adds a relay (the others give it lanes) and stops one gracefully (it
+// gives its lanes back).
+func (s *session) joinAndLeave() string {
+	s.startRelays(1)
+	s.during(loadCommit, s.o.Kills, func(i int) {
+		s.mu.Lock()
+		n := len(s.relays)
+		s.mu.Unlock()
+		if i%2 == 0 || n == 1 {
+			s.startRelay(n)
+		} else {
+			s.mu.Lock()
+			victim := s.relays[n-1]
+			s.relays = s.relays[:n-1]
+			s.mu.Unlock()
+			if err := victim.Stop(); err != nil {
+				s.t.Errorf("stopping a relay: %v", err)
+			}
+		}
+		s.mu.Lock()
+		s.res.Relays = max(s.res.Relays, len(s.relays))
+		s.mu.Unlock()
+		s.faultEnded()
+	})
+	s.waitAll()
+	return ""
+}
+
+// zombie runs two relays and, while the writers write, freezes one of them
+// for twice its lease and lets it go on: the other takes its lanes, and the
+// zombie's late outcomes must change nothing. At most duplicates.
+func (s *session) zombie() string {
+	s.startRelays(2)
+	spec := relaySpec("")
+	s.during(loadCommit, max(1, s.o.Kills/2), func(i int) {
+		s.mu.Lock()
+		victim := s.relays[i%2]
+		s.mu.Unlock()
+		if err := victim.Pause(); err != nil {
+			s.t.Fatalf("pausing a relay: %v", err)
+		}
+		select {
+		case <-time.After(2 * spec.Lease):
+		case <-s.ctx.Done():
+		}
+		if err := victim.Resume(); err != nil {
+			s.t.Fatalf("resuming a relay: %v", err)
+		}
+		s.faultEnded()
+	})
+	s.waitAll()
+	return ""
+}
+
+// sharedKeys has writers of one key that do not serialize on a row, while
+// relays are killed: T1 writes key k (taking the lower sequence number) and
+// stays open, T2 writes k and commits, and T1 commits only once T2's
+// message has arrived. Commit order is T2 then T1, and so must be the
+// order of first deliveries: no relay may hold T2's message back for T1's,
+// nor hand the two to different relays.
+func (s *session) sharedKeys() string {
+	if s.tg.SingleWriter {
+		return "the store lets one write transaction in at a time"
+	}
+	s.startRelays(2)
+	pairs := max(4, s.o.Kills*2)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range pairs {
+			if s.ctx.Err() != nil {
+				return
+			}
+			key := fmt.Sprintf("shared-%d", i%4)
+			if err := s.latePair(key, i); err != nil {
+				s.t.Errorf("shared key %s: %v", key, err)
+				return
+			}
+		}
+	}()
+	s.during(loadCommit, s.o.Kills, func(int) {
+		s.mu.Lock()
+		victim := s.relays[0]
+		s.mu.Unlock()
+		if err := victim.Kill(); err != nil {
+			s.t.Errorf("killing a relay: %v", err)
+		}
+		s.faultEnded()
+		s.startRelay(0)
+	})
+	<-done
+	s.waitAll()
+	return ""
+}
+
+// latePair commits two messages of key in the reverse order of their
+// sequence numbers.
+func (s *session) latePair(key string, i int) error {
+	t1, err := s.tg.Outbox.Begin(s.ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = t1.Rollback(s.ctx) }()
+	first := []outbox.Message{{Topic: s.tg.Topic, Key: key, Payload: fmt.Appendf(nil, "%d-t1", i)}}
+	if err := t1.Enqueue(s.ctx, first...); err != nil {
+		return err
+	}
+	second := []outbox.Message{{Topic: s.tg.Topic, Key: key, Payload: fmt.Appendf(nil, "%d-t2", i)}}
+	if err := writeTx(s.ctx, s.tg.Outbox, second, commit); err != nil {
+		return err
+	}
+	s.ledger.Committed(second...)
+	if err := s.ledger.WaitArrived(s.ctx, second[0].ID); err != nil {
+		return fmt.Errorf("T2's message never arrived while T1 was open: %w", err)
+	}
+	if err := t1.Commit(s.ctx); err != nil {
+		return err
+	}
+	s.ledger.Committed(first...)
+	return nil
 }

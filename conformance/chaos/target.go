@@ -34,6 +34,11 @@ type Target struct {
 	StopBroker  func() error
 	StartBroker func() error
 
+	// SingleWriter says the store lets one write transaction in at a time
+	// (SQLite): scenarios that keep a write transaction open while other
+	// writers commit skip.
+	SingleWriter bool
+
 	// Poison, when set, makes a message the broker rejects until Fix is
 	// called (for example a payload over the broker's size limit, and a
 	// larger limit).
@@ -68,8 +73,13 @@ type RelaySpec struct {
 // Relay is a running relay.
 type Relay interface {
 	// Kill ends the relay at once, as a crash would: no graceful shutdown,
-	// its leases stay until they expire.
+	// its lanes stay leased until their lease expires.
 	Kill() error
+	// Pause freezes the relay (SIGSTOP for a process) and Resume lets it
+	// go on (SIGCONT): a relay paused past its lease wakes up as a zombie
+	// whose lanes other relays have taken.
+	Pause() error
+	Resume() error
 	// Stop ends the relay gracefully and waits for it.
 	Stop() error
 }
@@ -111,7 +121,7 @@ func Long() Options {
 }
 
 // relaySpec is the configuration of the scenarios' relays: leases short
-// enough that a killed relay's records come back within seconds.
+// enough that a killed relay's lanes are taken over within seconds.
 func relaySpec(owner string) RelaySpec {
 	return RelaySpec{
 		Owner:          owner,

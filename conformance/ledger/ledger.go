@@ -119,6 +119,24 @@ func (l *Ledger) arrivedLocked() {
 	l.changed = make(chan struct{})
 }
 
+// WaitArrived blocks until the message with id has arrived or ctx ends.
+func (l *Ledger) WaitArrived(ctx context.Context, id string) error {
+	for {
+		l.mu.Lock()
+		_, ok := l.received[id]
+		changed := l.changed
+		l.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+	}
+}
+
 // WaitAll blocks until every committed message has arrived or ctx ends.
 func (l *Ledger) WaitAll(ctx context.Context) error {
 	for {

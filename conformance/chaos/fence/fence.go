@@ -2,7 +2,8 @@
 // process as its store: a [Fence] stands between the relay and its store and
 // publisher, and once killed every call the relay makes through it fails,
 // so the relay records nothing more and its lane leases stay until they expire,
-// like a process that died. Calls already under way finish, as they would on
+// like a process that died. Paused, every call waits until it is resumed,
+// like a process stopped with SIGSTOP. Calls already under way finish, as they would on
 // a server whose client died.
 //
 // It serves [github.com/txoutbox/txoutbox/conformance/chaos.InProcess] and
@@ -12,6 +13,7 @@ package fence
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 
 	outbox "github.com/txoutbox/txoutbox/core"
@@ -21,10 +23,36 @@ import (
 var ErrKilled = errors.New("fence: the relay was killed")
 
 // A Fence is open until Kill. The zero value is open and ready to use.
-type Fence struct{ dead atomic.Bool }
+type Fence struct {
+	dead atomic.Bool
+
+	mu     sync.Mutex
+	paused chan struct{} // closed by Resume; nil while not paused
+}
 
 // Kill closes the fence for good.
 func (f *Fence) Kill() { f.dead.Store(true) }
+
+// Pause freezes the relay, as SIGSTOP freezes a process: every call it
+// makes through the fence waits until Resume, whatever its context says.
+// Calls already under way finish.
+func (f *Fence) Pause() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.paused == nil {
+		f.paused = make(chan struct{})
+	}
+}
+
+// Resume lets a paused relay go on, as SIGCONT does.
+func (f *Fence) Resume() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.paused != nil {
+		close(f.paused)
+		f.paused = nil
+	}
+}
 
 // Store returns store behind the fence. The result is an [outbox.Listener]
 // when store is one, so that the relay keeps its wake-ups; the other optional
@@ -43,6 +71,12 @@ func (f *Fence) Publisher(pub outbox.Publisher) outbox.Publisher {
 }
 
 func (f *Fence) check() error {
+	f.mu.Lock()
+	wait := f.paused
+	f.mu.Unlock()
+	if wait != nil {
+		<-wait
+	}
 	if f.dead.Load() {
 		return ErrKilled
 	}
