@@ -66,6 +66,8 @@ func outageMessage(what string, err error) (slog.Level, string) {
 		return slog.LevelError, "outbox: the " + what + "'s database does not exist; pausing the relay"
 	case errors.Is(err, ErrAccessDenied):
 		return slog.LevelError, "outbox: the " + what + " refused access (check the credentials and grants); pausing the relay"
+	case errors.Is(err, ErrReadTimeout):
+		return slog.LevelWarn, "outbox: the " + what + " answered too slowly (a read or lane renewal outlived ReadTimeout: a lock held by another session, or an overloaded server); pausing the relay"
 	case errors.Is(err, ErrUnavailable):
 		return slog.LevelWarn, "outbox: " + what + " unavailable; pausing the relay"
 	}

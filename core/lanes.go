@@ -43,7 +43,7 @@ func (rn *run) laneLoop(ctx context.Context) {
 }
 
 // syncLanes is one round of the lane loop.
-func (rn *run) syncLanes(ctx context.Context, start time.Time) error {
+func (rn *run) syncLanes(ctx context.Context, start time.Time) (err error) {
 	r := rn.r
 	ev := LaneEvent{Owner: r.cfg.Owner}
 	defer func() {
@@ -53,6 +53,12 @@ func (rn *run) syncLanes(ctx context.Context, start time.Time) error {
 	}()
 	cctx, cancel := context.WithTimeout(ctx, r.cfg.ReadTimeout)
 	defer cancel()
+	defer func() {
+		if ev.Err != nil && cctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			ev.Err = fmt.Errorf("%w: lane leasing took longer than ReadTimeout (%v): %w", ErrReadTimeout, r.cfg.ReadTimeout, ev.Err)
+			err = ev.Err
+		}
+	}()
 
 	rn.mu.Lock()
 	held := rn.q.held()

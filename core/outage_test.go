@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	outbox "github.com/txoutbox/txoutbox/core"
 	"github.com/txoutbox/txoutbox/core/memory"
@@ -163,4 +164,54 @@ func TestRelayLogsBrokerRefusingAccess(t *testing.T) {
 	if dead, _ := store.ListDead(ctx, outbox.ListDeadParams{}); len(dead) != 0 {
 		t.Errorf("a broker refusing access dead-lettered %d messages", len(dead))
 	}
+}
+
+// slowReads is a store whose reads wait until their context ends.
+type slowReads struct{ outbox.Store }
+
+func (s slowReads) Read(ctx context.Context, _ outbox.ReadParams) ([]outbox.Record, error) {
+	<-ctx.Done()
+	return nil, fmt.Errorf("%w: %w", outbox.ErrUnavailable, ctx.Err()) // as a driver might wrap it
+}
+
+// TestRelayReportsReadTimeout: a read that outlives ReadTimeout is logged as
+// a slow store, not as an unavailable one, and its error matches
+// ErrReadTimeout.
+func TestRelayReportsReadTimeout(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	logs := &levelLog{}
+	cfg := fastConfig(t)
+	cfg.Logger = slog.New(logs)
+	cfg.ReadTimeout = 20 * time.Millisecond
+	obs := &readErrors{}
+	cfg.Observer = obs
+	run(t, slowReads{memory.NewStore(memory.StoreConfig{})}, memory.NewPublisher(memory.PublisherConfig{}), cfg)
+	eventually(t, ctx, "the relay to log the slow read", func() bool { return logs.find("pausing the relay") != "" })
+	if got := logs.find("pausing the relay"); !strings.Contains(got, "answered too slowly") {
+		t.Errorf("logged %q; want the slow store named as such", got)
+	}
+	if err := obs.first(); !errors.Is(err, outbox.ErrReadTimeout) {
+		t.Errorf("the observer saw %v; want an error matching ErrReadTimeout", err)
+	}
+}
+
+type readErrors struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (o *readErrors) ObserveRead(e outbox.ReadEvent) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err == nil {
+		o.err = e.Err
+	}
+}
+func (o *readErrors) ObserveBatch(outbox.BatchEvent) {}
+func (o *readErrors) ObserveLanes(outbox.LaneEvent)  {}
+func (o *readErrors) first() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
 }

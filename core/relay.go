@@ -261,8 +261,8 @@ func (rn *run) read(ctx context.Context, p ReadParams) ([]Record, error) {
 	defer cancel()
 	start := time.Now()
 	recs, err := r.store.Read(cctx, p)
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		err = fmt.Errorf("%w: the read of %d lanes took longer than ReadTimeout (%v)", ErrReadTimeout, len(p.Lanes), r.cfg.ReadTimeout)
+	if err != nil && cctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+		err = fmt.Errorf("%w: the read of %d lanes took longer than ReadTimeout (%v): %w", ErrReadTimeout, len(p.Lanes), r.cfg.ReadTimeout, err)
 	}
 	if obs := r.cfg.Observer; obs != nil {
 		obs.ObserveRead(ReadEvent{Owner: r.cfg.Owner, Records: len(recs), Duration: time.Since(start), Err: err})
