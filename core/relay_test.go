@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -575,5 +576,77 @@ func TestRelayPollsOnlyWhenNotificationsAreUnsupported(t *testing.T) {
 	stop()
 	if n := logs.count("notifications"); n != 0 {
 		t.Fatalf("logged %d warnings about notifications; unsupported is not a failure", n)
+	}
+}
+
+// overlapPublisher fails the test's check when two concurrent Publish calls
+// carry messages of one key.
+type overlapPublisher struct {
+	inner *memory.Publisher
+	mu    sync.Mutex
+	busy  map[string]bool
+	seen  int // calls that overlapped with another call
+	bad   []string
+}
+
+func (p *overlapPublisher) Publish(ctx context.Context, msgs []outbox.Message) []error {
+	p.mu.Lock()
+	mine := make(map[string]bool)
+	for _, m := range msgs {
+		if p.busy[m.Key] && !mine[m.Key] {
+			p.bad = append(p.bad, m.Key)
+		}
+		mine[m.Key] = true
+	}
+	if len(p.busy) > 0 {
+		p.seen++
+	}
+	for k := range mine {
+		p.busy[k] = true
+	}
+	p.mu.Unlock()
+	time.Sleep(time.Millisecond) // keep the call in flight while others start
+	res := p.inner.Publish(ctx, msgs)
+	p.mu.Lock()
+	for k := range mine {
+		delete(p.busy, k)
+	}
+	p.mu.Unlock()
+	return res
+}
+
+// TestRelayNeverHasAKeyInTwoBatches: with several batches in flight, a key's
+// records are never in two Publish calls at once, and each key arrives in
+// order.
+func TestRelayNeverHasAKeyInTwoBatches(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	store := memory.NewStore(memory.StoreConfig{Lanes: 8})
+	pub := &overlapPublisher{inner: memory.NewPublisher(memory.PublisherConfig{}), busy: map[string]bool{}}
+	var msgs []outbox.Message
+	for i := range 2000 {
+		key := fmt.Sprintf("k%d", i%20)
+		msgs = append(msgs, outbox.Message{Topic: "t", Key: key, Payload: fmt.Appendf(nil, "%s-%04d", key, i/20)})
+	}
+	enqueue(t, store, msgs...)
+	cfg := fastConfig(t)
+	cfg.BatchSize = 10
+	cfg.Concurrency = 4
+	run(t, store, pub, cfg)
+	if err := pub.inner.WaitFor(ctx, len(msgs)); err != nil {
+		t.Fatal(err)
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if len(pub.bad) > 0 {
+		t.Fatalf("keys %v were in two batches in flight at once", pub.bad[:min(len(pub.bad), 10)])
+	}
+	if pub.seen == 0 {
+		t.Fatalf("no two batches were ever in flight together; the test proves nothing with Concurrency 4")
+	}
+	for key, got := range payloadsByKey(pub.inner.Messages()) {
+		if !slices.IsSorted(got) {
+			t.Fatalf("key %s arrived out of order: %v", key, got[:min(len(got), 10)])
+		}
 	}
 }
