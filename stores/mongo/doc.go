@@ -27,57 +27,65 @@
 // collections and indexes, which MongoDB cannot create inside a
 // transaction.
 //
+// # Lanes
+//
+// Relays divide the outbox by lanes. Each record is stored with its lane,
+// [outbox.LaneOf] of its key (of its ID when it has none) modulo the lane
+// count, [Config.Lanes] (default [outbox.DefaultLanes]), which the first
+// [Store.Migrate] fixes by inserting one document per lane into
+// "<Collection>_lanes": {_id: lane, owner, epoch, lease_until}. Live relays
+// are in "<Collection>_relays": {_id: owner, lease_until}. A relay leases
+// lanes, not records: it takes free or expired lanes ([Store.TakeLanes]:
+// one findOneAndUpdate per lane, conditional on the epoch it saw, which it
+// bumps), renews them ([Store.SyncLanes]), reads their pending records in
+// sequence order ([Store.Read]: one find on the "pending" index, no
+// in-memory sort) and records outcomes ([Store.Settle]). When a lane is
+// taken from an owner whose lease expired, its first pending records are
+// charged one attempt, so that a message that crashes relays ends as a dead
+// letter.
+//
+// Settles are fenced by the lane's epoch: an outcome applies only to a
+// pending record whose lane is still at the epoch the relay holds. With
+// transactions, the check and the updates run in one transaction that also
+// writes the lane documents, so a settle and a takeover of one lane
+// conflict and one of them waits for or retries after the other. Without
+// transactions (FerretDB, a standalone mongod), the store reads the epochs,
+// then updates only records of the lanes found at theirs: a takeover
+// landing between the two can let a late settle still mark delivered a
+// record that the new owner publishes again (a duplicate), or set a retry
+// delay or a dead letter for it.
+//
 // # Per-key order
 //
 // ObjectIDs and timestamps from several writers are not ordered, so each
 // message gets a sequence number from a counter document per key
-// ("<Collection>.keys"), updated in the writer's transaction. MongoDB lets
+// ("<Collection>_keys"), updated in the writer's transaction. MongoDB lets
 // one uncommitted transaction at a time write a document; a second one
 // gets a WriteConflict labelled TransientTransactionError, which
-// [mongo.Session.WithTransaction] retries once the first has ended. Hence:
-//
-//   - the sequence numbers of a key increase in the order in which the
-//     transactions that wrote them commit, and within one transaction in
-//     the order of its Enqueue calls and of the messages in each call;
-//   - a relay never hands out a record while an older record of its key is
-//     pending (waiting, leased or waiting for a retry) or, with
-//     StrictOrder, dead; so the records of a key reach the broker in
-//     sequence order, with any number of relays;
-//   - a record whose transaction commits late is still delivered: the claim
-//     works from record states, not from a watermark, and a key's later
-//     records cannot commit before it.
+// [mongo.Session.WithTransaction] retries once the first has ended. Hence
+// the sequence numbers of a key increase in the order in which the
+// transactions that wrote them commit, and within one transaction in the
+// order of its Enqueue calls and of the messages in each call. All records
+// of a key share a lane, which one relay holds at a time and reads in
+// sequence order, so they reach the broker in that order, with any number
+// of relays. A record whose transaction commits late is still delivered:
+// a relay whose read comes back short reads its lanes from the head again.
 //
 // Messages without a key take no counter and are not ordered. Without
 // transactions (AllowNonTransactional), order holds for the messages of a
 // key written one call after another by one writer; two writers of one key
 // at once may be numbered out of insert order.
 //
-// # Relay side
-//
-// Claims are serialized per outbox by a lock document ("<Collection>.locks")
-// taken with an insert into a unique index and released by a delete, both
-// atomic on MongoDB and on FerretDB, whose updates are a read followed by a
-// blind write. Under the lock a claim scans the pending records in sequence
-// order (skipping keys whose head is leased or waiting), leases up to Limit
-// of them with one updateMany that repeats the deliverability test, reads
-// them back by their claim token, and, on deployments with transactions,
-// checks that no older pending record of a picked key exists (one that
-// committed while the scan was past its place); records it cannot vouch for
-// are released at once. Settling is one write per call: updateMany for
-// MarkDelivered and Release, an unordered bulk write for ScheduleRetry and
-// DeadLetter. (On FerretDB, each updateMany is sent as a bulk write of one
-// update per record, which it can look up by _id.)
-//
-// A lock whose holder died expires after 20 seconds: claims stall that long
-// after a relay crashes while claiming. A claim that took longer than half
-// of that writes nothing and returns no records.
+// # Clock
 //
 // Leases, retry times and cleanup cutoffs are compared with the server's
 // clock, as the store estimates it: MongoDB's $$NOW would read it exactly
 // but FerretDB lacks it, so the store measures its clock's offset from the
 // localTime of the primary's hello every 30 seconds (error: half a round
-// trip plus a millisecond, plus drift). Relays on machines with skewed
-// clocks therefore agree on lease expiry.
+// trip plus a millisecond, plus drift) and adds it to the Go clock.
+// Relays on machines with skewed clocks therefore agree on lease expiry.
+//
+// # Wake-ups
 //
 // [Store.Listen] opens a change stream on the outbox collection (inserts,
 // and replays of dead letters); it keeps the resume token, resumes after
@@ -90,17 +98,21 @@
 //
 // A record is {_id: message ID, seq, topic, key, payload, headers (an
 // array of {n, v} pairs), created_at, state: "pending"|"dead"|"delivered",
-// lease_owner, lease_until, lease_token, available_at, attempts,
-// last_error, dead_at, delivered_at}. Every index is partial on one state (plain on servers
-// without partial indexes), so the claim's cost follows the backlog, not
-// the number of delivered records kept for Retention. CreatedAt is stored
-// as a BSON date: to the millisecond.
+// lane, not_before (while a retry waits), attempts, last_error, dead_at,
+// delivered_at}. Every index is partial on one state (plain on servers
+// without partial indexes), so reading the backlog costs what the backlog
+// holds, not the number of delivered records kept for Retention. CreatedAt
+// is stored as a BSON date: to the millisecond.
 //
 // # FerretDB
 //
 // The store runs on FerretDB 1.x (MongoDB wire protocol over PostgreSQL or
 // SQLite), without transactions (AllowNonTransactional) and without change
-// streams; the conformance suites run there in CI. FerretDB filters and
-// sorts in its Go layer, so every claim reads all pending records: fine for
-// tests, slow for large backlogs.
+// streams; the conformance suites run there in CI. Its updates are a read
+// followed by a blind write, so two conditional updates of one lane could
+// both succeed: on FerretDB the store serializes changes to lane documents
+// with a lock document in "<Collection>_locks" (an insert into a unique
+// index, a delete by _id). FerretDB filters and sorts in its Go layer, so
+// every read decodes all pending records: fine for tests, slow for large
+// backlogs.
 package mongostore

@@ -190,7 +190,8 @@ func (s *Store) liveRelays(ctx context.Context, now time.Time) ([]relayDoc, erro
 // lock on FerretDB. Then the first p.Charge pending records of the lanes
 // taken from an expired owner, in Seq order, are charged an attempt (a
 // find on the "pending" index and an updateMany). With transactions it all
-// runs in one.
+// runs in one. Without, an error after lanes were taken gives them back
+// (best effort) before it is returned.
 func (s *Store) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.Lane, error) {
 	if p.Owner == "" || p.Lease <= 0 {
 		return nil, fmt.Errorf("%w: mongostore: TakeLanes needs an owner and a positive lease", outbox.ErrInvalidConfig)
@@ -231,16 +232,8 @@ func (s *Store) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.La
 		}
 		return nil
 	}
-	var err error
-	if s.server.isFerret() {
-		// Under the lock, then the charge, which needs no lock: the lanes
-		// are ours now.
-		err = s.laneChange(ctx, p.Owner, func(now time.Time) error { return take(ctx, now) })
-		if err == nil {
-			err = s.charge(ctx, expired, p.Charge)
-		}
-	} else {
-		err = s.laneChange(ctx, p.Owner, func(now time.Time) error {
+	if s.server.transactional() && !s.server.isFerret() {
+		err := s.laneChange(ctx, p.Owner, func(now time.Time) error {
 			return s.inTransaction(ctx, func(ctx context.Context) error {
 				if err := take(ctx, now); err != nil {
 					return err
@@ -248,8 +241,26 @@ func (s *Store) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.La
 				return s.charge(ctx, expired, p.Charge)
 			})
 		})
+		if err != nil {
+			return nil, err
+		}
+		return taken, nil
+	}
+	// Without transactions: take (under the lock on FerretDB), then
+	// charge, which needs no lock: the lanes are ours now. When either
+	// fails after lanes were taken, they are given back, so that the
+	// caller, who takes the error to mean that it got nothing, does not
+	// leave them to expire and be charged again by whoever takes them next.
+	err := s.laneChange(ctx, p.Owner, func(now time.Time) error { return take(ctx, now) })
+	if err == nil {
+		err = s.charge(ctx, expired, p.Charge)
 	}
 	if err != nil {
+		if len(taken) > 0 {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = s.ReleaseLanes(rctx, outbox.ReleaseLanesParams{Owner: p.Owner, Lanes: taken})
+		}
 		return nil, err
 	}
 	return taken, nil

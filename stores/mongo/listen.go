@@ -12,7 +12,7 @@ import (
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
-// changes selects the events that make records claimable: inserts
+// changes selects the events that make records readable: inserts
 // (committed transactions) and replays of dead letters (state set to
 // pending). Events carry nothing but their resume token.
 var changes = mongo.Pipeline{
