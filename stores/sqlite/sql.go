@@ -159,10 +159,12 @@ FROM {table} INDEXED BY {table_pending}
 WHERE delivered_at IS NULL AND dead_at IS NULL
 GROUP BY lane`)
 	q.statsDead = r.Replace(`SELECT count(*) FROM {table} INDEXED BY {table_dead} WHERE dead_at IS NOT NULL`)
+	// The lanes are counted by owner in one pass, then joined to the live
+	// relays.
 	q.statsRelays = r.Replace(`
-SELECT r.owner, r.lease_until,
-	(SELECT count(*) FROM {lanes} AS l WHERE l.owner = r.owner AND l.lease_until > ?1) AS held
+SELECT r.owner, r.lease_until, coalesce(l.held, 0) AS held
 FROM {relays} AS r
+LEFT JOIN (SELECT owner, count(*) AS held FROM {lanes} WHERE lease_until > ?1 GROUP BY owner) AS l ON l.owner = r.owner
 WHERE r.lease_until > ?1
 ORDER BY held DESC, r.owner`)
 	q.statsLanes = r.Replace(`SELECT lane, owner FROM {lanes} ORDER BY lane`)
