@@ -15,7 +15,7 @@ const namespace = "txoutbox"
 
 // Bucket defaults, in seconds.
 var (
-	// DefaultDurationBuckets time claims and publish calls: 1 ms to 30 s,
+	// DefaultDurationBuckets time reads and publish calls: 1 ms to 30 s,
 	// beyond the relay's default publish timeout of 15 s.
 	DefaultDurationBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
 	// DefaultLagBuckets measure the commit-to-publish lag: 5 ms (a relay

@@ -4,13 +4,15 @@
 // Two collectors, both registered like any other [prometheus.Collector]:
 //
 //   - [Observer] is an [outbox.Observer]: set it as
-//     [outbox.RelayConfig.Observer] and it counts claims, published
-//     messages and failures by outcome, and times claims, publish calls and
-//     the commit-to-publish lag of every message.
+//     [outbox.RelayConfig.Observer] and it counts reads, published
+//     messages and failures by outcome, times reads, publish calls and the
+//     commit-to-publish lag of every message, and follows the relay's
+//     lanes: held, taken, lost and given back, and the live relays.
 //   - [StatsCollector] asks a store that is an [outbox.StatsReader] for
-//     its backlog when Prometheus scrapes: pending, leased, retrying,
-//     replayed and dead messages, the age of the oldest pending one, and the leases each
-//     relay holds.
+//     its backlog when Prometheus scrapes: pending, retrying, replayed and
+//     dead messages, the age of the oldest pending one, the lane count, the
+//     lanes each live relay holds, and the backlog of the lanes that lag
+//     most.
 //
 // Wiring, in a service that runs its relay in process or in the outbox
 // command:

@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+	"github.com/txoutbox/txoutbox/core/memory"
 )
 
 // testContext is a context that ends with the test, or after a minute.
@@ -77,4 +80,30 @@ func gather(t testing.TB, reg prometheus.Gatherer, name string, want ...string) 
 		t.Fatalf("%d series of %s with labels %v, want 1", len(found), name, want)
 	}
 	return found[0]
+}
+
+// waitDelivered waits until the broker holds every message of msgs (by ID;
+// duplicates do not count twice).
+func waitDelivered(t testing.TB, ctx context.Context, broker *memory.Publisher, msgs ...outbox.Message) {
+	t.Helper()
+	for {
+		got := make(map[string]bool)
+		for _, m := range broker.Messages() {
+			got[m.ID] = true
+		}
+		missing := 0
+		for _, m := range msgs {
+			if !got[m.ID] {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d of %d messages never reached the broker", missing, len(msgs))
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }

@@ -2,6 +2,7 @@ package outboxprom
 
 import (
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,7 +28,7 @@ type ObserverConfig struct {
 	// groups (strip the variable tokens of a subject).
 	TopicLabel func(topic string) string
 
-	// DurationBuckets are the histogram buckets, in seconds, of the claim
+	// DurationBuckets are the histogram buckets, in seconds, of the read
 	// and publish durations. Default [DefaultDurationBuckets].
 	DurationBuckets []float64
 
@@ -36,19 +37,32 @@ type ObserverConfig struct {
 	LagBuckets []float64
 }
 
-// Observer records a relay's claims and batches as Prometheus metrics. It
-// implements [outbox.Observer] (set it as [outbox.RelayConfig.Observer])
-// and [prometheus.Collector] (register it). Safe for concurrent use.
+// Observer records a relay's reads, batches and lane leases as Prometheus
+// metrics. It implements [outbox.Observer] (set it as
+// [outbox.RelayConfig.Observer]) and [prometheus.Collector] (register it).
+// Safe for concurrent use.
 //
 // One Observer serves one relay; it may also serve several relays of one
-// outbox in one process, whose numbers it adds up.
+// outbox in one process, whose numbers it adds up (the lanes held too; the
+// live relays are the outbox's, the same for each).
 type Observer struct {
 	topic func(string) string
 
-	claims        prometheus.Counter
-	claimErrors   prometheus.Counter
-	claimed       prometheus.Counter
-	claimDuration prometheus.Histogram
+	reads        prometheus.Counter
+	readErrors   prometheus.Counter
+	readRecords  prometheus.Counter
+	readDuration prometheus.Histogram
+
+	laneRounds    prometheus.Counter
+	laneErrors    prometheus.Counter
+	lanesTaken    prometheus.Counter
+	lanesLost     prometheus.Counter
+	lanesReleased prometheus.Counter
+	lanesHeld     prometheus.Gauge
+	liveRelays    prometheus.Gauge
+
+	mu   sync.Mutex     // guards held
+	held map[string]int // lanes held by each relay owner reporting here
 
 	// Vectors have a topic label only with TopicLabel; failed has outcome.
 	published       *prometheus.CounterVec
@@ -71,7 +85,7 @@ const (
 	// OutcomeTopicPaused counts the messages the relay handed back because
 	// their topic is paused: the broker answered that it cannot take the
 	// topic now ([outbox.ErrTopicUnavailable]), or the topic was already
-	// paused when they were claimed. Like released, no attempt is counted;
+	// paused when they were queued. Like released, no attempt is counted;
 	// they wait out the topic's pause while the other topics flow.
 	OutcomeTopicPaused = "topic_paused"
 )
@@ -118,21 +132,40 @@ func NewObserver(cfg ObserverConfig) (*Observer, error) {
 
 	o := &Observer{
 		topic: cfg.TopicLabel,
-		claims: counter("claims_total",
-			"Claims the relay made, successful or not, including those that found nothing."),
-		claimErrors: counter("claim_errors_total",
-			"Claims that failed; the relay backs off and tries again."),
-		claimed: counter("claimed_total",
-			"Messages claimed (one attempt each)."),
-		claimDuration: prometheus.NewHistogram(histogramOpts("claim_duration_seconds",
-			"How long claims took, successful or not.", cfg.DurationBuckets)),
+		reads: counter("reads_total",
+			"Reads of the relay's lanes, successful or not, including those that found nothing."),
+		readErrors: counter("read_errors_total",
+			"Reads that failed (store unreachable, ReadTimeout exceeded, ...); the relay backs off and reads again."),
+		readRecords: counter("read_messages_total",
+			"Messages returned by reads. A read that starts again from the head of the lanes returns messages already queued, which the relay does not queue twice, so this can exceed the messages published."),
+		readDuration: prometheus.NewHistogram(histogramOpts("read_duration_seconds",
+			"How long reads of the relay's lanes took, successful or not.", cfg.DurationBuckets)),
+		laneRounds: counter("lane_rounds_total",
+			"Rounds of lane leasing (renewal of the relay's lanes and membership, lanes taken and given back), successful or not."),
+		laneErrors: counter("lane_errors_total",
+			"Rounds of lane leasing that failed; a relay that cannot renew within its lease stops publishing its lanes."),
+		lanesTaken: counter("lanes_taken_total",
+			"Lanes the relay took: free ones, or those of a relay whose lease expired."),
+		lanesLost: counter("lanes_lost_total",
+			"Lanes the relay found taken over by another relay (it renewed them too late); their messages in flight may be published twice."),
+		lanesReleased: counter("lanes_released_total",
+			"Lanes the relay gave back, beyond its fair share, for another relay to take at once."),
+		lanesHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "relay", Name: "lanes_held", ConstLabels: cfg.ConstLabels,
+			Help: "Lanes the relay holds, as of its last successful round of lane leasing.",
+		}),
+		liveRelays: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "relay", Name: "live_relays", ConstLabels: cfg.ConstLabels,
+			Help: "Live relays of the outbox (this one included) that the store reported at the last successful round of lane leasing.",
+		}),
+		held: make(map[string]int),
 		published: counterVec("published_total",
 			"Messages the broker acknowledged.", topic...),
 		failed: counterVec("failed_total",
-			"Claimed messages not published, by outcome: retried (after a backoff), dead_lettered, released (not attempted: held behind a failed message of its key, broker unavailable, or relay stopping; no attempt counted), or topic_paused (the broker cannot take their topic now; no attempt counted, the topic waits while others flow).",
+			"Messages of a batch not delivered, by outcome: retried (after a backoff), dead_lettered, released (not attempted: held behind a failed message of its key, broker unavailable, or relay stopping; back to the relay's queue, no attempt counted), or topic_paused (the broker cannot take their topic now; no attempt counted, the topic waits while others flow).",
 			append([]string{"outcome"}, topic...)...),
 		settleErrors: counter("settle_errors_total",
-			"Batches whose outcomes could not be recorded in the store; their messages are published again when their lease expires."),
+			"Batches whose outcomes could not be recorded in the store; their messages stay pending and are published again."),
 		publishDuration: prometheus.NewHistogram(histogramOpts("publish_duration_seconds",
 			"How long the publisher took for one batch.", cfg.DurationBuckets)),
 		lag: prometheus.NewHistogramVec(histogramOpts("publish_lag_seconds",
@@ -150,15 +183,47 @@ func NewObserver(cfg ObserverConfig) (*Observer, error) {
 	return o, nil
 }
 
-// ObserveClaim implements [outbox.Observer].
-func (o *Observer) ObserveClaim(e outbox.ClaimEvent) {
-	o.claims.Inc()
-	o.claimDuration.Observe(e.Duration.Seconds())
+// ObserveRead implements [outbox.Observer].
+func (o *Observer) ObserveRead(e outbox.ReadEvent) {
+	o.reads.Inc()
+	o.readDuration.Observe(e.Duration.Seconds())
 	if e.Err != nil {
-		o.claimErrors.Inc()
+		o.readErrors.Inc()
 		return
 	}
-	o.claimed.Add(float64(e.Claimed))
+	o.readRecords.Add(float64(e.Records))
+}
+
+// ObserveLanes implements [outbox.Observer].
+func (o *Observer) ObserveLanes(e outbox.LaneEvent) {
+	o.laneRounds.Inc()
+	// A round that fails part way has taken, lost or given back lanes
+	// before its error; count them all the same.
+	add := func(c prometheus.Counter, n int) {
+		if n > 0 {
+			c.Add(float64(n))
+		}
+	}
+	add(o.lanesTaken, e.Taken)
+	add(o.lanesLost, e.Lost)
+	add(o.lanesReleased, e.Released)
+	if e.Err != nil {
+		o.laneErrors.Inc()
+		return // Held and Relays are not known
+	}
+	o.liveRelays.Set(float64(e.Relays))
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if e.Held > 0 {
+		o.held[e.Owner] = e.Held
+	} else {
+		delete(o.held, e.Owner) // an owner holding nothing is forgotten
+	}
+	total := 0
+	for _, n := range o.held {
+		total += n
+	}
+	o.lanesHeld.Set(float64(total))
 }
 
 // ObserveBatch implements [outbox.Observer].
@@ -269,7 +334,8 @@ func (o *Observer) Collect(ch chan<- prometheus.Metric) {
 
 func (o *Observer) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
-		o.claims, o.claimErrors, o.claimed, o.claimDuration,
+		o.reads, o.readErrors, o.readRecords, o.readDuration,
+		o.laneRounds, o.laneErrors, o.lanesTaken, o.lanesLost, o.lanesReleased, o.lanesHeld, o.liveRelays,
 		o.published, o.failed, o.settleErrors, o.publishDuration, o.lag,
 	}
 }

@@ -33,9 +33,15 @@ func TestObserverCountsEvents(t *testing.T) {
 	reg := registry(t, obs)
 	now := time.Now()
 
-	obs.ObserveClaim(outbox.ClaimEvent{Claimed: 4, Duration: 3 * time.Millisecond})
-	obs.ObserveClaim(outbox.ClaimEvent{Claimed: 0, Duration: time.Millisecond})
-	obs.ObserveClaim(outbox.ClaimEvent{Duration: time.Second, Err: outbox.ErrUnavailable})
+	obs.ObserveRead(outbox.ReadEvent{Records: 4, Duration: 3 * time.Millisecond})
+	obs.ObserveRead(outbox.ReadEvent{Records: 0, Duration: time.Millisecond})
+	obs.ObserveRead(outbox.ReadEvent{Duration: time.Second, Err: outbox.ErrReadTimeout})
+	// Two relays of one outbox in one process: the lanes they hold add up,
+	// the live relays are the outbox's.
+	obs.ObserveLanes(outbox.LaneEvent{Owner: "a", Held: 128, Taken: 128, Relays: 1})
+	obs.ObserveLanes(outbox.LaneEvent{Owner: "b", Held: 64, Taken: 64, Relays: 2})
+	obs.ObserveLanes(outbox.LaneEvent{Owner: "a", Held: 126, Lost: 2, Released: 62, Relays: 2})
+	obs.ObserveLanes(outbox.LaneEvent{Owner: "a", Released: 1, Err: errors.New("sync lanes: connection refused")})
 	obs.ObserveBatch(outbox.BatchEvent{
 		Records: []outbox.Record{
 			record("a", now.Add(-2*time.Second)),
@@ -59,7 +65,7 @@ func TestObserverCountsEvents(t *testing.T) {
 		PublishDuration: 20 * time.Millisecond,
 		PublishedAt:     now,
 	})
-	// A batch dead-lettered before publishing (claimed too often): Publish
+	// A batch dead-lettered before publishing (lost in flight too often): Publish
 	// was not called, so no publish duration.
 	obs.ObserveBatch(outbox.BatchEvent{
 		Records:   []outbox.Record{record("d", now)},
@@ -72,9 +78,16 @@ func TestObserverCountsEvents(t *testing.T) {
 		labels []string
 		want   float64
 	}{
-		{"txoutbox_relay_claims_total", nil, 3},
-		{"txoutbox_relay_claim_errors_total", nil, 1},
-		{"txoutbox_relay_claimed_total", nil, 4},
+		{"txoutbox_relay_reads_total", nil, 3},
+		{"txoutbox_relay_read_errors_total", nil, 1},
+		{"txoutbox_relay_read_messages_total", nil, 4},
+		{"txoutbox_relay_lane_rounds_total", nil, 4},
+		{"txoutbox_relay_lane_errors_total", nil, 1},
+		{"txoutbox_relay_lanes_taken_total", nil, 192},
+		{"txoutbox_relay_lanes_lost_total", nil, 2},
+		{"txoutbox_relay_lanes_released_total", nil, 63},
+		{"txoutbox_relay_lanes_held", nil, 126 + 64}, // the failed round changes nothing
+		{"txoutbox_relay_live_relays", nil, 2},
 		{"txoutbox_relay_published_total", nil, 2},
 		{"txoutbox_relay_failed_total", []string{"outcome", "retried"}, 1},
 		{"txoutbox_relay_failed_total", []string{"outcome", "released"}, 1},
@@ -91,7 +104,7 @@ func TestObserverCountsEvents(t *testing.T) {
 		want uint64
 		sum  float64
 	}{
-		{"txoutbox_relay_claim_duration_seconds", 3, 1.004},
+		{"txoutbox_relay_read_duration_seconds", 3, 1.004},
 		{"txoutbox_relay_publish_duration_seconds", 1, 0.02},
 		{"txoutbox_relay_publish_lag_seconds", 2, 3},
 	} {
@@ -103,6 +116,28 @@ func TestObserverCountsEvents(t *testing.T) {
 }
 
 func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+
+// A relay that holds no lane any more (it gave them all back) stops
+// counting in the lanes held.
+func TestObserverForgetsRelaysHoldingNothing(t *testing.T) {
+	t.Parallel()
+	obs := newObserver(t, outboxprom.ObserverConfig{})
+	reg := registry(t, obs)
+	obs.ObserveLanes(outbox.LaneEvent{Owner: "old", Held: 256, Taken: 256, Relays: 1})
+	obs.ObserveLanes(outbox.LaneEvent{Owner: "new", Held: 0, Relays: 2})
+	if got := gather(t, reg, "txoutbox_relay_lanes_held").value; got != 256 {
+		t.Errorf("lanes held = %v, want 256", got)
+	}
+	obs.ObserveLanes(outbox.LaneEvent{Owner: "old", Held: 0, Released: 256, Relays: 2})
+	obs.ObserveLanes(outbox.LaneEvent{Owner: "new", Held: 256, Taken: 256, Relays: 2})
+	if got := gather(t, reg, "txoutbox_relay_lanes_held").value; got != 256 {
+		t.Errorf("lanes held after the handover = %v, want 256 (the new relay's only)", got)
+	}
+	obs.ObserveLanes(outbox.LaneEvent{Owner: "new", Held: 0, Released: 256, Relays: 1})
+	if got := gather(t, reg, "txoutbox_relay_lanes_held").value; got != 0 {
+		t.Errorf("lanes held = %v, want 0", got)
+	}
+}
 
 func TestObserverSeriesExistBeforeEvents(t *testing.T) {
 	t.Parallel()
@@ -203,23 +238,35 @@ func TestObserversWithConstLabelsShareARegistry(t *testing.T) {
 	orders := newObserver(t, outboxprom.ObserverConfig{ConstLabels: prometheus.Labels{"outbox": "orders"}})
 	billing := newObserver(t, outboxprom.ObserverConfig{ConstLabels: prometheus.Labels{"outbox": "billing"}})
 	reg := registry(t, orders, billing)
-	orders.ObserveClaim(outbox.ClaimEvent{Claimed: 1})
-	if got := gather(t, reg, "txoutbox_relay_claims_total", "outbox", "orders").value; got != 1 {
-		t.Errorf("claims{orders} = %v", got)
+	orders.ObserveRead(outbox.ReadEvent{Records: 1})
+	orders.ObserveLanes(outbox.LaneEvent{Owner: "o", Held: 3, Taken: 3, Relays: 1})
+	if got := gather(t, reg, "txoutbox_relay_reads_total", "outbox", "orders").value; got != 1 {
+		t.Errorf("reads{orders} = %v", got)
 	}
-	if got := gather(t, reg, "txoutbox_relay_claims_total", "outbox", "billing").value; got != 0 {
-		t.Errorf("claims{billing} = %v", got)
+	if got := gather(t, reg, "txoutbox_relay_reads_total", "outbox", "billing").value; got != 0 {
+		t.Errorf("reads{billing} = %v", got)
+	}
+	if got := gather(t, reg, "txoutbox_relay_lanes_held", "outbox", "orders").value; got != 3 {
+		t.Errorf("lanes held{orders} = %v", got)
+	}
+	if got := gather(t, reg, "txoutbox_relay_lanes_held", "outbox", "billing").value; got != 0 {
+		t.Errorf("lanes held{billing} = %v", got)
 	}
 }
 
 func TestMetricsPassLint(t *testing.T) {
 	t.Parallel()
 	obs := newObserver(t, outboxprom.ObserverConfig{TopicLabel: func(s string) string { return s }})
-	stats, err := outboxprom.NewStatsCollector(fixedStats{stats: outbox.Stats{Relays: []outbox.RelayLeases{{Owner: "r", Leased: 1}}}}, outboxprom.StatsConfig{})
+	stats, err := outboxprom.NewStatsCollector(fixedStats{stats: outbox.Stats{
+		Lanes:   256,
+		Relays:  []outbox.RelayLanes{{Owner: "r", Lanes: 256}},
+		Lagging: []outbox.LaneLag{{Lane: 7, Owner: "r", Pending: 3, OldestPending: time.Now()}},
+	}}, outboxprom.StatsConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := registry(t, obs, stats)
+	obs.ObserveLanes(outbox.LaneEvent{Owner: "r", Held: 256, Taken: 256, Relays: 1})
 	obs.ObserveBatch(outbox.BatchEvent{
 		Records:  []outbox.Record{record("a", time.Now()), record("a", time.Now())},
 		Outcomes: []outbox.Outcome{{Status: outbox.Delivered}, {Status: outbox.Released}},

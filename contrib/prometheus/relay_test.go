@@ -20,21 +20,37 @@ import (
 
 // tally records what the relay reported, to check the metrics against.
 type tally struct {
-	mu                sync.Mutex
-	claims, claimErrs int
-	claimed           int
-	published         int // batches handed to the publisher
-	outcomes          map[outbox.OutcomeStatus]int
+	mu              sync.Mutex
+	reads, readErrs int
+	unavailable     int // read errors that are the store's outage
+	read            int // messages read
+	laneRounds      int
+	taken, held     int
+	published       int // batches handed to the publisher
+	outcomes        map[outbox.OutcomeStatus]int
 }
 
-func (t *tally) ObserveClaim(e outbox.ClaimEvent) {
+func (t *tally) ObserveRead(e outbox.ReadEvent) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.claims++
+	t.reads++
 	if e.Err != nil {
-		t.claimErrs++
+		t.readErrs++
+		if errors.Is(e.Err, outbox.ErrUnavailable) {
+			t.unavailable++
+		}
 	} else {
-		t.claimed += e.Claimed
+		t.read += e.Records
+	}
+}
+
+func (t *tally) ObserveLanes(e outbox.LaneEvent) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.laneRounds++
+	t.taken += e.Taken
+	if e.Err == nil {
+		t.held = e.Held
 	}
 }
 
@@ -52,20 +68,21 @@ func (t *tally) ObserveBatch(e outbox.BatchEvent) {
 // both hands every event to each observer.
 type both [2]outbox.Observer
 
-func (b both) ObserveClaim(e outbox.ClaimEvent) { b[0].ObserveClaim(e); b[1].ObserveClaim(e) }
+func (b both) ObserveRead(e outbox.ReadEvent)   { b[0].ObserveRead(e); b[1].ObserveRead(e) }
 func (b both) ObserveBatch(e outbox.BatchEvent) { b[0].ObserveBatch(e); b[1].ObserveBatch(e) }
+func (b both) ObserveLanes(e outbox.LaneEvent)  { b[0].ObserveLanes(e); b[1].ObserveLanes(e) }
 
-// flakyClaims fails the first claims, as a database restarting would.
-type flakyClaims struct {
+// flakyReads fails the first reads, as a database restarting would.
+type flakyReads struct {
 	*memory.Store
 	failures atomic.Int32
 }
 
-func (s *flakyClaims) Claim(ctx context.Context, p outbox.ClaimParams) ([]outbox.Record, error) {
+func (s *flakyReads) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record, error) {
 	if s.failures.Add(-1) >= 0 {
 		return nil, fmt.Errorf("connection refused: %w", outbox.ErrUnavailable)
 	}
-	return s.Store.Claim(ctx, p)
+	return s.Store.Read(ctx, p)
 }
 
 var errPoison = errors.New("broker rejects this message")
@@ -75,18 +92,21 @@ var errPoison = errors.New("broker rejects this message")
 func TestRelayMetrics(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	mem := memory.NewStore(memory.StoreConfig{})
-	store := &flakyClaims{Store: mem}
+	const lanes = 16
+	mem := memory.NewStore(memory.StoreConfig{Lanes: lanes})
+	store := &flakyReads{Store: mem}
 	store.failures.Store(2)
 	broker := memory.NewPublisher(memory.PublisherConfig{})
 
 	// Ten good messages, a poison message, and a message queued behind it
 	// on the same key, committed before the relay starts.
 	tx := mem.Begin()
-	for i := range 10 {
-		if err := mem.Enqueue(ctx, tx, outbox.Message{Topic: "orders", Key: fmt.Sprintf("k%d", i%5)}); err != nil {
-			t.Fatal(err)
-		}
+	good := make([]outbox.Message, 10)
+	for i := range good {
+		good[i] = outbox.Message{Topic: "orders", Key: fmt.Sprintf("k%d", i%5)}
+	}
+	if err := mem.Enqueue(ctx, tx, good...); err != nil {
+		t.Fatal(err)
 	}
 	poison := []outbox.Message{{Topic: "orders", Key: "poison"}, {Topic: "orders", Key: "poison"}}
 	if err := mem.Enqueue(ctx, tx, poison...); err != nil {
@@ -119,26 +139,34 @@ func TestRelayMetrics(t *testing.T) {
 	cfg.Observer = both{obs, seen}
 	stop := conformance.StartRelay(t, store, broker, cfg)
 
-	// The follower is claimable only once the poison message is dead, so
-	// its arrival means the relay has done everything.
-	if err := broker.WaitFor(ctx, 11); err != nil {
-		t.Fatal(err)
-	}
+	// The follower is published only once the poison message is dead, so
+	// its arrival, with the good messages, means the relay has done
+	// everything.
+	waitDelivered(t, ctx, broker, append(good, poison[1])...)
 	stop()
 
 	seen.mu.Lock()
 	defer seen.mu.Unlock()
 	// What the scenario makes certain, whatever the timing: every good
-	// message and the follower published once, the poison message retried
-	// until its last attempt and dead-lettered, two failed claims.
-	certain := map[outbox.OutcomeStatus]int{outbox.Delivered: 11, outbox.Retried: maxAttempts - 1, outbox.DeadLettered: 1}
+	// message and the follower published (at least once: a relay may
+	// publish twice), the poison message retried until its last attempt
+	// and dead-lettered, two failed reads, every lane taken by the only
+	// relay.
+	certain := map[outbox.OutcomeStatus]int{outbox.Retried: maxAttempts - 1, outbox.DeadLettered: 1}
 	for status, n := range certain {
 		if seen.outcomes[status] != n {
 			t.Fatalf("the relay reported %d %v outcomes, want %d; the scenario did not go as planned", seen.outcomes[status], status, n)
 		}
 	}
+	delivered := seen.outcomes[outbox.Delivered]
+	if delivered < 11 || delivered != broker.Len() {
+		t.Fatalf("the relay reported %d delivered outcomes and the broker holds %d messages, want the same number, at least 11", delivered, broker.Len())
+	}
 	if seen.outcomes[outbox.Released] == 0 {
 		t.Fatalf("the follower was never held back behind the poison message")
+	}
+	if seen.taken != lanes || seen.held != lanes {
+		t.Fatalf("the relay took %d lanes and held %d at its last round, want all %d", seen.taken, seen.held, lanes)
 	}
 
 	for _, c := range []struct {
@@ -146,10 +174,17 @@ func TestRelayMetrics(t *testing.T) {
 		labels []string
 		want   int
 	}{
-		{"txoutbox_relay_claims_total", nil, seen.claims},
-		{"txoutbox_relay_claim_errors_total", nil, 2},
-		{"txoutbox_relay_claimed_total", nil, seen.claimed},
-		{"txoutbox_relay_published_total", nil, 11},
+		{"txoutbox_relay_reads_total", nil, seen.reads},
+		{"txoutbox_relay_read_errors_total", nil, seen.readErrs},
+		{"txoutbox_relay_read_messages_total", nil, seen.read},
+		{"txoutbox_relay_lane_rounds_total", nil, seen.laneRounds},
+		{"txoutbox_relay_lane_errors_total", nil, 0},
+		{"txoutbox_relay_lanes_taken_total", nil, lanes},
+		{"txoutbox_relay_lanes_lost_total", nil, 0},
+		{"txoutbox_relay_lanes_released_total", nil, 0},
+		{"txoutbox_relay_lanes_held", nil, lanes},
+		{"txoutbox_relay_live_relays", nil, 1},
+		{"txoutbox_relay_published_total", nil, delivered},
 		{"txoutbox_relay_failed_total", []string{"outcome", "retried"}, maxAttempts - 1},
 		{"txoutbox_relay_failed_total", []string{"outcome", "dead_lettered"}, 1},
 		{"txoutbox_relay_failed_total", []string{"outcome", "released"}, seen.outcomes[outbox.Released]},
@@ -159,39 +194,37 @@ func TestRelayMetrics(t *testing.T) {
 			t.Errorf("%s%v = %v, want %d", c.name, c.labels, got, c.want)
 		}
 	}
-	if seen.claimErrs != 2 {
-		t.Errorf("the relay reported %d claim errors, want 2", seen.claimErrs)
+	// The two failures injected, and maybe a read cut short by the stop.
+	if seen.unavailable != 2 || seen.readErrs > 3 {
+		t.Errorf("the relay reported %d read errors, %d of them the store's outage; want the 2 injected (and at most one more at the stop)", seen.readErrs, seen.unavailable)
 	}
-	// Every claimed record has exactly one outcome.
-	total := 0
-	for _, n := range seen.outcomes {
-		total += n
-	}
-	if seen.claimed != total {
-		t.Errorf("%d records claimed but %d outcomes", seen.claimed, total)
+	// Every message was read at least once (12 messages).
+	if seen.read < 12 {
+		t.Errorf("%d messages read, want at least the 12 written", seen.read)
 	}
 	for _, c := range []struct {
 		name string
 		want int
 	}{
-		{"txoutbox_relay_claim_duration_seconds", seen.claims},
+		{"txoutbox_relay_read_duration_seconds", seen.reads},
 		{"txoutbox_relay_publish_duration_seconds", seen.published},
-		{"txoutbox_relay_publish_lag_seconds", 11},
+		{"txoutbox_relay_publish_lag_seconds", delivered},
 	} {
 		if got := gather(t, reg, c.name).count; got != uint64(c.want) {
 			t.Errorf("%s has %d samples, want %d", c.name, got, c.want)
 		}
 	}
 
-	// The outbox is empty but for the dead letter, and nothing is leased.
+	// The outbox is empty but for the dead letter, and the relay that
+	// stopped gave its lanes back and left.
 	const want = `
 # HELP txoutbox_dead_letters Dead-lettered messages, waiting to be replayed or purged.
 # TYPE txoutbox_dead_letters gauge
 txoutbox_dead_letters 1
-# HELP txoutbox_leased_messages Pending messages leased to a relay right now.
-# TYPE txoutbox_leased_messages gauge
-txoutbox_leased_messages 0
-# HELP txoutbox_pending_messages Messages not yet delivered and not dead, leased or not.
+# HELP txoutbox_lanes Lanes of the outbox (fixed when its schema was created); live relays share them.
+# TYPE txoutbox_lanes gauge
+txoutbox_lanes 16
+# HELP txoutbox_pending_messages Messages not yet delivered and not dead.
 # TYPE txoutbox_pending_messages gauge
 txoutbox_pending_messages 0
 # HELP txoutbox_oldest_pending_age_seconds Age of the oldest pending message (now minus its enqueue time); 0 when nothing is pending.
@@ -199,11 +232,13 @@ txoutbox_pending_messages 0
 txoutbox_oldest_pending_age_seconds 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"txoutbox_dead_letters", "txoutbox_leased_messages", "txoutbox_pending_messages", "txoutbox_oldest_pending_age_seconds"); err != nil {
+		"txoutbox_dead_letters", "txoutbox_lanes", "txoutbox_pending_messages", "txoutbox_oldest_pending_age_seconds"); err != nil {
 		t.Error(err)
 	}
-	if n, err := testutil.GatherAndCount(reg, "txoutbox_relay_leased_messages"); err != nil || n != 0 {
-		t.Errorf("relay lease series = %d, %v; want none after the relay stopped", n, err)
+	for _, name := range []string{"txoutbox_relay_lanes", "txoutbox_lane_pending_messages"} {
+		if n, err := testutil.GatherAndCount(reg, name); err != nil || n != 0 {
+			t.Errorf("%s: %d series, %v; want none after the relay stopped", name, n, err)
+		}
 	}
 }
 
@@ -216,7 +251,8 @@ type pausedTally struct {
 	first            chan struct{} // closed at the first pause
 }
 
-func (t *pausedTally) ObserveClaim(outbox.ClaimEvent) {}
+func (t *pausedTally) ObserveRead(outbox.ReadEvent)  {}
+func (t *pausedTally) ObserveLanes(outbox.LaneEvent) {}
 
 func (t *pausedTally) ObserveBatch(e outbox.BatchEvent) {
 	t.mu.Lock()
@@ -250,13 +286,23 @@ func TestRelayMetricsTopicPaused(t *testing.T) {
 		return nil
 	})
 	tx := mem.Begin()
-	for i := range 6 {
+	msgs := make([]outbox.Message, 6)
+	for i := range msgs {
 		topic := "orders"
 		if i%2 == 0 {
 			topic = "held"
 		}
-		if err := mem.Enqueue(ctx, tx, outbox.Message{Topic: topic, Key: fmt.Sprintf("k%d", i)}); err != nil {
-			t.Fatal(err)
+		msgs[i] = outbox.Message{Topic: topic, Key: fmt.Sprintf("k%d", i)}
+	}
+	if err := mem.Enqueue(ctx, tx, msgs...); err != nil { // sets their IDs
+		t.Fatal(err)
+	}
+	var flowing, held []outbox.Message
+	for _, m := range msgs {
+		if m.Topic == "held" {
+			held = append(held, m)
+		} else {
+			flowing = append(flowing, m)
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -273,9 +319,7 @@ func TestRelayMetricsTopicPaused(t *testing.T) {
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	cfg.Observer = both{obs, seen}
 	stop := conformance.StartRelay(t, mem, broker, cfg)
-	if err := broker.WaitFor(ctx, 3); err != nil { // the other topic's three
-		t.Fatal(err)
-	}
+	waitDelivered(t, ctx, broker, flowing...)
 	// The held topic was refused and paused at least once.
 	select {
 	case <-seen.first:
@@ -283,9 +327,7 @@ func TestRelayMetricsTopicPaused(t *testing.T) {
 		t.Fatal("the held topic was never paused")
 	}
 	down.Store(false)
-	if err := broker.WaitFor(ctx, 6); err != nil {
-		t.Fatal(err)
-	}
+	waitDelivered(t, ctx, broker, held...)
 	stop()
 
 	seen.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 type StatsConfig struct {
 	// ConstLabels are added to every metric, to tell apart several
 	// outboxes exported by one process. Names must match
-	// [a-zA-Z_][a-zA-Z0-9_]* and must not be "owner".
+	// [a-zA-Z_][a-zA-Z0-9_]* and must not be "owner" or "lane".
 	ConstLabels prometheus.Labels
 
 	// Timeout bounds one Stats call. Default 5s, below Prometheus's
@@ -33,10 +34,16 @@ type StatsConfig struct {
 	// arrive while a Stats call runs share its result in any case.
 	MaxAge time.Duration
 
-	// OmitRelays leaves out txoutbox_relay_leased_messages, the leases per
-	// relay owner. Owners change at every relay restart, so each restart
-	// starts new series; they exist only while that relay holds leases.
+	// OmitRelays leaves out txoutbox_relay_lanes, the lanes each live
+	// relay holds, by owner. Owners change at every relay restart, so each
+	// restart starts new series; they exist only while that relay is live.
 	OmitRelays bool
+
+	// OmitLagging leaves out txoutbox_lane_pending_messages and
+	// txoutbox_lane_oldest_pending_age_seconds, the backlog of the lanes
+	// that lag most (at most 10, by lane). The lanes change as the backlog
+	// moves, so each lane that lags once starts series of its own.
+	OmitLagging bool
 
 	// Logger receives a warning for each failed Stats call. Default
 	// slog.Default().
@@ -60,9 +67,11 @@ type StatsCollector struct {
 	timeout time.Duration
 	maxAge  time.Duration
 	relays  bool
+	lagging bool
 	log     *slog.Logger
 
-	up, duration, pending, leased, retrying, replayed, dead, oldestAge, relayLeased *prometheus.Desc
+	up, duration, pending, retrying, replayed, dead, oldestAge, lanes *prometheus.Desc
+	relayLanes, lanePending, laneAge                                  *prometheus.Desc
 
 	mu     sync.Mutex // held while Stats runs, so concurrent scrapes share one call
 	last   outbox.Stats
@@ -83,7 +92,7 @@ func NewStatsCollector(sr outbox.StatsReader, cfg StatsConfig) (*StatsCollector,
 	if cfg.Timeout < 0 || cfg.MaxAge < 0 {
 		return nil, fmt.Errorf("%w: StatsConfig.Timeout and MaxAge must not be negative", outbox.ErrInvalidConfig)
 	}
-	if err := checkConstLabels("StatsConfig", cfg.ConstLabels, "owner"); err != nil {
+	if err := checkConstLabels("StatsConfig", cfg.ConstLabels, "owner", "lane"); err != nil {
 		return nil, err
 	}
 	if cfg.Timeout == 0 {
@@ -100,28 +109,37 @@ func NewStatsCollector(sr outbox.StatsReader, cfg StatsConfig) (*StatsCollector,
 		timeout: cfg.Timeout,
 		maxAge:  cfg.MaxAge,
 		relays:  !cfg.OmitRelays,
+		lagging: !cfg.OmitLagging,
 		log:     cfg.Logger,
 
 		up:        desc("stats_up", "1 if the last read of the outbox statistics succeeded, 0 if it failed (the other txoutbox_ stats are then absent)."),
 		duration:  desc("stats_duration_seconds", "How long the last read of the outbox statistics took."),
-		pending:   desc("pending_messages", "Messages not yet delivered and not dead, leased or not."),
-		leased:    desc("leased_messages", "Pending messages leased to a relay right now."),
-		retrying:  desc("retrying_messages", "Pending messages that failed at least once since they were written or replayed."),
+		pending:   desc("pending_messages", "Messages not yet delivered and not dead."),
+		retrying:  desc("retrying_messages", "Pending messages that failed at least once since they were written or replayed (or were in flight when their relay died)."),
 		replayed:  desc("replayed_messages", "Pending messages replayed from the dead letters and not tried since."),
 		dead:      desc("dead_letters", "Dead-lettered messages, waiting to be replayed or purged."),
 		oldestAge: desc("oldest_pending_age_seconds", "Age of the oldest pending message (now minus its enqueue time); 0 when nothing is pending."),
-		relayLeased: desc("relay_leased_messages",
-			"Messages leased to each relay, by the relay's owner identity.", "owner"),
+		lanes:     desc("lanes", "Lanes of the outbox (fixed when its schema was created); live relays share them."),
+		relayLanes: desc("relay_lanes",
+			"Lanes each live relay holds, by the relay's owner identity.", "owner"),
+		lanePending: desc("lane_pending_messages",
+			"Pending messages of the lanes whose oldest pending message is oldest (at most 10 lanes), by lane.", "lane"),
+		laneAge: desc("lane_oldest_pending_age_seconds",
+			"Age of the oldest pending message of the same lanes as txoutbox_lane_pending_messages, by lane.", "lane"),
 	}, nil
 }
 
 // Describe implements [prometheus.Collector].
 func (c *StatsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.duration, c.pending, c.leased, c.retrying, c.replayed, c.dead, c.oldestAge} {
+	for _, d := range []*prometheus.Desc{c.up, c.duration, c.pending, c.retrying, c.replayed, c.dead, c.oldestAge, c.lanes} {
 		ch <- d
 	}
 	if c.relays {
-		ch <- c.relayLeased
+		ch <- c.relayLanes
+	}
+	if c.lagging {
+		ch <- c.lanePending
+		ch <- c.laneAge
 	}
 }
 
@@ -139,26 +157,44 @@ func (c *StatsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.up, 1)
 	gauge(c.pending, float64(st.Pending))
-	gauge(c.leased, float64(st.Leased))
 	gauge(c.retrying, float64(st.Retrying))
 	gauge(c.replayed, float64(st.Replayed))
 	gauge(c.dead, float64(st.Dead))
-	age := 0.0
-	if !st.OldestPending.IsZero() {
-		age = max(0, time.Since(st.OldestPending).Seconds())
-	}
-	gauge(c.oldestAge, age)
+	now := time.Now()
+	gauge(c.oldestAge, ageSeconds(now, st.OldestPending))
+	gauge(c.lanes, float64(st.Lanes))
 	if c.relays {
 		// A store should list each owner once; adding up guards the
 		// scrape against a duplicate, which Prometheus would reject.
-		leases := make(map[string]int64, len(st.Relays))
+		lanes := make(map[string]int, len(st.Relays))
 		for _, r := range st.Relays {
-			leases[r.Owner] += r.Leased
+			lanes[r.Owner] += r.Lanes
 		}
-		for owner, n := range leases {
-			gauge(c.relayLeased, float64(n), owner)
+		for owner, n := range lanes {
+			gauge(c.relayLanes, float64(n), owner)
 		}
 	}
+	if c.lagging {
+		seen := make(map[int]bool, len(st.Lagging))
+		for _, l := range st.Lagging {
+			if seen[l.Lane] {
+				continue // likewise, one series per lane
+			}
+			seen[l.Lane] = true
+			lane := strconv.Itoa(l.Lane)
+			gauge(c.lanePending, float64(l.Pending), lane)
+			gauge(c.laneAge, ageSeconds(now, l.OldestPending), lane)
+		}
+	}
+}
+
+// ageSeconds is now minus t, 0 when t is zero (nothing pending) or in the
+// future (clock skew between the writer and this process).
+func ageSeconds(now, t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(0, now.Sub(t).Seconds())
 }
 
 // read returns fresh statistics, or the last ones when they are younger

@@ -46,14 +46,39 @@ func (f fixedStats) Stats(context.Context) (outbox.Stats, error) {
 	return f.stats, f.err
 }
 
-// The gauges report what the store holds: pending, leased, retrying,
-// replayed, dead and the leases of each relay.
+// keysOfLane returns n keys whose lane among lanes is lane.
+func keysOfLane(lane, lanes, n int) []string {
+	var keys []string
+	for i := 0; len(keys) < n; i++ {
+		if k := fmt.Sprintf("key-%d", i); outbox.LaneOf(k, "", lanes) == lane {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// holdLane makes owner a live relay holding lane id of store (at epoch 0,
+// a lane never held before) and returns its lease.
+func holdLane(t *testing.T, ctx context.Context, store *memory.Store, owner string, id int) outbox.Lane {
+	t.Helper()
+	if _, err := store.SyncLanes(ctx, outbox.SyncParams{Owner: owner, Lease: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	taken, err := store.TakeLanes(ctx, outbox.TakeParams{Owner: owner, Lease: time.Hour, Lanes: []outbox.Lane{{ID: id}}})
+	if err != nil || len(taken) != 1 {
+		t.Fatalf("TakeLanes = %v, %v; want lane %d", taken, err, id)
+	}
+	return taken[0]
+}
+
+// The gauges report what the store holds: pending, retrying, replayed,
+// dead, the lanes, the lanes each relay holds and the lagging lanes.
 func TestStatsCollectorReportsTheBacklog(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	store := memory.NewStore(memory.StoreConfig{})
+	store := memory.NewStore(memory.StoreConfig{Lanes: 2})
 	tx := store.Begin()
-	for _, key := range []string{"a", "b", "c", "d", "e"} {
+	for _, key := range append(keysOfLane(0, 2, 3), keysOfLane(1, 2, 2)...) {
 		if err := store.Enqueue(ctx, tx, outbox.Message{Topic: "t", Key: key}); err != nil {
 			t.Fatal(err)
 		}
@@ -61,19 +86,23 @@ func TestStatsCollectorReportsTheBacklog(t *testing.T) {
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	claim := func(owner string, n int) []outbox.Record {
-		recs, err := store.Claim(ctx, outbox.ClaimParams{Owner: owner, Limit: n, Lease: time.Hour})
+	read := func(lane outbox.Lane, n int) []outbox.Record {
+		recs, err := store.Read(ctx, outbox.ReadParams{Lanes: []int{lane.ID}, Limit: 10})
 		if err != nil || len(recs) != n {
-			t.Fatalf("Claim = %d records, %v; want %d", len(recs), err, n)
+			t.Fatalf("Read of lane %d = %d records, %v; want %d", lane.ID, len(recs), err, n)
 		}
 		return recs
 	}
-	a := claim("relay-a", 3)
-	b := claim("relay-b", 2)
-	if err := store.ScheduleRetry(ctx, outbox.ScheduleRetryParams{Owner: "relay-a", Retries: []outbox.Retry{{ID: a[0].ID, Error: "no", Delay: time.Hour}}}); err != nil {
+	laneA := holdLane(t, ctx, store, "relay-a", 0)
+	laneB := holdLane(t, ctx, store, "relay-b", 1)
+	a := read(laneA, 3)
+	b := read(laneB, 2)
+	if err := store.Settle(ctx, outbox.SettleParams{Lanes: []outbox.Lane{laneA},
+		Retries: []outbox.Retry{{ID: a[0].ID, Error: "no", Delay: time.Hour}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.DeadLetter(ctx, outbox.DeadLetterParams{Owner: "relay-b", Letters: []outbox.Failure{{ID: b[0].ID, Error: "no"}, {ID: b[1].ID, Error: "no"}}}); err != nil {
+	if err := store.Settle(ctx, outbox.SettleParams{Lanes: []outbox.Lane{laneB},
+		Dead: []outbox.Failure{{ID: b[0].ID, Error: "no"}, {ID: b[1].ID, Error: "no"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := store.ReplayDead(ctx, outbox.SelectDead{IDs: []string{b[1].ID}}); n != 1 || err != nil {
@@ -85,19 +114,24 @@ func TestStatsCollectorReportsTheBacklog(t *testing.T) {
 # HELP txoutbox_dead_letters Dead-lettered messages, waiting to be replayed or purged.
 # TYPE txoutbox_dead_letters gauge
 txoutbox_dead_letters{outbox="orders"} 1
-# HELP txoutbox_leased_messages Pending messages leased to a relay right now.
-# TYPE txoutbox_leased_messages gauge
-txoutbox_leased_messages{outbox="orders"} 2
-# HELP txoutbox_pending_messages Messages not yet delivered and not dead, leased or not.
+# HELP txoutbox_lane_pending_messages Pending messages of the lanes whose oldest pending message is oldest (at most 10 lanes), by lane.
+# TYPE txoutbox_lane_pending_messages gauge
+txoutbox_lane_pending_messages{lane="0",outbox="orders"} 3
+txoutbox_lane_pending_messages{lane="1",outbox="orders"} 1
+# HELP txoutbox_lanes Lanes of the outbox (fixed when its schema was created); live relays share them.
+# TYPE txoutbox_lanes gauge
+txoutbox_lanes{outbox="orders"} 2
+# HELP txoutbox_pending_messages Messages not yet delivered and not dead.
 # TYPE txoutbox_pending_messages gauge
 txoutbox_pending_messages{outbox="orders"} 4
-# HELP txoutbox_relay_leased_messages Messages leased to each relay, by the relay's owner identity.
-# TYPE txoutbox_relay_leased_messages gauge
-txoutbox_relay_leased_messages{outbox="orders",owner="relay-a"} 2
+# HELP txoutbox_relay_lanes Lanes each live relay holds, by the relay's owner identity.
+# TYPE txoutbox_relay_lanes gauge
+txoutbox_relay_lanes{outbox="orders",owner="relay-a"} 1
+txoutbox_relay_lanes{outbox="orders",owner="relay-b"} 1
 # HELP txoutbox_replayed_messages Pending messages replayed from the dead letters and not tried since.
 # TYPE txoutbox_replayed_messages gauge
 txoutbox_replayed_messages{outbox="orders"} 1
-# HELP txoutbox_retrying_messages Pending messages that failed at least once since they were written or replayed.
+# HELP txoutbox_retrying_messages Pending messages that failed at least once since they were written or replayed (or were in flight when their relay died).
 # TYPE txoutbox_retrying_messages gauge
 txoutbox_retrying_messages{outbox="orders"} 1
 # HELP txoutbox_stats_up 1 if the last read of the outbox statistics succeeded, 0 if it failed (the other txoutbox_ stats are then absent).
@@ -105,13 +139,18 @@ txoutbox_retrying_messages{outbox="orders"} 1
 txoutbox_stats_up{outbox="orders"} 1
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
-		"txoutbox_dead_letters", "txoutbox_leased_messages", "txoutbox_pending_messages",
-		"txoutbox_relay_leased_messages", "txoutbox_replayed_messages", "txoutbox_retrying_messages", "txoutbox_stats_up"); err != nil {
+		"txoutbox_dead_letters", "txoutbox_lane_pending_messages", "txoutbox_lanes", "txoutbox_pending_messages",
+		"txoutbox_relay_lanes", "txoutbox_replayed_messages", "txoutbox_retrying_messages", "txoutbox_stats_up"); err != nil {
 		t.Error(err)
 	}
 	reg := registry(t, c)
 	if age := gather(t, reg, "txoutbox_oldest_pending_age_seconds").value; age <= 0 || age > 3600 {
 		t.Errorf("oldest pending age = %vs; the oldest message was enqueued during this test", age)
+	}
+	for _, lane := range []string{"0", "1"} {
+		if age := gather(t, reg, "txoutbox_lane_oldest_pending_age_seconds", "lane", lane).value; age <= 0 || age > 3600 {
+			t.Errorf("oldest pending age of lane %s = %vs; its messages were enqueued during this test", lane, age)
+		}
 	}
 }
 
@@ -123,8 +162,13 @@ func TestStatsCollectorEmptyOutbox(t *testing.T) {
 			t.Errorf("%s = %v, want 0", name, got)
 		}
 	}
-	if n, err := testutil.GatherAndCount(reg, "txoutbox_relay_leased_messages"); err != nil || n != 0 {
-		t.Errorf("relay lease series = %d, %v; want none", n, err)
+	if got := gather(t, reg, "txoutbox_lanes").value; got != outbox.DefaultLanes {
+		t.Errorf("lanes = %v, want %d", got, outbox.DefaultLanes)
+	}
+	for _, name := range []string{"txoutbox_relay_lanes", "txoutbox_lane_pending_messages", "txoutbox_lane_oldest_pending_age_seconds"} {
+		if n, err := testutil.GatherAndCount(reg, name); err != nil || n != 0 {
+			t.Errorf("%s: %d series, %v; want none", name, n, err)
+		}
 	}
 }
 
@@ -192,22 +236,61 @@ func TestStatsCollectorMaxAge(t *testing.T) {
 
 func TestStatsCollectorRelays(t *testing.T) {
 	t.Parallel()
-	sr := fixedStats{stats: outbox.Stats{Relays: []outbox.RelayLeases{
-		{Owner: "a", Leased: 3}, {Owner: "b", Leased: 1}, {Owner: "a", Leased: 2}, // a store listing an owner twice
+	sr := fixedStats{stats: outbox.Stats{Lanes: 8, Relays: []outbox.RelayLanes{
+		{Owner: "a", Lanes: 3}, {Owner: "b", Lanes: 1}, {Owner: "a", Lanes: 2}, // a store listing an owner twice
 	}}}
 	reg := registry(t, newStats(t, sr, outboxprom.StatsConfig{}))
-	if got := gather(t, reg, "txoutbox_relay_leased_messages", "owner", "a").value; got != 5 {
-		t.Errorf("leases of a = %v, want 5", got)
+	if got := gather(t, reg, "txoutbox_relay_lanes", "owner", "a").value; got != 5 {
+		t.Errorf("lanes of a = %v, want 5", got)
 	}
-	if got := gather(t, reg, "txoutbox_relay_leased_messages", "owner", "b").value; got != 1 {
-		t.Errorf("leases of b = %v, want 1", got)
+	if got := gather(t, reg, "txoutbox_relay_lanes", "owner", "b").value; got != 1 {
+		t.Errorf("lanes of b = %v, want 1", got)
 	}
 
 	omit := newStats(t, sr, outboxprom.StatsConfig{OmitRelays: true})
-	if n := testutil.CollectAndCount(omit, "txoutbox_relay_leased_messages"); n != 0 {
+	if n := testutil.CollectAndCount(omit, "txoutbox_relay_lanes"); n != 0 {
 		t.Errorf("OmitRelays: %d relay series", n)
 	}
 	registry(t, omit) // its Describe matches what it collects
+}
+
+func TestStatsCollectorLagging(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	sr := fixedStats{stats: outbox.Stats{Lanes: 8, Pending: 7, OldestPending: now.Add(-time.Minute), Lagging: []outbox.LaneLag{
+		{Lane: 5, Owner: "a", Pending: 4, OldestPending: now.Add(-time.Minute)},
+		{Lane: 2, Pending: 3, OldestPending: now.Add(-time.Second)},           // nobody holds it
+		{Lane: 5, Owner: "a", Pending: 9, OldestPending: now.Add(-time.Hour)}, // a store listing a lane twice
+		{Lane: 6, Pending: 1, OldestPending: now.Add(time.Hour)},              // the writer's clock is ahead
+	}}}
+	reg := registry(t, newStats(t, sr, outboxprom.StatsConfig{}))
+	for _, c := range []struct {
+		lane           string
+		pending        float64
+		minAge, maxAge float64
+	}{
+		{"5", 4, 59, 3600}, // the first listing counts
+		{"2", 3, 0.9, 60},
+		{"6", 1, 0, 0},
+	} {
+		if got := gather(t, reg, "txoutbox_lane_pending_messages", "lane", c.lane).value; got != c.pending {
+			t.Errorf("pending of lane %s = %v, want %v", c.lane, got, c.pending)
+		}
+		if age := gather(t, reg, "txoutbox_lane_oldest_pending_age_seconds", "lane", c.lane).value; age < c.minAge || age > c.maxAge {
+			t.Errorf("age of lane %s = %vs, want %v to %v", c.lane, age, c.minAge, c.maxAge)
+		}
+	}
+	if n, err := testutil.GatherAndCount(reg, "txoutbox_lane_pending_messages"); err != nil || n != 3 {
+		t.Errorf("%d lane series, %v; want 3", n, err)
+	}
+
+	omit := newStats(t, sr, outboxprom.StatsConfig{OmitLagging: true})
+	for _, name := range []string{"txoutbox_lane_pending_messages", "txoutbox_lane_oldest_pending_age_seconds"} {
+		if n := testutil.CollectAndCount(omit, name); n != 0 {
+			t.Errorf("OmitLagging: %d series of %s", n, name)
+		}
+	}
+	registry(t, omit)
 }
 
 func TestStatsConfigErrors(t *testing.T) {
@@ -221,6 +304,7 @@ func TestStatsConfigErrors(t *testing.T) {
 		"negative timeout": {ok, outboxprom.StatsConfig{Timeout: -time.Second}},
 		"negative max age": {ok, outboxprom.StatsConfig{MaxAge: -time.Second}},
 		"owner label":      {ok, outboxprom.StatsConfig{ConstLabels: prometheus.Labels{"owner": "x"}}},
+		"lane label":       {ok, outboxprom.StatsConfig{ConstLabels: prometheus.Labels{"lane": "x"}}},
 		"bad label":        {ok, outboxprom.StatsConfig{ConstLabels: prometheus.Labels{"1x": "x"}}},
 	} {
 		if _, err := outboxprom.NewStatsCollector(c.sr, c.cfg); !errors.Is(err, outbox.ErrInvalidConfig) {
