@@ -150,7 +150,10 @@ const rowsPerInsert = 1000
 // It writes with one multi-row INSERT (one per 1000 messages), never
 // commits, and never creates tables. Each record gets the lane of its key
 // ([outbox.LaneOf]) among the table's lanes, whose count the store reads
-// once, through its own *sql.DB, at its first Enqueue.
+// once, through its own *sql.DB, at its first Enqueue: with a pool of one
+// connection (db.SetMaxOpenConns(1)), that first call waits for the
+// connection tx holds, so call [Store.Migrate] or any read of the store
+// before it, or leave the pool unbounded as [Open] does.
 //
 // tx must be a transaction: a *sql.DB is refused with
 // [outbox.ErrNoTransaction], since its statements would commit on their own.
