@@ -21,6 +21,15 @@ type queue struct {
 	known  map[string]int64 // IDs read and not yet settled (queued or in flight), to their Seq
 	queued int              // records in keys' queues (not in flight)
 
+	// reading is set while a read is under way, and settledDuring holds
+	// the IDs delivered or dead-lettered meanwhile: the read may have
+	// seen them still pending, and must not queue them again.
+	reading       bool
+	settledDuring map[string]struct{}
+	// deadDuring holds the keys dead-lettered in strict order meanwhile:
+	// the read may have returned their later records.
+	deadDuring map[string]struct{}
+
 	cursor int64 // the next read starts after this Seq; zero reads from the head
 }
 
@@ -57,8 +66,10 @@ type keyQueue struct {
 func newQueue() *queue {
 	return &queue{
 		lanes: make(map[int]*laneHold),
-		keys:  make(map[string]*keyQueue),
-		known: make(map[string]int64),
+		keys:          make(map[string]*keyQueue),
+		known:         make(map[string]int64),
+		settledDuring: make(map[string]struct{}),
+		deadDuring:    make(map[string]struct{}),
 	}
 }
 
@@ -76,6 +87,12 @@ func (q *queue) add(recs []Record) int {
 	for _, rec := range recs {
 		if _, ok := q.known[rec.ID]; ok {
 			continue
+		}
+		if _, ok := q.settledDuring[rec.ID]; ok {
+			continue // settled after the read began: its snapshot is stale
+		}
+		if _, ok := q.deadDuring[rec.Key]; ok && rec.Key != "" {
+			continue // its key stopped behind a dead letter after the read began
 		}
 		if h := q.lanes[rec.Lane]; h == nil || h.draining {
 			continue
@@ -188,10 +205,15 @@ func (q *queue) settled(recs []Record, outcomes []Outcome, epochs []Lane, strict
 		switch o := outcomes[i]; o.Status {
 		case Delivered:
 			delete(q.known, rec.ID)
+			q.settledWhileReading(rec.ID)
 		case DeadLettered:
 			delete(q.known, rec.ID)
+			q.settledWhileReading(rec.ID)
 			if strict && rec.Key != "" {
 				dropKey[kq] = true
+				if q.reading {
+					q.deadDuring[rec.Key] = struct{}{}
+				}
 			}
 		default:
 			if o.Status == Retried {
@@ -219,6 +241,13 @@ func (q *queue) settled(recs []Record, outcomes []Outcome, epochs []Lane, strict
 		if len(kq.recs) > 0 {
 			q.list(kq)
 		}
+	}
+}
+
+// settledWhileReading remembers id when a read is under way.
+func (q *queue) settledWhileReading(id string) {
+	if q.reading {
+		q.settledDuring[id] = struct{}{}
 	}
 }
 

@@ -177,6 +177,7 @@ func (rn *run) readLoop(ctx context.Context) {
 		}
 		after := rn.q.cursor
 		skip := rn.q.heldBack(now, maxSkipKeys)
+		rn.q.reading = len(lanes) > 0 && !full
 		rn.mu.Unlock()
 
 		if len(lanes) == 0 || full {
@@ -194,6 +195,12 @@ func (rn *run) readLoop(ctx context.Context) {
 			Lanes: lanes, AfterSeq: after, Limit: r.cfg.BatchSize,
 			SkipKeys: skip, StrictOrder: r.cfg.StrictOrder,
 		})
+		rn.mu.Lock()
+		added := rn.q.add(recs)
+		rn.q.reading = false
+		clear(rn.q.settledDuring)
+		clear(rn.q.deadDuring)
+		rn.mu.Unlock()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -203,7 +210,6 @@ func (rn *run) readLoop(ctx context.Context) {
 		}
 		r.storeDown.success()
 		rn.mu.Lock()
-		added := rn.q.add(recs)
 		if len(recs) == r.cfg.BatchSize {
 			rn.q.cursor = recs[len(recs)-1].Seq
 		} else {
