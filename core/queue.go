@@ -65,7 +65,7 @@ type keyQueue struct {
 
 func newQueue() *queue {
 	return &queue{
-		lanes: make(map[int]*laneHold),
+		lanes:         make(map[int]*laneHold),
 		keys:          make(map[string]*keyQueue),
 		known:         make(map[string]int64),
 		settledDuring: make(map[string]struct{}),
