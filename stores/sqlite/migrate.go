@@ -95,7 +95,8 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.writeTx(ctx, "Migrate", func(conn *sql.Conn, now int64) error {
+	var lanes int
+	err = s.writeTx(ctx, "Migrate", func(conn *sql.Conn, now int64) error {
 		_, err := conn.ExecContext(ctx, s.q.replacer.Replace(`
 CREATE TABLE IF NOT EXISTS {migrations} (
 	version    INTEGER PRIMARY KEY,
@@ -125,7 +126,16 @@ CREATE TABLE IF NOT EXISTS {migrations} (
 			}
 		}
 		// The lanes, once: a table that has them keeps their count.
-		_, err = conn.ExecContext(ctx, s.q.fillLanes, s.lanes)
-		return err
+		if _, err = conn.ExecContext(ctx, s.q.fillLanes, s.lanes); err != nil {
+			return err
+		}
+		return conn.QueryRowContext(ctx, s.q.laneCount).Scan(&lanes)
 	})
+	if err != nil {
+		return err
+	}
+	s.laneMu.Lock()
+	s.laneCount = lanes // Enqueue needs not read it
+	s.laneMu.Unlock()
+	return nil
 }

@@ -150,10 +150,11 @@ const rowsPerInsert = 1000
 // It writes with one multi-row INSERT (one per 1000 messages), never
 // commits, and never creates tables. Each record gets the lane of its key
 // ([outbox.LaneOf]) among the table's lanes, whose count the store reads
-// once, through its own *sql.DB, at its first Enqueue: with a pool of one
-// connection (db.SetMaxOpenConns(1)), that first call waits for the
-// connection tx holds, so call [Store.Migrate] or any read of the store
-// before it, or leave the pool unbounded as [Open] does.
+// once and keeps: [Store.Migrate] learns it, otherwise the first Enqueue
+// reads it through the store's own *sql.DB. (With a pool of one
+// connection, db.SetMaxOpenConns(1), that read would wait for the
+// connection tx holds: run Migrate on the Store first, or leave the pool
+// unbounded as [Open] does.)
 //
 // tx must be a transaction: a *sql.DB is refused with
 // [outbox.ErrNoTransaction], since its statements would commit on their own.
