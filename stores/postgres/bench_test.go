@@ -118,12 +118,13 @@ func BenchmarkDrain(b *testing.B) {
 	}
 }
 
-// BenchmarkClaimAck measures one claim and the MarkDelivered of what it
-// claimed, with no delivered records kept and with 1,000,000 of them: the
-// partial indexes keep the claim from reading the delivered ones, so the two
-// should cost about the same. The retained records are inserted once, with
-// INSERT ... SELECT generate_series (not timed).
-func BenchmarkClaimAck(b *testing.B) {
+// BenchmarkReadSettle measures one Read of a relay holding every lane and
+// the Settle of what it read as delivered, with no delivered records kept
+// and with 1,000,000 of them: the partial indexes keep Read from reading
+// the delivered ones, so the two should cost about the same. The retained
+// records are inserted once, with INSERT ... SELECT generate_series (not
+// timed).
+func BenchmarkReadSettle(b *testing.B) {
 	ctx := context.Background()
 	for _, retained := range []int{0, 1_000_000} {
 		// Set up here, once: the leaf functions below run several times.
@@ -136,6 +137,7 @@ func BenchmarkClaimAck(b *testing.B) {
 		if retained > 0 {
 			fill(b, ctx, pool, s, retained, 1000, len(benchPayload), true)
 		}
+		held := takeAll(b, ctx, s, fmt.Sprintf("bench-%d", retained), time.Hour, 0)
 		for _, limit := range []int{1, 100} {
 			b.Run(fmt.Sprintf("retained=%d/batch=%d", retained, limit), func(b *testing.B) {
 				// A fresh backlog for this run, and none of the records that
@@ -145,22 +147,22 @@ func BenchmarkClaimAck(b *testing.B) {
 				}
 				fill(b, ctx, pool, s, limit*b.N, 1000, len(benchPayload), false)
 				analyze(b, ctx, pool, s)
-				p := outbox.ClaimParams{Owner: "bench", Limit: limit, Lease: time.Minute}
+				p := outbox.ReadParams{Lanes: allLanes(b, ctx, s), Limit: limit}
 				ids := make([]string, 0, limit)
 				b.ResetTimer()
 				for range b.N {
-					recs, err := s.Claim(ctx, p)
+					recs, err := s.Read(ctx, p)
 					if err != nil {
 						b.Fatal(err)
 					}
 					if len(recs) != limit {
-						b.Fatalf("claimed %d records, want %d", len(recs), limit)
+						b.Fatalf("read %d records, want %d", len(recs), limit)
 					}
 					ids = ids[:0]
 					for _, r := range recs {
 						ids = append(ids, r.ID)
 					}
-					if err := s.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: "bench", IDs: ids}); err != nil {
+					if err := s.Settle(ctx, outbox.SettleParams{Lanes: held, Delivered: ids}); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -14,17 +14,27 @@ type Config struct {
 	Schema string
 
 	// Table is the name of the outbox table. Default "outbox". The store
-	// also owns "<Table>_migrations" (the applied schema versions) and
-	// indexes named "<Table>_...", all in Schema.
+	// also owns "<Table>_lanes" (one row per lane: who holds it, until
+	// when, at which epoch), "<Table>_relays" (the live relays),
+	// "<Table>_migrations" (the applied schema versions) and indexes and
+	// constraints named "<Table>_...", all in Schema.
 	Table string
+
+	// Lanes is the lane count: every record belongs to the lane of its
+	// key (outbox.LaneOf), and relays divide the lanes among themselves,
+	// so it bounds how many relays can share the work. Default
+	// outbox.DefaultLanes (256), at most outbox.MaxLanes. The first
+	// Migrate of a table creates the lanes and fixes their count; later
+	// Migrates, and stores configured with another count, keep it.
+	Lanes int
 
 	// Limits bound what Enqueue accepts: a message over them is rejected
 	// before anything is written, so the caller's transaction never
 	// commits it.
 	Limits outbox.Limits
 
-	// DisableNotify stops Enqueue (and Release and ReplayDead) from
-	// issuing a NOTIFY. Relays then find new messages by polling alone.
+	// DisableNotify stops Enqueue (and ReplayDead) from issuing a
+	// NOTIFY. Relays then find new messages by polling alone.
 	// Set it when many transactions enqueue concurrently: PostgreSQL
 	// serializes the commits of all transactions that notify,
 	// database-wide, on one lock.
@@ -39,7 +49,8 @@ const (
 
 // Longest names accepted. PostgreSQL cuts identifiers at 63 bytes; the
 // table's name is shorter so that the names derived from it
-// ("<Table>_pending_key_idx", "<Table>_migrations") stay whole.
+// ("<Table>_delivered_idx", "<Table>_relays_pkey", "<Table>_migrations")
+// stay whole.
 const (
 	MaxSchemaLen = 63
 	MaxTableLen  = 40
@@ -67,6 +78,13 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if err := checkIdentifier("Table", c.Table, MaxTableLen); err != nil {
 		return c, err
+	}
+	if c.Lanes == 0 {
+		c.Lanes = outbox.DefaultLanes
+	}
+	if c.Lanes < 1 || c.Lanes > outbox.MaxLanes {
+		return c, fmt.Errorf("%w: pgstore: Config.Lanes is %d; it must be between 1 and %d, or zero for the default (%d)",
+			outbox.ErrInvalidConfig, c.Lanes, outbox.MaxLanes, outbox.DefaultLanes)
 	}
 	if c.Limits.MaxPayloadBytes < 0 {
 		return c, fmt.Errorf("%w: pgstore: Config.Limits.MaxPayloadBytes is %d; it must be positive, or zero for the default (%d bytes)",

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	outbox "github.com/txoutbox/txoutbox/core"
@@ -27,6 +28,8 @@ func TestConfigRejectsInvalidNames(t *testing.T) {
 		{"schema too long", Config{Schema: strings.Repeat("s", MaxSchemaLen+1)}, "64 bytes long"},
 		{"table too long", Config{Table: strings.Repeat("t", MaxTableLen+1)}, "41 bytes long"},
 		{"negative payload limit", Config{Limits: outbox.Limits{MaxPayloadBytes: -1}}, "MaxPayloadBytes"},
+		{"negative lanes", Config{Lanes: -1}, "Config.Lanes is -1"},
+		{"too many lanes", Config{Lanes: outbox.MaxLanes + 1}, "Config.Lanes is 4097"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -50,8 +53,8 @@ func TestConfigDefaultsAndNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := s.Config(); got.Schema != "public" || got.Table != "outbox" {
-		t.Fatalf("defaults = %q.%q; want public.outbox", got.Schema, got.Table)
+	if got := s.Config(); got.Schema != "public" || got.Table != "outbox" || got.Lanes != outbox.DefaultLanes {
+		t.Fatalf("defaults = %q.%q with %d lanes; want public.outbox with %d", got.Schema, got.Table, got.Lanes, outbox.DefaultLanes)
 	}
 	if s.Table() != `"public"."outbox"` || s.Channel() != "public.outbox" {
 		t.Fatalf("Table() = %s, Channel() = %s", s.Table(), s.Channel())
@@ -76,8 +79,8 @@ func TestConfigDefaultsAndNames(t *testing.T) {
 	if other.Channel() == long.Channel() {
 		t.Fatalf("two tables with long names share the channel %q", long.Channel())
 	}
-	if other.names.claimKey == long.names.claimKey {
-		t.Fatalf("two tables share a claim lock")
+	if want := (pgx.Identifier{long.names.schema, strings.Repeat("t", MaxTableLen) + "_lanes"}).Sanitize(); long.names.qualLanes != want {
+		t.Fatalf("lanes table %s; want the table's name and _lanes, whole", long.names.qualLanes)
 	}
 }
 

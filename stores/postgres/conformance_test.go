@@ -13,13 +13,13 @@ import (
 
 func TestStoreSuite(t *testing.T) {
 	t.Parallel()
-	conformance.RunStoreSuite(t, harness(nil))
+	conformance.RunStoreSuite(t, harness())
 }
 
 func TestRelaySuite(t *testing.T) {
 	t.Parallel()
 	conformance.RunRelaySuite(t, conformance.RelayHarness{
-		Store:  harness(nil),
+		Store:  harness(),
 		Broker: conformance.MemoryBroker(),
 		// Longer than the suite's default: the relay keeps delivering
 		// later records while this writer's transaction stays open.
@@ -42,30 +42,14 @@ func TestSuitesThroughDatabaseSQL(t *testing.T) {
 	})
 }
 
-// The claim's second path, the walk over keys past a clogged window, runs
-// only when the oldest records are blocked. With a window of one record it
-// runs at almost every claim: both suites again, to prove it keeps every
-// promise on its own.
-func TestSuitesWithKeyWalk(t *testing.T) {
-	t.Parallel()
-	narrow := harness(func(s *Store) { s.claimWindow = func(int) int { return 1 } })
-	t.Run("Store", func(t *testing.T) {
-		t.Parallel()
-		conformance.RunStoreSuite(t, narrow)
-	})
-	t.Run("Relay", func(t *testing.T) {
-		t.Parallel()
-		conformance.RunRelaySuite(t, conformance.RelayHarness{Store: narrow, Broker: conformance.MemoryBroker()})
-	})
-}
-
 // Sessions other than pgx's defaults. Behind PgBouncer in transaction mode,
 // pgx runs without prepared statements (QueryExecModeSimpleProtocol): a
 // batch is then one multi-statement query, which PostgreSQL still runs as
 // one implicit transaction. And a database whose default isolation is
-// REPEATABLE READ would give the claim (and Migrate) a snapshot older than
-// the lock they wait for, unless they ask for READ COMMITTED, as they do.
-// The store suite again, in both.
+// REPEATABLE READ would make the statements that lock lanes and records
+// fail when another transaction changed them meanwhile, and give Migrate a
+// snapshot older than the lock it waits for, unless they ask for READ
+// COMMITTED, as they do. The store suite again, in both.
 func TestStoreSuiteOtherSessionDefaults(t *testing.T) {
 	t.Parallel()
 	conformance.RunStoreSuite(t, conformance.StoreHarness{New: func(t *testing.T, opts conformance.OutboxOptions) conformance.Outbox {
@@ -74,7 +58,7 @@ func TestStoreSuiteOtherSessionDefaults(t *testing.T) {
 			cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 			cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = "repeatable read"
 		})
-		s, err := New(pool, Config{Schema: schema, Limits: opts.Limits})
+		s, err := New(pool, Config{Schema: schema, Limits: opts.Limits, Lanes: opts.Lanes})
 		if err != nil {
 			t.Fatal(err)
 		}

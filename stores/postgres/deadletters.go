@@ -30,13 +30,10 @@ func (s *Store) ListDead(ctx context.Context, p outbox.ListDeadParams) ([]outbox
 	}
 	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (outbox.DeadLetter, error) {
 		var d outbox.DeadLetter
-		var headers []byte
-		err := row.Scan(&d.Seq, &d.ID, &d.Topic, &d.Key, &d.Payload, &headers, &d.CreatedAt, &d.Attempts, &d.LastError, &d.DeadAt)
-		if err != nil {
-			return d, err
-		}
+		var err error
+		d.Record, err = scanRecord(row, &d.DeadAt)
 		d.DeadAt = d.DeadAt.UTC()
-		return d, finishRecord(&d.Record, headers)
+		return d, err
 	})
 	if err != nil {
 		return nil, translate("list dead letters", err)

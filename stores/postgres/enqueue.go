@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,7 +45,7 @@ func (s *Store) Enqueue(ctx context.Context, tx pgx.Tx, msgs ...outbox.Message) 
 	if tx == nil {
 		return fmt.Errorf("pgstore: Enqueue needs the pgx.Tx of the business change (pool.Begin, pgx.BeginFunc), got nil: %w", outbox.ErrNoTransaction)
 	}
-	query, args, err := s.enqueueStatement(msgs, pgxArrays)
+	query, args, err := s.enqueueStatement(ctx, msgs, pgxArrays)
 	if query == "" || err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ func (s *Store) EnqueueSQL(ctx context.Context, tx *sql.Tx, msgs ...outbox.Messa
 	if tx == nil {
 		return fmt.Errorf("pgstore: EnqueueSQL needs the *sql.Tx of the business change (db.BeginTx), got nil: %w", outbox.ErrNoTransaction)
 	}
-	query, args, err := s.enqueueStatement(msgs, literalArrays)
+	query, args, err := s.enqueueStatement(ctx, msgs, literalArrays)
 	if query == "" || err != nil {
 		return err
 	}
@@ -105,29 +106,35 @@ func (s *Store) enqueueError(err error) error {
 
 // arrayArgs turns the columns of several messages into the arguments of the
 // multi-message insert ($1 to $6: uuid[], text[], text[], bytea[], text[],
-// timestamptz[]). Enqueue passes Go slices, which pgx sends as binary
-// arrays; EnqueueSQL passes array literals, which every driver sends as
-// text and PostgreSQL casts.
-type arrayArgs func(ids, topics, keys []string, payloads [][]byte, headers []string, created []time.Time) []any
+// timestamptz[]; then $7, the channel, and $8: integer[]). Enqueue passes
+// Go slices, which pgx sends as binary arrays; EnqueueSQL passes array
+// literals, which every driver sends as text and PostgreSQL casts.
+type arrayArgs func(ids, topics, keys []string, payloads [][]byte, headers []string, created []time.Time, channel string, lanes []int32) []any
 
-func pgxArrays(ids, topics, keys []string, payloads [][]byte, headers []string, created []time.Time) []any {
-	return []any{ids, topics, keys, payloads, headers, created}
+func pgxArrays(ids, topics, keys []string, payloads [][]byte, headers []string, created []time.Time, channel string, lanes []int32) []any {
+	return []any{ids, topics, keys, payloads, headers, created, channel, lanes}
 }
 
-func literalArrays(ids, topics, keys []string, payloads [][]byte, headers []string, created []time.Time) []any {
-	return []any{textArray(ids), textArray(topics), textArray(keys), byteaArray(payloads), textArray(headers), timeArray(created)}
+func literalArrays(ids, topics, keys []string, payloads [][]byte, headers []string, created []time.Time, channel string, lanes []int32) []any {
+	return []any{textArray(ids), textArray(topics), textArray(keys), byteaArray(payloads), textArray(headers), timeArray(created), channel, intArray(lanes)}
 }
 
 // enqueueStatement validates msgs and returns the statement that writes
 // them and notifies, with its arguments: a plain VALUES row for one
 // message, arrays unnested in one statement for several. An empty query
-// means there is nothing to write.
-func (s *Store) enqueueStatement(msgs []outbox.Message, arrays arrayArgs) (query string, args []any, err error) {
+// means there is nothing to write. The lane of each message is computed
+// here, with the lane count that the store reads once (through its pool,
+// on first use) and caches.
+func (s *Store) enqueueStatement(ctx context.Context, msgs []outbox.Message, arrays arrayArgs) (query string, args []any, err error) {
 	if err := outbox.Prepare(msgs, s.cfg.Limits); err != nil {
 		return "", nil, err
 	}
 	if len(msgs) == 0 {
 		return "", nil, nil
+	}
+	lanes, err := s.laneTotal(ctx)
+	if err != nil {
+		return "", nil, err
 	}
 	channel := s.names.channel
 	if s.cfg.DisableNotify {
@@ -156,7 +163,8 @@ func (s *Store) enqueueStatement(msgs []outbox.Message, arrays arrayArgs) (query
 		if err != nil {
 			return "", nil, err
 		}
-		return s.sql.insertOne, []any{m.ID, m.Topic, m.Key, payload(m), h, m.CreatedAt, channel}, nil
+		lane := int32(outbox.LaneOf(m.Key, m.ID, lanes))
+		return s.sql.insertOne, []any{m.ID, m.Topic, m.Key, payload(m), h, m.CreatedAt, channel, lane}, nil
 	}
 	var (
 		ids      = make([]string, len(msgs))
@@ -165,6 +173,7 @@ func (s *Store) enqueueStatement(msgs []outbox.Message, arrays arrayArgs) (query
 		payloads = make([][]byte, len(msgs))
 		hdrs     = make([]string, len(msgs))
 		created  = make([]time.Time, len(msgs))
+		laneOf   = make([]int32, len(msgs))
 	)
 	for i := range msgs {
 		m := &msgs[i]
@@ -173,8 +182,9 @@ func (s *Store) enqueueStatement(msgs []outbox.Message, arrays arrayArgs) (query
 			return "", nil, err
 		}
 		ids[i], topics[i], keys[i], payloads[i], hdrs[i], created[i] = m.ID, m.Topic, m.Key, payload(m), h, m.CreatedAt
+		laneOf[i] = int32(outbox.LaneOf(m.Key, m.ID, lanes))
 	}
-	return s.sql.insertMany, append(arrays(ids, topics, keys, payloads, hdrs, created), channel), nil
+	return s.sql.insertMany, arrays(ids, topics, keys, payloads, hdrs, created, channel, laneOf), nil
 }
 
 // textArray is the PostgreSQL literal of a one-dimensional array of
@@ -194,6 +204,20 @@ func textArray(elems []string) string {
 			b.WriteByte(e[j])
 		}
 		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// intArray is the literal of an integer[].
+func intArray(elems []int32) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, e := range elems {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(int(e)))
 	}
 	b.WriteByte('}')
 	return b.String()

@@ -281,10 +281,7 @@ func TestEnqueueSQLWritesWhatEnqueueWrites(t *testing.T) {
 		if err := tx.Commit(); err != nil {
 			t.Fatal(err)
 		}
-		recs, err := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 100, Lease: time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
+		recs := readAll(t, ctx, s, 100)
 		byID := make(map[string]outbox.Message, len(recs))
 		for _, r := range recs {
 			byID[r.ID] = r.Message
@@ -299,9 +296,7 @@ func TestEnqueueSQLWritesWhatEnqueueWrites(t *testing.T) {
 				}
 			}
 		}
-		if err := s.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: "a", IDs: ids(recs)}); err != nil {
-			t.Fatal(err)
-		}
+		deliver(t, ctx, s, pool, ids(recs)...)
 	}
 
 	// Within one key, slice order is delivery order.
@@ -319,13 +314,10 @@ func TestEnqueueSQLWritesWhatEnqueueWrites(t *testing.T) {
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	recs, err := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 100, Lease: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs := readAll(t, ctx, s, 100)
 	for i, r := range recs {
 		if len(recs) != 5 || r.Payload[0] != byte(i) {
-			t.Fatalf("claimed %d records, record %d has payload %v; want 5 in slice order", len(recs), i, r.Payload)
+			t.Fatalf("read %d records, record %d has payload %v; want 5 in slice order", len(recs), i, r.Payload)
 		}
 	}
 }
@@ -426,6 +418,7 @@ func TestSchemaMissingIsTranslated(t *testing.T) {
 			t.Fatal(err)
 		}
 		id := outbox.NewID()
+		lane0 := []outbox.Lane{{ID: 0}}
 		ops := map[string]func() error{
 			"Enqueue": func() error { return enqueueCommitted(ctx, pool, s, outbox.Message{Topic: "t"}) },
 			"EnqueueSQL": func() error {
@@ -436,18 +429,27 @@ func TestSchemaMissingIsTranslated(t *testing.T) {
 				defer tx.Rollback()
 				return s.EnqueueSQL(ctx, tx, outbox.Message{Topic: "t"})
 			},
-			"Claim": func() error {
-				_, err := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 1, Lease: time.Minute})
+			"SyncLanes": func() error {
+				_, err := s.SyncLanes(ctx, outbox.SyncParams{Owner: "a", Lease: time.Minute})
 				return err
 			},
-			"MarkDelivered": func() error { return s.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: "a", IDs: []string{id}}) },
-			"ScheduleRetry": func() error {
-				return s.ScheduleRetry(ctx, outbox.ScheduleRetryParams{Owner: "a", Retries: []outbox.Retry{{ID: id}}})
+			"TakeLanes": func() error {
+				_, err := s.TakeLanes(ctx, outbox.TakeParams{Owner: "a", Lease: time.Minute, Lanes: lane0, Charge: 1})
+				return err
 			},
-			"DeadLetter": func() error {
-				return s.DeadLetter(ctx, outbox.DeadLetterParams{Owner: "a", Letters: []outbox.Failure{{ID: id}}})
+			"ReleaseLanes": func() error {
+				return s.ReleaseLanes(ctx, outbox.ReleaseLanesParams{Owner: "a", Lanes: lane0, Leave: true})
 			},
-			"Release": func() error { return s.Release(ctx, outbox.ReleaseParams{Owner: "a", IDs: []string{id}}) },
+			"Read": func() error {
+				_, err := s.Read(ctx, outbox.ReadParams{Lanes: []int{0}, Limit: 1, StrictOrder: true})
+				return err
+			},
+			"Settle(delivered)": func() error {
+				return s.Settle(ctx, outbox.SettleParams{Lanes: lane0, Delivered: []string{id}})
+			},
+			"Settle(failed)": func() error {
+				return s.Settle(ctx, outbox.SettleParams{Lanes: lane0, Retries: []outbox.Retry{{ID: id}}, Dead: []outbox.Failure{{ID: id}}})
+			},
 			"Cleanup": func() error { _, err := s.Cleanup(ctx, outbox.CleanupParams{Limit: 1}); return err },
 			"Stats":   func() error { _, err := s.Stats(ctx); return err },
 			"ListDead": func() error {
@@ -490,8 +492,8 @@ func TestUnreachableServerIsUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 1, Lease: time.Minute}); !errors.Is(err, outbox.ErrUnavailable) {
-		t.Fatalf("Claim against a closed port = %v; want ErrUnavailable", err)
+	if _, err := s.Read(ctx, outbox.ReadParams{Lanes: []int{0}, Limit: 1}); !errors.Is(err, outbox.ErrUnavailable) {
+		t.Fatalf("Read against a closed port = %v; want ErrUnavailable", err)
 	}
 	if err := s.Ping(ctx); !errors.Is(err, outbox.ErrUnavailable) {
 		t.Fatalf("Ping against a closed port = %v; want ErrUnavailable", err)

@@ -132,10 +132,11 @@ func TestAccessAndDatabaseErrorsAreTranslated(t *testing.T) {
 	}
 	for _, tt := range tests {
 		s := storeAt(t, tt.url, Config{Schema: schema})
-		_, claimErr := s.Claim(ctx, outbox.ClaimParams{Owner: "a", Limit: 1, Lease: time.Minute})
+		_, readErr := s.Read(ctx, outbox.ReadParams{Lanes: []int{0}, Limit: 1})
+		_, syncErr := s.SyncLanes(ctx, outbox.SyncParams{Owner: "a", Lease: time.Minute})
 		_, statsErr := s.Stats(ctx)
 		_, listErr := s.ListDead(ctx, outbox.ListDeadParams{Limit: 1})
-		ops := map[string]error{"Claim": claimErr, "Stats": statsErr, "ListDead": listErr, "Migrate": s.Migrate(ctx)}
+		ops := map[string]error{"Read": readErr, "SyncLanes": syncErr, "Stats": statsErr, "ListDead": listErr, "Migrate": s.Migrate(ctx)}
 		if tt.name != "no privilege" { // the role may connect: Ping passes
 			ops["Ping"] = s.Ping(ctx)
 		}

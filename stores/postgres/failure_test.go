@@ -51,8 +51,8 @@ FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid() AN
 	return n
 }
 
-// shortLeases is a relay configuration whose leases expire quickly, so that a
-// claim whose reply was lost with its connection is taken again soon.
+// shortLeases is a relay configuration whose leases expire quickly, so that
+// lanes whose relay lost its connection are taken over soon.
 func shortLeases(t testing.TB, owner string) outbox.RelayConfig {
 	cfg := conformance.TestRelayConfig(t)
 	cfg.Owner = owner
@@ -63,9 +63,10 @@ func shortLeases(t testing.TB, owner string) outbox.RelayConfig {
 }
 
 // Relays whose connections are killed again and again while writers write
-// lose nothing and keep per-key order: a claim that dies before its commit
-// leased nothing; one whose reply was lost expires; a delivery whose record
-// was lost is published again (a counted duplicate).
+// lose nothing and keep per-key order: a take or a settle that dies before
+// its commit changed nothing; lanes whose renewals fail expire and are
+// taken over; a record whose settle was lost is published again (a counted
+// duplicate).
 func TestRelaySurvivesKilledConnections(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
@@ -144,14 +145,14 @@ func TestRelaySurvivesKilledConnections(t *testing.T) {
 	}
 }
 
-// A claim whose connection is killed while it waits for the claim lock,
-// inside its transaction, leases nothing; the relay reconnects and delivers
-// everything.
-func TestClaimKilledMidClaim(t *testing.T) {
+// A TakeLanes whose connection is killed while it waits for the lane rows,
+// inside its transaction, takes nothing; the relay reconnects, takes the
+// lanes and delivers everything, without duplicates.
+func TestTakeKilledMidTake(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	s, pool := testStore(t, Config{})
-	appName := "pgstore-midclaim-" + s.Config().Schema
+	s, pool := testStore(t, Config{Lanes: 8})
+	appName := "pgstore-midtake-" + s.Config().Schema
 	relayStore, err := New(namedPool(t, appName), s.Config())
 	if err != nil {
 		t.Fatal(err)
@@ -161,13 +162,13 @@ func TestClaimKilledMidClaim(t *testing.T) {
 	ledger := conformance.NewLedger()
 	conformance.ConsumeInto(t, ctx, b, ledger, topic)
 
-	// Hold the claim lock, so that the relay's claim blocks halfway.
-	lock, err := pool.Acquire(ctx)
+	// Lock the lane rows, so that the relay's take blocks halfway.
+	lock, err := pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lock.Release()
-	if _, err := lock.Exec(ctx, "SELECT pg_advisory_lock($1)", s.names.claimKey); err != nil {
+	defer lock.Rollback(ctx)
+	if _, err := lock.Exec(ctx, "SELECT FROM "+s.names.qualLanes+" FOR UPDATE"); err != nil {
 		t.Fatal(err)
 	}
 	ob := outboxOf(s, pool)
@@ -184,22 +185,21 @@ func TestClaimKilledMidClaim(t *testing.T) {
 	}
 	conformance.StartRelay(t, relayStore, b.Publisher, shortLeases(t, "relay"))
 
-	waiting := "wait_event_type = 'Lock' AND wait_event = 'advisory'"
 	var killed int
 	for killed == 0 {
 		if ctx.Err() != nil {
-			t.Fatal("the relay's claim never waited for the claim lock")
+			t.Fatal("the relay's take never waited for the lane rows")
 		}
-		killed = terminate(t, ctx, pool, appName, waiting)
+		killed = terminate(t, ctx, pool, appName, "wait_event_type = 'Lock'")
 	}
-	if _, err := lock.Exec(ctx, "SELECT pg_advisory_unlock($1)", s.names.claimKey); err != nil {
+	if err := lock.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := ledger.WaitAll(ctx); err != nil {
-		t.Fatalf("after %d claims were killed mid-claim: %v; %s", killed, err, ledger.Report())
+		t.Fatalf("after %d takes were killed mid-take: %v; %s", killed, err, ledger.Report())
 	}
 	if rep := ledger.Report(); !rep.Clean() || rep.Duplicates != 0 {
-		t.Fatalf("ledger: %s; a claim killed before its commit must not cause duplicates", rep)
+		t.Fatalf("ledger: %s; a take killed before its commit must not cause duplicates", rep)
 	}
 }
 

@@ -44,14 +44,10 @@ func testStore(t testing.TB, cfg Config) (*Store, *pgxpool.Pool) {
 	return s, pool
 }
 
-// harness builds outboxes for the conformance suites; tune, when set,
-// adjusts each store before use.
-func harness(tune func(*Store)) conformance.StoreHarness {
+// harness builds outboxes for the conformance suites.
+func harness() conformance.StoreHarness {
 	return conformance.StoreHarness{New: func(t *testing.T, opts conformance.OutboxOptions) conformance.Outbox {
-		s, pool := testStore(t, Config{Limits: opts.Limits})
-		if tune != nil {
-			tune(s)
-		}
+		s, pool := testStore(t, Config{Limits: opts.Limits, Lanes: opts.Lanes})
 		return outboxOf(s, pool)
 	}}
 }
@@ -73,7 +69,7 @@ func outboxOf(s *Store, pool *pgxpool.Pool) conformance.Outbox {
 // stdlib driver) and enqueue with EnqueueSQL; the relay side is the same.
 func sqlHarness() conformance.StoreHarness {
 	return conformance.StoreHarness{New: func(t *testing.T, opts conformance.OutboxOptions) conformance.Outbox {
-		s, pool := testStore(t, Config{Limits: opts.Limits})
+		s, pool := testStore(t, Config{Limits: opts.Limits, Lanes: opts.Lanes})
 		db := sqlDB(t, pool)
 		return conformance.Outbox{
 			Store: s,

@@ -91,6 +91,12 @@ type migrationNames struct{ n names }
 // Table is the quoted, schema-qualified outbox table.
 func (m migrationNames) Table() string { return m.n.qualTab }
 
+// Lanes is the quoted, schema-qualified lanes table.
+func (m migrationNames) Lanes() string { return m.n.qualLanes }
+
+// Relays is the quoted, schema-qualified relays table.
+func (m migrationNames) Relays() string { return m.n.qualRelays }
+
 // Name is the quoted name "<table>_<suffix>" of an index or constraint.
 func (m migrationNames) Name(suffix string) string { return m.n.index(suffix) }
 
@@ -98,9 +104,11 @@ func (m migrationNames) Name(suffix string) string { return m.n.index(suffix) }
 // release brings a table to.
 func LatestSchemaVersion() int { return len(migrations) }
 
-// Migrate creates the schema (when missing), the outbox table and its
-// indexes, or brings them to [LatestSchemaVersion]. Applied versions are
-// recorded in "<Table>_migrations". It implements [outbox.Migrator]: it is
+// Migrate creates the schema (when missing), the outbox table, its lanes
+// and relays tables and their indexes, or brings them to
+// [LatestSchemaVersion]. Applied versions are recorded in
+// "<Table>_migrations". When the lanes table is empty it creates
+// Config.Lanes lanes; once created, their count never changes. It implements [outbox.Migrator]: it is
 // idempotent, and several processes may run it at once, since it works in
 // one transaction that first takes an advisory lock of the schema. Run it
 // from a deployment step (`outbox migrate`) or at startup, never from a
@@ -109,6 +117,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	// READ COMMITTED whatever the session's default, so that the version
 	// is read after the lock is granted, not when it was asked for.
 	opts := pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
+	var lanes int64
 	err := pgx.BeginTxFunc(ctx, s.pool, opts, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1::bigint)`, s.names.migrKey); err != nil {
 			return err
@@ -154,8 +163,16 @@ func (s *Store) Migrate(ctx context.Context) error {
 				return err
 			}
 		}
-		return nil
+		_, err = tx.Exec(ctx, `INSERT INTO `+s.names.qualLanes+` (lane)
+SELECT generate_series(0, $1::integer - 1) WHERE NOT EXISTS (SELECT FROM `+s.names.qualLanes+`)`, s.cfg.Lanes)
+		if err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, s.sql.laneCount).Scan(&lanes)
 	})
+	if err == nil && lanes > 0 {
+		s.lanes.Store(lanes)
+	}
 	return translate("migrate", err)
 }
 

@@ -1,7 +1,6 @@
 package pgstore
 
 import (
-	_ "embed"
 	"fmt"
 	"hash/fnv"
 	"strings"
@@ -11,13 +10,14 @@ import (
 
 // names are the identifiers a store uses, derived from its Config once.
 type names struct {
-	schema   string // as configured, unquoted
-	table    string // as configured, unquoted
-	qualTab  string // "schema"."table"
-	qualVer  string // "schema"."table_migrations"
-	channel  string // NOTIFY channel, unquoted
-	claimKey int64  // advisory lock that serializes claims on this table
-	migrKey  int64  // advisory lock that serializes migrations in this schema
+	schema     string // as configured, unquoted
+	table      string // as configured, unquoted
+	qualTab    string // "schema"."table"
+	qualLanes  string // "schema"."table_lanes"
+	qualRelays string // "schema"."table_relays"
+	qualVer    string // "schema"."table_migrations"
+	channel    string // NOTIFY channel, unquoted
+	migrKey    int64  // advisory lock that serializes migrations in this schema
 }
 
 // maxChannelLen is the longest NOTIFY channel name PostgreSQL accepts.
@@ -25,13 +25,14 @@ const maxChannelLen = 63
 
 func newNames(schema, table string) names {
 	n := names{
-		schema:   schema,
-		table:    table,
-		qualTab:  pgx.Identifier{schema, table}.Sanitize(),
-		qualVer:  pgx.Identifier{schema, table + "_migrations"}.Sanitize(),
-		channel:  channelName(schema, table),
-		claimKey: lockKey("txoutbox claim " + schema + "." + table),
-		migrKey:  lockKey("txoutbox migrate " + schema),
+		schema:     schema,
+		table:      table,
+		qualTab:    pgx.Identifier{schema, table}.Sanitize(),
+		qualLanes:  pgx.Identifier{schema, table + "_lanes"}.Sanitize(),
+		qualRelays: pgx.Identifier{schema, table + "_relays"}.Sanitize(),
+		qualVer:    pgx.Identifier{schema, table + "_migrations"}.Sanitize(),
+		channel:    channelName(schema, table),
+		migrKey:    lockKey("txoutbox migrate " + schema),
 	}
 	return n
 }
@@ -67,96 +68,201 @@ func (n names) index(suffix string) string {
 // statements are the SQL texts of a store, built once so that pgx caches
 // their prepared forms per connection.
 type statements struct {
-	insertOne, insertMany, notify string
+	insertOne, insertMany, notify, laneCount string
 
-	readCommitted, lockClaims, claim string
+	planGuard string
 
-	markDelivered, scheduleRetry, deadLetter, release string
+	relayUpsert, relaysExpire, renewLanes, laneView, liveRelays string
+	takeLanes, releaseLanes, leave                              string
 
-	cleanup, stats, statsRelays string
+	read [4]string // by readVariant
+
+	delivered, failed string
+
+	cleanup, stats, statsRelays, statsLagging string
 
 	listDead, replayDead, purgeDead, waitingBehindDead string
 
 	version string
 }
 
-// claimSQL is the claim, with its explanation in SQL comments, which are
-// dropped before it is sent.
-//
-//go:embed queries/claim.sql
-var claimSQL string
-
 // recordColumns are the columns read into an outbox.Record, in scan order.
-const recordColumns = "seq, id, topic, key, payload, headers, created_at, attempts, last_error"
+const recordColumns = "seq, id, lane, topic, key, payload, headers, created_at, attempts, last_error, not_before"
+
+// readVariant numbers the four forms of Read's statement: with or without
+// skipped keys, with or without strict order.
+func readVariant(skip, strict bool) int {
+	v := 0
+	if skip {
+		v |= 1
+	}
+	if strict {
+		v |= 2
+	}
+	return v
+}
+
+// heldLanes is the condition that the row l of the lanes table is one of
+// the lanes $2 at its epoch, $3 being the epochs by lane ($3[lane+1]; see
+// laneArrays): found by primary key, its epoch compared in constant time.
+const heldLanes = `l.lane = ANY($2::integer[]) AND l.epoch = ($3::bigint[])[l.lane + 1]`
 
 func newStatements(n names) statements {
-	r := strings.NewReplacer("{table}", n.qualTab, "{versions}", n.qualVer)
+	r := strings.NewReplacer("{table}", n.qualTab, "{lanes}", n.qualLanes, "{relays}", n.qualRelays, "{versions}", n.qualVer)
 	sql := func(s string) string { return strings.TrimSpace(r.Replace(stripComments(s))) }
-	return statements{
+	st := statements{
 		// The enqueue statements, one for a message and one for many, are
 		// what both Enqueue (pgx) and EnqueueSQL (database/sql) send, as one
 		// statement: the INSERT runs in a data-modifying CTE, and the same
 		// statement queues the NOTIFY (delivered on commit), unless $7, the
-		// channel, is empty (Config.DisableNotify).
+		// channel, is empty (Config.DisableNotify). $8 is the lane.
 		insertOne: sql(`
 WITH inserted AS (
-	INSERT INTO {table} (id, topic, key, payload, headers, created_at)
-	VALUES ($1::uuid, $2::text, $3::text, $4::bytea, nullif($5::text, '')::jsonb, $6::timestamptz))
+	INSERT INTO {table} (id, lane, topic, key, payload, headers, created_at)
+	VALUES ($1::uuid, $8::integer, $2::text, $3::text, $4::bytea, nullif($5::text, '')::jsonb, $6::timestamptz))
 SELECT pg_notify($7::text, '') WHERE $7::text <> ''`),
 
 		// WITH ORDINALITY and ORDER BY make the identity column number the
 		// messages in the order of the slice given to Enqueue.
 		insertMany: sql(`
 WITH inserted AS (
-	INSERT INTO {table} (id, topic, key, payload, headers, created_at)
-	SELECT m.id, m.topic, m.key, m.payload, nullif(m.headers, '')::jsonb, m.created_at
-	FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::timestamptz[])
-		WITH ORDINALITY AS m(id, topic, key, payload, headers, created_at, ord)
+	INSERT INTO {table} (id, lane, topic, key, payload, headers, created_at)
+	SELECT m.id, m.lane, m.topic, m.key, m.payload, nullif(m.headers, '')::jsonb, m.created_at
+	FROM unnest($1::uuid[], $8::integer[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::timestamptz[])
+		WITH ORDINALITY AS m(id, lane, topic, key, payload, headers, created_at, ord)
 	ORDER BY m.ord)
 SELECT pg_notify($7::text, '') WHERE $7::text <> ''`),
 
 		notify: `SELECT pg_notify($1::text, '')`,
 
-		readCommitted: `SET TRANSACTION ISOLATION LEVEL READ COMMITTED`,
-		lockClaims:    `SELECT pg_advisory_xact_lock($1::bigint)`,
+		laneCount: sql(`SELECT count(*) FROM {lanes}`),
 
-		// The claim: see queries/claim.sql.
-		claim: sql(claimSQL),
+		// Sent before the statements that read pending records in Seq
+		// order, in the same implicit transaction (one pgx batch), so that
+		// their plan cannot depend on the table's statistics: with sorts,
+		// sequential and bitmap scans disabled, the only plan left without a
+		// penalty is an ordered scan of pending_idx that stops at the LIMIT
+		// (the table has no other index in Seq order). set_config(..., true)
+		// lasts until the end of the transaction, and unlike SET LOCAL it
+		// never warns outside an explicit transaction block. JIT is off
+		// too: should a plan ever need a disabled node, its penalty must
+		// not make the server compile the query.
+		planGuard: `SELECT set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true),
+	set_config('enable_bitmapscan', 'off', true), set_config('jit', 'off', true)`,
 
-		markDelivered: sql(`
-UPDATE {table}
-SET delivered_at = now(), dead_at = NULL, lease_owner = NULL, lease_until = NULL
-WHERE id = ANY($1::uuid[]) AND delivered_at IS NULL`),
+		// SyncLanes: $1 owner, $2 lane IDs and $3 their epochs, $4 lease in
+		// microseconds. One batch, one implicit transaction, so now() is the
+		// same in every statement.
+		relayUpsert: sql(`
+INSERT INTO {relays} (owner, lease_until)
+VALUES ($1::text, now() + $2::bigint * interval '1 microsecond')
+ON CONFLICT (owner) DO UPDATE SET lease_until = EXCLUDED.lease_until`),
 
-		scheduleRetry: sql(`
+		// SKIP LOCKED: relays expiring each other at once never wait (nor
+		// deadlock); a row being renewed is not expired anyway.
+		relaysExpire: sql(`
+DELETE FROM {relays}
+WHERE owner IN (SELECT owner FROM {relays} WHERE lease_until <= now() FOR UPDATE SKIP LOCKED)`),
+
+		// Lane rows are always locked in lane order (here, in TakeLanes and
+		// in ReleaseLanes), so that those statements never deadlock.
+		renewLanes: sql(`
+WITH held AS (
+	SELECT l.lane FROM {lanes} l
+	WHERE ` + heldLanes + ` AND l.owner = $1::text
+	ORDER BY l.lane
+	FOR NO KEY UPDATE OF l
+)
+UPDATE {lanes} l SET lease_until = now() + $4::bigint * interval '1 microsecond'
+FROM held
+WHERE l.lane = held.lane`),
+
+		laneView: sql(`SELECT lane, owner, epoch, lease_until, now() FROM {lanes} ORDER BY lane`),
+
+		// COLLATE "C": byte order, as Go sorts strings.
+		liveRelays: sql(`SELECT owner FROM {relays} WHERE lease_until > now() ORDER BY owner COLLATE "C"`),
+
+		// TakeLanes in one statement: $1 owner, $2 lane IDs and $3 the
+		// epochs the caller saw, $4 lease in microseconds, $5 how many
+		// records to charge. free locks the lanes still at those epochs
+		// and free or expired (READ COMMITTED rechecks a row another
+		// transaction changed meanwhile); taken bumps their epochs;
+		// charged counts an attempt for the first $5 pending records, in
+		// Seq order, of the lanes whose owner let its lease expire (run
+		// after planGuard: the same ordered scan as Read; then found again
+		// by id, pending written as in Settle below).
+		takeLanes: sql(`
+WITH free AS MATERIALIZED (
+	SELECT l.lane, l.owner <> '' AS expired
+	FROM {lanes} l
+	WHERE ` + heldLanes + `
+		AND (l.owner = '' OR coalesce(l.lease_until <= now(), true))
+	ORDER BY l.lane
+	FOR UPDATE OF l
+),
+taken AS (
+	UPDATE {lanes} l
+	SET owner = $1::text, epoch = l.epoch + 1, lease_until = now() + $4::bigint * interval '1 microsecond'
+	FROM free
+	WHERE l.lane = free.lane
+	RETURNING l.lane, l.epoch
+),
+charged AS (
+	UPDATE {table} o SET attempts = o.attempts + 1
+	WHERE o.id = ANY(ARRAY(
+			SELECT p.id FROM {table} p
+			WHERE p.delivered_at IS NULL AND p.dead_at IS NULL
+				AND p.lane = ANY(ARRAY(SELECT lane FROM free WHERE expired))
+			ORDER BY p.seq
+			LIMIT $5::integer))
+		AND coalesce(o.delivered_at, o.dead_at) IS NULL
+		AND $5::integer > 0 AND EXISTS (SELECT FROM free WHERE expired)
+)
+SELECT lane, epoch FROM taken`),
+
+		releaseLanes: sql(`
+WITH held AS (
+	SELECT l.lane FROM {lanes} l
+	WHERE ` + heldLanes + ` AND l.owner = $1::text
+	ORDER BY l.lane
+	FOR NO KEY UPDATE OF l
+)
+UPDATE {lanes} l SET owner = '', lease_until = NULL
+FROM held
+WHERE l.lane = held.lane`),
+
+		leave: sql(`DELETE FROM {relays} WHERE owner = $1::text`),
+
+		// Settle. An outcome applies to a record whose lane row is at the
+		// epoch the caller holds it at ($2 lanes, $3 epochs): the lanes so
+		// fenced are read once (an InitPlan, each row by primary key), and
+		// a relay that lost a lane changes nothing of its records. The
+		// records are found through the primary key on id.
+		// "Pending" is written coalesce(delivered_at, dead_at) IS NULL,
+		// which the planner cannot match to the predicate of pending_idx:
+		// with stale statistics it would otherwise scan that whole index,
+		// thinking it small, rather than look the IDs up.
+		delivered: sql(`
+UPDATE {table} o SET delivered_at = now()
+WHERE o.id = ANY($1::uuid[]) AND coalesce(o.delivered_at, o.dead_at) IS NULL
+	AND o.lane = ANY(ARRAY(SELECT l.lane FROM {lanes} l WHERE ` + heldLanes + `))`),
+
+		// Retries and dead letters in one statement: $4 errors, $5 delays
+		// in microseconds, $6 whether the record is dead.
+		failed: sql(`
 UPDATE {table} o
-SET last_error = r.error,
-	available_at = now() + r.delay_us * interval '1 microsecond',
-	lease_owner = NULL, lease_until = NULL
-FROM unnest($2::uuid[], $3::text[], $4::bigint[]) AS r(id, error, delay_us)
-WHERE o.id = r.id AND o.lease_owner = $1::text AND o.lease_until > now()
-	AND o.delivered_at IS NULL AND o.dead_at IS NULL`),
-
-		deadLetter: sql(`
-UPDATE {table} o
-SET last_error = r.error, dead_at = now(), lease_owner = NULL, lease_until = NULL
-FROM unnest($2::uuid[], $3::text[]) AS r(id, error)
-WHERE o.id = r.id AND o.lease_owner = $1::text AND o.lease_until > now()
-	AND o.delivered_at IS NULL AND o.dead_at IS NULL`),
-
-		// A positive delay makes the records wait like a retry does; zero
-		// leaves available_at as it is (in the past: they were claimed).
-		release: sql(`
-UPDATE {table}
-SET lease_owner = NULL, lease_until = NULL, attempts = greatest(attempts - 1, 0),
-	available_at = CASE WHEN $3::bigint > 0 THEN now() + $3::bigint * interval '1 microsecond' ELSE available_at END
-WHERE id = ANY($2::uuid[]) AND lease_owner = $1::text AND lease_until > now()
-	AND delivered_at IS NULL AND dead_at IS NULL`),
+SET attempts = o.attempts + 1,
+	last_error = f.error,
+	not_before = CASE WHEN f.dead THEN o.not_before ELSE now() + f.delay_us * interval '1 microsecond' END,
+	dead_at = CASE WHEN f.dead THEN now() END
+FROM unnest($1::uuid[], $4::text[], $5::bigint[], $6::boolean[]) AS f(id, error, delay_us, dead)
+WHERE o.id = f.id AND coalesce(o.delivered_at, o.dead_at) IS NULL
+	AND o.lane = ANY(ARRAY(SELECT l.lane FROM {lanes} l WHERE ` + heldLanes + `))`),
 
 		cleanup: sql(`
 DELETE FROM {table}
-WHERE seq IN (
-	SELECT seq FROM {table}
+WHERE id IN (
+	SELECT id FROM {table}
 	WHERE delivered_at IS NOT NULL AND delivered_at < now() - $1::bigint * interval '1 microsecond'
 	ORDER BY delivered_at
 	LIMIT $2::integer
@@ -164,20 +270,34 @@ WHERE seq IN (
 
 		stats: sql(`
 SELECT count(*) FILTER (WHERE dead_at IS NULL),
-	count(*) FILTER (WHERE dead_at IS NULL AND lease_until > now()),
-	count(*) FILTER (WHERE dead_at IS NULL AND last_error <> '' AND attempts > 0),
-	count(*) FILTER (WHERE dead_at IS NULL AND last_error <> '' AND attempts = 0),
+	count(*) FILTER (WHERE dead_at IS NULL AND attempts > 0),
+	count(*) FILTER (WHERE dead_at IS NULL AND attempts = 0 AND last_error <> ''),
 	count(*) FILTER (WHERE dead_at IS NOT NULL),
-	min(created_at) FILTER (WHERE dead_at IS NULL)
+	min(created_at) FILTER (WHERE dead_at IS NULL),
+	(SELECT count(*) FROM {lanes})
 FROM {table}
 WHERE delivered_at IS NULL`),
 
 		statsRelays: sql(`
-SELECT lease_owner, count(*), max(lease_until)
-FROM {table}
-WHERE delivered_at IS NULL AND dead_at IS NULL AND lease_until > now()
-GROUP BY lease_owner
-ORDER BY count(*) DESC, lease_owner`),
+SELECT r.owner, count(l.lane), r.lease_until
+FROM {relays} r
+LEFT JOIN {lanes} l ON l.owner = r.owner AND l.lease_until > now()
+WHERE r.lease_until > now()
+GROUP BY r.owner, r.lease_until
+ORDER BY count(l.lane) DESC, r.owner COLLATE "C"`),
+
+		statsLagging: sql(`
+SELECT p.lane, coalesce(l.owner, ''), p.pending, p.oldest
+FROM (
+	SELECT lane, count(*) AS pending, min(created_at) AS oldest
+	FROM {table}
+	WHERE delivered_at IS NULL AND dead_at IS NULL
+	GROUP BY lane
+	ORDER BY oldest, lane
+	LIMIT 10
+) p
+LEFT JOIN {lanes} l ON l.lane = p.lane
+ORDER BY p.oldest, p.lane`),
 
 		listDead: sql(`
 SELECT ` + recordColumns + `, dead_at
@@ -189,15 +309,15 @@ LIMIT $3::integer`),
 
 		replayDead: sql(`
 UPDATE {table}
-SET dead_at = NULL, attempts = 0, available_at = NULL
+SET dead_at = NULL, attempts = 0, not_before = NULL
 WHERE dead_at IS NOT NULL AND delivered_at IS NULL AND ($1::boolean OR id = ANY($2::uuid[]))`),
 
 		purgeDead: sql(`
 DELETE FROM {table}
 WHERE dead_at IS NOT NULL AND delivered_at IS NULL AND ($1::boolean OR id = ANY($2::uuid[]))`),
 
-		// The earliest selected dead letter of each key, then the live
-		// records of that key after it (both through the key indexes).
+		// The earliest selected dead letter of each key, then the pending
+		// records of that key after it.
 		waitingBehindDead: sql(`
 SELECT count(*), count(DISTINCT p.key)
 FROM (
@@ -210,6 +330,41 @@ WHERE p.delivered_at IS NULL AND p.dead_at IS NULL AND p.key <> ''`),
 
 		version: sql(`SELECT coalesce(max(version), 0) FROM {versions}`),
 	}
+	for skip := range 2 {
+		for strict := range 2 {
+			st.read[readVariant(skip == 1, strict == 1)] = sql(readSQL(skip == 1, strict == 1))
+		}
+	}
+	return st
+}
+
+// readSQL is Read's statement: $1 lanes, $2 the Seq to read after, $3 the
+// limit, and $4 the keys to skip when skip is set. Run after planGuard, its
+// plan is a Limit over an Index Scan of pending_idx from $2 in Seq order,
+// the lane (and skipped keys) tested on each row, with strict order one
+// probe of dead_key_idx per record with a key (a Nested Loop Anti Join, or
+// a Hash Anti Join over the dead letters when the planner prefers): never a
+// sort of the backlog.
+func readSQL(skip, strict bool) string {
+	q := `
+SELECT ` + recordColumns + `
+FROM {table} o
+WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+	AND o.lane = ANY($1::integer[]) AND o.seq > $2::bigint`
+	if skip {
+		q += `
+	AND o.key <> ALL($4::text[])`
+	}
+	if strict {
+		q += `
+	AND NOT EXISTS (
+		SELECT FROM {table} d
+		WHERE d.key = o.key AND d.key <> '' AND d.seq < o.seq
+			AND d.dead_at IS NOT NULL AND d.delivered_at IS NULL)`
+	}
+	return q + `
+ORDER BY o.seq
+LIMIT $3::integer`
 }
 
 // stripComments drops the lines of s that hold only an SQL comment.

@@ -9,41 +9,45 @@ import (
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
-// Stats reports the backlog, the dead letters and the relays holding
-// leases, in one round trip. It reads every undelivered record (through the
-// partial indexes, never the delivered ones), so its cost grows with the
-// backlog, not with the retained history. It implements
-// [outbox.StatsReader].
+// Stats reports the backlog, the dead letters, the live relays with the
+// lanes they hold, and the lanes that lag most, in one round trip. It reads
+// every undelivered record (through the partial indexes, never the
+// delivered ones), so its cost grows with the backlog, not with the
+// retained history. It implements [outbox.StatsReader].
 func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 	var st outbox.Stats
 	b := &pgx.Batch{}
-	b.Queue(s.sql.stats)
-	b.Queue(s.sql.statsRelays)
-	br := s.pool.SendBatch(ctx, b)
-	err := func() error {
+	b.Queue(s.sql.stats).QueryRow(func(row pgx.Row) error {
 		var oldest *time.Time
-		if err := br.QueryRow().Scan(&st.Pending, &st.Leased, &st.Retrying, &st.Replayed, &st.Dead, &oldest); err != nil {
+		if err := row.Scan(&st.Pending, &st.Retrying, &st.Replayed, &st.Dead, &oldest, &st.Lanes); err != nil {
 			return err
 		}
 		if oldest != nil {
 			st.OldestPending = oldest.UTC()
 		}
-		rows, err := br.Query()
-		if err != nil {
-			return err
-		}
-		st.Relays, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (outbox.RelayLeases, error) {
-			var rl outbox.RelayLeases
-			err := row.Scan(&rl.Owner, &rl.Leased, &rl.Until)
+		return nil
+	})
+	b.Queue(s.sql.statsRelays).Query(func(rows pgx.Rows) error {
+		var err error
+		st.Relays, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (outbox.RelayLanes, error) {
+			var rl outbox.RelayLanes
+			err := row.Scan(&rl.Owner, &rl.Lanes, &rl.Until)
 			rl.Until = rl.Until.UTC()
 			return rl, err
 		})
 		return err
-	}()
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	})
+	b.Queue(s.sql.statsLagging).Query(func(rows pgx.Rows) error {
+		var err error
+		st.Lagging, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (outbox.LaneLag, error) {
+			var l outbox.LaneLag
+			err := row.Scan(&l.Lane, &l.Owner, &l.Pending, &l.OldestPending)
+			l.OldestPending = l.OldestPending.UTC()
+			return l, err
+		})
+		return err
+	})
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return outbox.Stats{}, translate("stats", err)
 	}
 	return st, nil

@@ -3,7 +3,7 @@ package pgstore
 import (
 	"context"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -23,12 +23,9 @@ type Store struct {
 	sql    statements
 	listen listenConfig
 
-	// claimWindow is how many of the oldest records a claim of limit
-	// records examines (tests narrow it to exercise the key walk).
-	claimWindow func(limit int) int
-	// walkFrom is where the next key walk of a claim starts.
-	walkMu   sync.Mutex
-	walkFrom string
+	// lanes is the lane count of the table, read once (laneTotal) and
+	// cached; zero until then.
+	lanes atomic.Int64
 }
 
 var (
@@ -45,7 +42,7 @@ var (
 // New returns a store on the table that cfg names, reached through pool. It
 // validates cfg (errors match [outbox.ErrInvalidConfig]) but does not touch
 // the database: call [Store.Migrate] (or run `outbox migrate`) to create
-// the table.
+// the tables.
 func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 	if pool == nil {
 		return nil, fmt.Errorf("%w: pgstore: New needs a *pgxpool.Pool", outbox.ErrInvalidConfig)
@@ -61,8 +58,6 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		names:  n,
 		sql:    newStatements(n),
 		listen: defaultListenConfig,
-
-		claimWindow: defaultClaimWindow,
 	}, nil
 }
 

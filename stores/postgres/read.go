@@ -1,0 +1,83 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+// Read returns up to p.Limit pending records of the lanes p.Lanes after
+// p.AfterSeq, in Seq order. It implements [outbox.Store].
+//
+// It reads only (no lock, no write), with one SELECT that walks the partial
+// index of pending records in Seq order and stops after p.Limit records
+// that pass its filters: the lane, the skipped keys, and with
+// p.StrictOrder no dead letter of the key before the record. It is sent in
+// one round trip after a statement that disables sorts, sequential and
+// bitmap scans for the rest of its implicit transaction, so that its plan
+// does not depend on the table's statistics (see readSQL).
+func (s *Store) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record, error) {
+	if p.Limit <= 0 {
+		return nil, fmt.Errorf("%w: pgstore: Read needs a positive limit", outbox.ErrInvalidConfig)
+	}
+	lanes := make([]int32, 0, len(p.Lanes))
+	for _, l := range p.Lanes {
+		if l >= 0 && l < outbox.MaxLanes {
+			lanes = append(lanes, int32(l))
+		}
+	}
+	if len(lanes) == 0 {
+		return nil, ctx.Err()
+	}
+	var skip []string
+	for _, k := range p.SkipKeys {
+		if k != "" { // records without a key are never skipped
+			skip = append(skip, k)
+		}
+	}
+	args := []any{lanes, max(p.AfterSeq, 0), p.Limit}
+	if len(skip) > 0 {
+		args = append(args, skip)
+	}
+	b := &pgx.Batch{}
+	b.Queue(s.sql.planGuard)
+	var recs []outbox.Record
+	b.Queue(s.sql.read[readVariant(len(skip) > 0, p.StrictOrder)], args...).Query(func(rows pgx.Rows) error {
+		var err error
+		recs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (outbox.Record, error) {
+			return scanRecord(row)
+		})
+		return err
+	})
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, translate("read", err)
+	}
+	return recs, nil
+}
+
+// scanRecord reads the recordColumns of a row, and then extra.
+func scanRecord(row pgx.Row, extra ...any) (outbox.Record, error) {
+	var r outbox.Record
+	var headers []byte
+	var notBefore *time.Time
+	err := row.Scan(append([]any{&r.Seq, &r.ID, &r.Lane, &r.Topic, &r.Key, &r.Payload, &headers,
+		&r.CreatedAt, &r.Attempts, &r.LastError, &notBefore}, extra...)...)
+	if err != nil {
+		return r, err
+	}
+	r.CreatedAt = r.CreatedAt.UTC()
+	if notBefore != nil {
+		r.NotBefore = notBefore.UTC()
+	}
+	if len(headers) > 0 {
+		if err := json.Unmarshal(headers, &r.Headers); err != nil {
+			return r, fmt.Errorf("record %s has headers that are not a JSON object of strings: %w", r.ID, err)
+		}
+	}
+	return r, nil
+}
