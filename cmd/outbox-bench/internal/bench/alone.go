@@ -58,7 +58,7 @@ func (b *bencher) storeAlone(ctx context.Context, s storeTarget, sr *StoreReport
 		}
 	}
 	if c.runs(ScenarioGrowth) {
-		b.progress.step("%s: claim + mark with 0 and %s retained delivered records", sr.Kind, number(float64(c.Retained)))
+		b.progress.step("%s: read + settle with 0 and %s retained delivered records", sr.Kind, number(float64(c.Retained)))
 		res, err := b.growth(ctx, s)
 		switch {
 		case skip(&sr.Skipped, ScenarioGrowth, err):
@@ -69,7 +69,8 @@ func (b *bencher) storeAlone(ctx context.Context, s storeTarget, sr *StoreReport
 			}
 		default:
 			sr.Growth = res
-			b.progress.done("claim %.2f ms → %.2f ms (%.2f×)", res.Empty.ClaimMs.Median, res.Full.ClaimMs.Median, res.ClaimRatio)
+			b.progress.done("read %.2f ms → %.2f ms (%.2f×), settle %.2f ms → %.2f ms (%.2f×)",
+				res.Empty.ReadMs.Median, res.Full.ReadMs.Median, res.ReadRatio, res.Empty.SettleMs.Median, res.Full.SettleMs.Median, res.SettleRatio)
 		}
 	}
 	return nil
@@ -157,22 +158,28 @@ func (b *bencher) transactions(ctx context.Context, o outboxTarget, tc EnqueueCa
 	return rate(int(committed.Load()), elapsed), ctx.Err()
 }
 
-// growth times Claim and MarkDelivered on two outboxes with the same
-// backlog, one of which also retains c.Retained delivered records, in
-// alternating rounds.
+// growth times Read and Settle on two outboxes with the same backlog, one
+// of which also retains c.Retained delivered records, in alternating
+// rounds. One owner holds every lane of both, as a relay alone would.
 func (b *bencher) growth(ctx context.Context, s storeTarget) (*GrowthResult, error) {
 	c := b.cfg
 	batch := b.relay.BatchSize
-	pending := batch * c.ClaimRounds * c.Rounds
+	pending := batch * c.ReadRounds * c.Rounds
 	res := &GrowthResult{Retained: c.Retained, Batch: batch}
+	owner := "bench-growth-" + runID()
 	type side struct {
 		o     outboxTarget
 		store outbox.Store
-		cost  *ClaimCost
+		lanes []outbox.Lane
+		ids   []int
+		cost  *ReadCost
 	}
 	var sides []side
 	defer func() {
 		for _, sd := range sides {
+			if sd.store != nil {
+				_ = sd.store.ReleaseLanes(context.WithoutCancel(ctx), outbox.ReleaseLanesParams{Owner: owner, Lanes: sd.lanes, Leave: true})
+			}
 			_ = sd.o.drop(context.WithoutCancel(ctx))
 		}
 	}()
@@ -181,7 +188,7 @@ func (b *bencher) growth(ctx context.Context, s storeTarget) (*GrowthResult, err
 		if err != nil {
 			return nil, err
 		}
-		sides = append(sides, side{o: o, cost: []*ClaimCost{&res.Empty, &res.Full}[i]})
+		sides = append(sides, side{o: o, cost: []*ReadCost{&res.Empty, &res.Full}[i]})
 		b.progress.update("filling %s delivered records", number(float64(retained)))
 		if err := o.retain(ctx, retained, c.Keys); err != nil {
 			return nil, err
@@ -198,37 +205,78 @@ func (b *bencher) growth(ctx context.Context, s storeTarget) (*GrowthResult, err
 			return nil, err
 		}
 		defer closeStore()
-		sides[i].store = st
+		lanes, err := holdAllLanes(ctx, st, owner)
+		if err != nil {
+			return nil, err
+		}
+		sides[i].store, sides[i].lanes = st, lanes
+		for _, l := range lanes {
+			sides[i].ids = append(sides[i].ids, l.ID)
+		}
 	}
-	owner := "bench-growth-" + runID()
 	for round := range c.Rounds {
 		for _, sd := range sides {
 			b.progress.update("round %d/%d", round+1, c.Rounds)
-			for range c.ClaimRounds {
+			for range c.ReadRounds {
 				t0 := time.Now()
-				recs, err := sd.store.Claim(ctx, outbox.ClaimParams{Owner: owner, Limit: batch, Lease: time.Minute})
+				recs, err := sd.store.Read(ctx, outbox.ReadParams{Lanes: sd.ids, Limit: batch})
 				if err != nil {
 					return nil, err
 				}
 				t1 := time.Now()
 				if len(recs) == 0 {
-					return nil, fmt.Errorf("claim found nothing in a backlog of %d", pending)
+					return nil, fmt.Errorf("read found nothing in a backlog of %d", pending)
 				}
 				ids := make([]string, len(recs))
 				for i, r := range recs {
 					ids[i] = r.ID
 				}
-				if err := sd.store.MarkDelivered(ctx, outbox.MarkDeliveredParams{Owner: owner, IDs: ids}); err != nil {
+				if err := sd.store.Settle(ctx, outbox.SettleParams{Lanes: sd.lanes, Delivered: ids}); err != nil {
 					return nil, err
 				}
-				sd.cost.ClaimMs.add(ms(t1.Sub(t0)))
-				sd.cost.MarkMs.add(ms(time.Since(t1)))
+				sd.cost.ReadMs.add(ms(t1.Sub(t0)))
+				sd.cost.SettleMs.add(ms(time.Since(t1)))
 			}
 		}
 	}
-	res.ClaimRatio = ratio(res.Full.ClaimMs.Median, res.Empty.ClaimMs.Median)
-	res.MarkRatio = ratio(res.Full.MarkMs.Median, res.Empty.MarkMs.Median)
+	res.ReadRatio = ratio(res.Full.ReadMs.Median, res.Empty.ReadMs.Median)
+	res.SettleRatio = ratio(res.Full.SettleMs.Median, res.Empty.SettleMs.Median)
 	return res, nil
+}
+
+// keyLanes returns the lane of each key "key-%06d" of the retained records,
+// by key number, among the outboxes' lanes (the stores' default count).
+func keyLanes(keys int) []int {
+	lanes := make([]int, keys)
+	for k := range lanes {
+		lanes[k] = outbox.LaneOf(fmt.Sprintf("key-%06d", k), "", outbox.DefaultLanes)
+	}
+	return lanes
+}
+
+// growthLease is the lane lease of the table-growth measurement: longer
+// than its rounds, which renew nothing.
+const growthLease = time.Hour
+
+// holdAllLanes makes owner a relay of st holding every lane, and returns
+// them with their epochs.
+func holdAllLanes(ctx context.Context, st outbox.Store, owner string) ([]outbox.Lane, error) {
+	view, err := st.SyncLanes(ctx, outbox.SyncParams{Owner: owner, Lease: growthLease})
+	if err != nil {
+		return nil, err
+	}
+	want := make([]outbox.Lane, len(view.Lanes))
+	for i, l := range view.Lanes {
+		want[i] = l.Lane
+	}
+	taken, err := st.TakeLanes(ctx, outbox.TakeParams{Owner: owner, Lease: growthLease, Lanes: want})
+	if err != nil {
+		return nil, err
+	}
+	if len(taken) != len(want) {
+		return nil, fmt.Errorf("took %d of the %d lanes of a new outbox", len(taken), len(want))
+	}
+	return taken, nil
 }
 
 // fill enqueues n messages to topic, fillPerTx per transaction from

@@ -40,7 +40,7 @@ func TestQuickMemory(t *testing.T) {
 	}
 	if len(p.Latency) != 1 || p.Latency[0].Samples == 0 || p.Latency[0].Lost != 0 {
 		t.Errorf("latency = %+v, want one txoutbox measurement with samples and nothing lost", p.Latency)
-	} else if bd := p.Latency[0].Breakdown; bd == nil || bd.Batches == 0 || bd.RecordsPerCall <= 0 {
+	} else if bd := p.Latency[0].Breakdown; bd == nil || bd.Reads == 0 || bd.RecordsPerRead <= 0 {
 		t.Errorf("latency breakdown = %+v, want the relay's batches and their size", bd)
 	}
 	for _, scenario := range []string{ScenarioSimple} {
@@ -78,7 +78,7 @@ func TestQuickSQLite(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	r, err := Run(ctx, Config{Stores: []string{"sqlite"}, Brokers: []string{"memory"}, Quick: true,
-		Backlog: 500, Keys: 50, Retained: 2_000, ClaimRounds: 2, Relays: []int{1, 2},
+		Backlog: 500, Keys: 50, Retained: 2_000, ReadRounds: 2, Relays: []int{1, 2},
 		LatencyDuration: 300 * time.Millisecond, Rates: []int{100}, EnqueueDuration: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -66,7 +66,7 @@ and in the same run the ceilings and the baseline its figures are read against:
 
   enqueue   a business transaction alone, then with 1 and 10 outbox messages (8 writers)
   insert    the store's raw batched INSERT rate (a ceiling)
-  growth    Claim + MarkDelivered with 0 and 1,000,000 retained delivered records
+  growth    Read + Settle with 0 and 1,000,000 retained delivered records
   produce   the broker's own async producer (kgo Produce, JetStream PublishAsync; a ceiling)
   simple    a deliberately simple relay (SELECT … FOR UPDATE SKIP LOCKED LIMIT 500, publish,
             wait for the acks, mark delivered, commit; the baseline)
@@ -127,7 +127,7 @@ clone of the repository: go run ./cmd/outbox-bench …`,
 	fs.StringArrayVar(&cfg.Stores, "store", nil, `store to measure, repeatable: postgres://…, mysql://…, "sqlite" or "memory" (default "sqlite")`)
 	fs.StringArrayVar(&cfg.Brokers, "broker", nil, `broker to measure, repeatable: "kfake", kafka://…, "nats", nats://… or "memory" (default "kfake")`)
 	fs.BoolVar(&cfg.Quick, "quick", false, "smoke-test sizes: every scenario in seconds, numbers not to be quoted")
-	fs.IntVar(&cfg.Rounds, "rounds", 0, "repetitions of each drain, enqueue and claim measurement; medians are reported (default 3, 1 with --quick)")
+	fs.IntVar(&cfg.Rounds, "rounds", 0, "repetitions of each drain, enqueue and read measurement; medians are reported (default 3, 1 with --quick)")
 	fs.IntVar(&cfg.Backlog, "backlog", 0, "records of the drain backlog (default 100,000)")
 	fs.IntVar(&cfg.Keys, "keys", 0, "ordering keys the messages spread over (default 1,000)")
 	fs.IntVar(&cfg.PayloadBytes, "payload", 0, "payload size in bytes (default 256)")
@@ -140,10 +140,10 @@ clone of the repository: go run ./cmd/outbox-bench …`,
 	fs.IntVar(&cfg.Writers, "writers", 0, "concurrent writers of the enqueue measurement (default 8)")
 	fs.DurationVar(&cfg.EnqueueDuration, "enqueue-duration", 0, "how long each enqueue case runs per round (default 3s)")
 	fs.IntVar(&cfg.Retained, "retained", 0, "delivered records the table-growth measurement retains (default 1,000,000)")
-	fs.IntVar(&cfg.ClaimRounds, "claim-rounds", 0, "claims timed per table-growth round (default 20)")
+	fs.IntVar(&cfg.ReadRounds, "read-rounds", 0, "reads (each with the settle of what it read) timed per table-growth round (default 20)")
 	fs.StringSliceVar(&cfg.Skip, "skip", nil, "scenarios to leave out: enqueue, insert, growth, produce, simple, drain, latency")
 	fs.IntVar(&cfg.Relay.BatchSize, "batch-size", 0, "txoutbox relays' batch size (default: the relay's, 500)")
-	fs.IntVar(&cfg.Relay.Concurrency, "concurrency", 0, "txoutbox relays' concurrent batches (default: the relay's, 2)")
+	fs.IntVar(&cfg.Relay.Concurrency, "concurrency", 0, "txoutbox relays' concurrent batches (default: the relay's, 4)")
 	fs.DurationVar(&cfg.Relay.PollInterval, "poll-interval", 0, "txoutbox relays' longest idle wait (default: the relay's, 1s)")
 	fs.DurationVar(&cfg.Relay.MinPollInterval, "min-poll-interval", 0, "txoutbox relays' first idle wait (default: the relay's, 10ms)")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON instead of tables")

@@ -30,7 +30,7 @@ type Config struct {
 	// works, its numbers mean little.
 	Quick bool
 
-	// Rounds is how many times each drain, enqueue and claim measurement
+	// Rounds is how many times each drain, enqueue and read measurement
 	// is repeated; the report gives the median and the spread. Default 3
 	// (1 when Quick).
 	Rounds int
@@ -73,9 +73,9 @@ type Config struct {
 	// Retained is how many delivered records the table-growth measurement
 	// keeps in the outbox. Default 1,000,000 (10,000 when Quick).
 	Retained int
-	// ClaimRounds is how many claim + mark pairs each table-growth round
+	// ReadRounds is how many read + settle pairs each table-growth round
 	// times. Default 20 (5 when Quick).
-	ClaimRounds int
+	ReadRounds int
 
 	// Relay is the configuration of every txoutbox relay the run starts;
 	// its zero fields take the core defaults, as `outbox relay` does.
@@ -167,7 +167,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	setDur(&c.EnqueueDuration, pickD(3*time.Second, 200*time.Millisecond))
 	setInt(&c.Retained, pick(1_000_000, 10_000))
-	setInt(&c.ClaimRounds, pick(20, 5))
+	setInt(&c.ReadRounds, pick(20, 5))
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
@@ -181,8 +181,8 @@ func (c Config) withDefaults() (Config, error) {
 	switch {
 	case c.Rounds < 1:
 		return bad("rounds must be at least 1")
-	case c.Backlog < 1 || c.Keys < 1 || c.PayloadBytes < 1 || c.Writers < 1 || c.Retained < 0 || c.ClaimRounds < 1:
-		return bad("backlog, keys, payload size, writers and claim rounds must be positive, retained records not negative")
+	case c.Backlog < 1 || c.Keys < 1 || c.PayloadBytes < 1 || c.Writers < 1 || c.Retained < 0 || c.ReadRounds < 1:
+		return bad("backlog, keys, payload size, writers and read rounds must be positive, retained records not negative")
 	case c.Keys > c.Backlog:
 		return bad("more keys (%d) than backlog records (%d)", c.Keys, c.Backlog)
 	case c.LatencyDuration <= c.LatencyWarmup:

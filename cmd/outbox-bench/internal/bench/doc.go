@@ -10,8 +10,8 @@
 //
 // For each store it measures the enqueue overhead (a business transaction
 // alone, then with 1 and 10 outbox messages, from 8 concurrent writers),
-// the store's raw batched insert rate, and the cost of a claim and its
-// MarkDelivered with 0 and with many retained delivered records. For each
+// the store's raw batched insert rate, and the cost of a read and of the
+// settle of what it read with 0 and with many retained delivered records. For each
 // broker it measures the broker's own asynchronous producer. For each store
 // × broker pair it measures the drain of a pre-filled backlog by 1, 2 and 4
 // relays, the commit → broker-ack latency at steady rates, and the same two

@@ -55,8 +55,8 @@ func (b *bencher) pair(ctx context.Context, s storeTarget, br brokerTarget, sr *
 				}
 				d.PerSec.add(r)
 				d.Breakdowns = append(d.Breakdowns, *bd)
-				b.progress.done("%s ev/s; per batch of %.0f: claim %.1f ms, publish %.1f ms, mark %.1f ms; %d empty claims",
-					number(r), bd.RecordsPerCall, bd.ClaimMs, bd.PublishMs, bd.MarkMs, bd.EmptyClaims)
+				b.progress.done("%s ev/s; per read of %.0f: read %.1f ms; publish %.1f ms, settle %.1f ms per batch; %d empty reads",
+					number(r), bd.RecordsPerRead, bd.ReadMs, bd.PublishMs, bd.SettleMs, bd.EmptyReads)
 			}
 		}
 		if simple.Valid() {
@@ -99,7 +99,7 @@ func (b *bencher) pair(ctx context.Context, s storeTarget, br brokerTarget, sr *
 			pr.Latency = append(pr.Latency, res)
 			per := ""
 			if bd := res.Breakdown; bd != nil {
-				per = fmt.Sprintf("; per batch of %.1f: claim %.2f ms, publish %.2f ms, mark %.2f ms", bd.RecordsPerCall, bd.ClaimMs, bd.PublishMs, bd.MarkMs)
+				per = fmt.Sprintf("; per read of %.1f: read %.2f ms; publish %.2f ms, settle %.2f ms per batch", bd.RecordsPerRead, bd.ReadMs, bd.PublishMs, bd.SettleMs)
 			}
 			b.progress.done("p50 %s, p99 %s, p999 %s ms over %d events (%s ev/s achieved)%s",
 				msText(res.P50), msText(res.P99), msText(res.P999), res.Samples, number(res.Achieved), per)
@@ -536,7 +536,8 @@ func (s *stamps) each(fn func(id string, at time.Time, i int)) {
 // delivered record: the broker had acknowledged it by then.
 type ackObserver struct{ acks *stamps }
 
-func (ackObserver) ObserveClaim(outbox.ClaimEvent) {}
+func (ackObserver) ObserveRead(outbox.ReadEvent)  {}
+func (ackObserver) ObserveLanes(outbox.LaneEvent) {}
 
 func (o ackObserver) ObserveBatch(ev outbox.BatchEvent) {
 	for i, out := range ev.Outcomes {

@@ -57,7 +57,7 @@ type Settings struct {
 	Writers         int     `json:"writers"`
 	EnqueueSeconds  float64 `json:"enqueue_seconds"`
 	Retained        int     `json:"retained"`
-	ClaimRounds     int     `json:"claim_rounds"`
+	ReadRounds      int     `json:"read_rounds"`
 	RelayBatchSize  int     `json:"relay_batch_size"`
 	RelayWorkers    int     `json:"relay_concurrency"`
 	RelayMinPollMs  float64 `json:"relay_min_poll_ms"`
@@ -111,7 +111,7 @@ type StoreReport struct {
 	Backfill *Measure `json:"enqueue_backfill_per_sec,omitempty"`
 	// Enqueue is the overhead of enqueueing in a business transaction.
 	Enqueue *EnqueueResult `json:"enqueue,omitempty"`
-	// Growth is the claim and mark cost with and without retained records.
+	// Growth is the read and settle cost with and without retained records.
 	Growth *GrowthResult `json:"growth,omitempty"`
 	// Skipped names measurements that do not apply, with the reason.
 	Skipped map[string]string `json:"skipped,omitempty"`
@@ -138,24 +138,24 @@ type EnqueueCase struct {
 	Ratio float64 `json:"ratio"`
 }
 
-// GrowthResult compares claim + mark on an outbox that retains no delivered
-// record with one that retains Retained of them.
+// GrowthResult compares read + settle on an outbox that retains no
+// delivered record with one that retains Retained of them.
 type GrowthResult struct {
 	Retained int `json:"retained"`
 	Batch    int `json:"batch"`
 	// Empty and Full are the costs without and with the retained records.
-	Empty ClaimCost `json:"empty"`
-	Full  ClaimCost `json:"full"`
-	// ClaimRatio and MarkRatio are Full over Empty (medians).
-	ClaimRatio float64 `json:"claim_ratio"`
-	MarkRatio  float64 `json:"mark_ratio"`
+	Empty ReadCost `json:"empty"`
+	Full  ReadCost `json:"full"`
+	// ReadRatio and SettleRatio are Full over Empty (medians).
+	ReadRatio   float64 `json:"read_ratio"`
+	SettleRatio float64 `json:"settle_ratio"`
 }
 
-// ClaimCost is the time of one Claim of Batch records and of the
-// MarkDelivered of what it claimed, in milliseconds.
-type ClaimCost struct {
-	ClaimMs Measure `json:"claim_ms"`
-	MarkMs  Measure `json:"mark_ms"`
+// ReadCost is the time of one Read of Batch records over every lane and of
+// the Settle that marks them delivered, in milliseconds.
+type ReadCost struct {
+	ReadMs   Measure `json:"read_ms"`
+	SettleMs Measure `json:"settle_ms"`
 }
 
 // BrokerReport is what a run measured on one broker alone.

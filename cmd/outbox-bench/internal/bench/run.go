@@ -122,7 +122,7 @@ func (b *bencher) settings() Settings {
 		Quick: c.Quick, Rounds: c.Rounds, Backlog: c.Backlog, Keys: c.Keys, PayloadBytes: c.PayloadBytes,
 		Relays: c.Relays, Rates: c.Rates, LatencySeconds: c.LatencyDuration.Seconds(), WarmupSeconds: c.LatencyWarmup.Seconds(),
 		SimplePollMs: ms(c.SimplePoll), Writers: c.Writers, EnqueueSeconds: c.EnqueueDuration.Seconds(),
-		Retained: c.Retained, ClaimRounds: c.ClaimRounds,
+		Retained: c.Retained, ReadRounds: c.ReadRounds,
 		RelayBatchSize: b.relay.BatchSize, RelayWorkers: b.relay.Concurrency,
 		RelayMinPollMs: ms(b.relay.MinPollInterval), RelayMaxPollMs: ms(b.relay.PollInterval),
 		SimpleBatchSize: simpleBatchSize, PGNotify: c.Notify,

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -212,16 +213,22 @@ func (o *myOutbox) retain(ctx context.Context, n, keys int) error {
 		from, terms = []string{digits + " d0"}, []string{"d0.d"}
 	}
 	i := strings.Join(terms, " + ")
+	lanes, err := json.Marshal(keyLanes(keys))
+	if err != nil {
+		return err
+	}
+	k := fmt.Sprintf("((%s) %% %d)", i, keys)
 	const chunk = 100_000
 	for lo := 0; lo < n; lo += chunk {
 		hi := min(lo+chunk, n)
 		q := "INSERT INTO " + quoteMy(o.table) +
-			" (id, topic, msg_key, order_key, payload, created_at, attempts, state, delivered_at)" +
-			" SELECT UUID(), 'bench.retained', CONCAT('key-', LPAD((" + i + ") % " + fmt.Sprint(keys) + ", 6, '0')), NULL, REPEAT('x', 256)," +
-			" UTC_TIMESTAMP(6) - INTERVAL 30 MINUTE, 1, 2, UTC_TIMESTAMP(6) - INTERVAL 29 MINUTE" +
+			" (id, lane, topic, msg_key, payload, created_at, attempts, delivered_at)" +
+			" SELECT UUID(), CAST(JSON_EXTRACT(?, CONCAT('$[', " + k + ", ']')) AS SIGNED), 'bench.retained'," +
+			" CONCAT('key-', LPAD(" + k + ", 6, '0')), REPEAT('x', 256)," +
+			" UTC_TIMESTAMP(6) - INTERVAL 30 MINUTE, 1, UTC_TIMESTAMP(6) - INTERVAL 29 MINUTE" +
 			" FROM " + strings.Join(from, " CROSS JOIN ") +
 			fmt.Sprintf(" WHERE (%s) >= %d AND (%s) < %d", i, lo, i, hi)
-		if _, err := o.db.ExecContext(ctx, q); err != nil {
+		if _, err := o.db.ExecContext(ctx, q, string(lanes)); err != nil {
 			return err
 		}
 	}
@@ -236,7 +243,7 @@ func (o *myOutbox) settle(ctx context.Context) error {
 func (o *myOutbox) simple() (simpleOutbox, error) { return mySimple{o}, nil }
 
 func (o *myOutbox) drop(ctx context.Context) error {
-	names := []string{o.table, o.table + "_lock", o.table + "_migrations", o.table + "_orders", o.table + "_digits"}
+	names := []string{o.table, o.table + "_lanes", o.table + "_relays", o.table + "_migrations", o.table + "_orders", o.table + "_digits"}
 	for i, n := range names {
 		names[i] = quoteMy(n)
 	}
@@ -245,8 +252,9 @@ func (o *myOutbox) drop(ctx context.Context) error {
 	return err
 }
 
-// mySimple is the simple relay on a mysqlstore table: state 0 is pending,
-// 2 delivered (see the store's migration).
+// mySimple is the simple relay on a mysqlstore table: state, which the
+// server derives from delivered_at and dead_at, is 0 while pending (see
+// the store's migration).
 type mySimple struct{ o *myOutbox }
 
 func (p mySimple) claim(ctx context.Context, limit int) (simpleBatch, error) {
@@ -299,7 +307,7 @@ func (b *mySimpleBatch) markDelivered(ctx context.Context) error {
 		// scan the (state, …) index it is changing and lock every row it
 		// passes, while writers insert.
 		if _, err := b.tx.ExecContext(ctx, "UPDATE "+quoteMy(b.o.table)+" FORCE INDEX (PRIMARY)"+
-			" SET state = 2, order_key = NULL, delivered_at = UTC_TIMESTAMP(6) WHERE seq IN ("+marks+")", args...); err != nil {
+			" SET delivered_at = UTC_TIMESTAMP(6) WHERE seq IN ("+marks+")", args...); err != nil {
 			_ = b.tx.Rollback()
 			return err
 		}

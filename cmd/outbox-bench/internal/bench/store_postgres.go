@@ -197,10 +197,10 @@ func (o *pgOutbox) retain(ctx context.Context, n, keys int) error {
 		return nil
 	}
 	_, err := o.pool.Exec(ctx, "INSERT INTO "+o.store.Table()+
-		` (id, topic, key, payload, created_at, attempts, delivered_at)
-		SELECT gen_random_uuid(), 'bench.retained', 'key-' || lpad((g % $2)::text, 6, '0'), $3::bytea,
+		` (id, lane, topic, key, payload, created_at, attempts, delivered_at)
+		SELECT gen_random_uuid(), ($4::integer[])[g % $2 + 1], 'bench.retained', 'key-' || lpad((g % $2)::text, 6, '0'), $3::bytea,
 			now() - interval '30 minutes', 1, now() - interval '29 minutes'
-		FROM generate_series(1, $1::integer) AS g`, n, keys, make([]byte, 256))
+		FROM generate_series(1, $1::integer) AS g`, n, keys, make([]byte, 256), keyLanes(keys))
 	return err
 }
 

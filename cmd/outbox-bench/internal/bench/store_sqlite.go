@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -158,10 +159,15 @@ func (o *liteOutbox) retain(ctx context.Context, n, keys int) error {
 		return nil
 	}
 	now := time.Now().UnixMicro()
-	_, err := o.db.ExecContext(ctx, `WITH RECURSIVE g(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < ?)
-		INSERT INTO outbox (id, topic, key, payload, created_at, attempts, delivered_at)
-		SELECT printf('00000000-0000-7000-8000-%012x', i), 'bench.retained', printf('key-%06d', i % ?), zeroblob(256), ?, 1, ?
-		FROM g`, n, keys, now-30*60*1_000_000, now-29*60*1_000_000)
+	lanes, err := json.Marshal(keyLanes(keys))
+	if err != nil {
+		return err
+	}
+	_, err = o.db.ExecContext(ctx, `WITH RECURSIVE g(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < ?1)
+		INSERT INTO outbox (id, lane, topic, key, payload, created_at, attempts, delivered_at)
+		SELECT printf('00000000-0000-7000-8000-%012x', i), json_extract(?2, '$[' || (i % ?3) || ']'), 'bench.retained',
+			printf('key-%06d', i % ?3), zeroblob(256), ?4, 1, ?5
+		FROM g`, n, string(lanes), keys, now-30*60*1_000_000, now-29*60*1_000_000)
 	return err
 }
 

@@ -119,8 +119,8 @@ func (r *Report) enqueueTable() table {
 
 func (r *Report) growthTable() table {
 	t := table{
-		title:  "Table growth: one Claim of a batch and the MarkDelivered of what it claimed, medians",
-		header: []string{"store", "retained delivered rows", "claim (ms)", "mark (ms)", "claim × empty", "mark × empty"},
+		title:  "Table growth: one Read of a batch over every lane and the Settle that marks it delivered, medians",
+		header: []string{"store", "retained delivered rows", "read (ms)", "settle (ms)", "read × empty", "settle × empty"},
 	}
 	for _, s := range r.Stores {
 		g := s.Growth
@@ -128,8 +128,8 @@ func (r *Report) growthTable() table {
 			continue
 		}
 		t.rows = append(t.rows,
-			[]string{s.Kind, "0", msText(g.Empty.ClaimMs.Median), msText(g.Empty.MarkMs.Median), "1.00", "1.00"},
-			[]string{"", number(float64(g.Retained)), msText(g.Full.ClaimMs.Median), msText(g.Full.MarkMs.Median), times(g.ClaimRatio), times(g.MarkRatio)})
+			[]string{s.Kind, "0", msText(g.Empty.ReadMs.Median), msText(g.Empty.SettleMs.Median), "1.00", "1.00"},
+			[]string{"", number(float64(g.Retained)), msText(g.Full.ReadMs.Median), msText(g.Full.SettleMs.Median), times(g.ReadRatio), times(g.SettleRatio)})
 	}
 	if len(t.rows) > 0 {
 		t.notes = append(t.notes, fmt.Sprintf("Batches of %d from a backlog over %s keys; both outboxes vacuumed and analyzed before timing, rounds alternated.",

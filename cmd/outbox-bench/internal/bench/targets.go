@@ -63,8 +63,8 @@ func checkTargets(r *Report) []TargetCheck {
 				Where: s.Kind, Value: v, Limit: 1.3, Unit: "×", Met: v > 0 && v <= 1.3})
 		}
 		if s.Growth != nil {
-			v := s.Growth.ClaimRatio
-			out = append(out, TargetCheck{Goal: fmt.Sprintf("claim with %s retained rows ≤ 1.2× empty", number(float64(s.Growth.Retained))),
+			v := s.Growth.ReadRatio
+			out = append(out, TargetCheck{Goal: fmt.Sprintf("read with %s retained rows ≤ 1.2× empty", number(float64(s.Growth.Retained))),
 				Where: s.Kind, Value: v, Limit: 1.2, Unit: "×", Met: v > 0 && v <= 1.2})
 		}
 	}

@@ -10,23 +10,23 @@ import (
 
 // Breakdown tells where the relays of a drain or a latency measurement
 // spent their time: the mean duration of each call, and how many records
-// each batch held. Calls
-// overlap (relays and their workers run concurrently), so the parts do not
-// add up to the drain's time.
+// each read returned. Calls overlap (a relay reads while its workers
+// publish and settle), so the parts do not add up to the drain's time.
 type Breakdown struct {
-	Batches        int64   `json:"batches"`
-	RecordsPerCall float64 `json:"records_per_claim"`
-	ClaimMs        float64 `json:"claim_ms"`
-	EmptyClaims    int64   `json:"empty_claims"`
+	// Reads counts the reads that returned records.
+	Reads          int64   `json:"reads"`
+	RecordsPerRead float64 `json:"records_per_read"`
+	ReadMs         float64 `json:"read_ms"`
+	EmptyReads     int64   `json:"empty_reads"`
 	PublishMs      float64 `json:"publish_ms"`
-	MarkMs         float64 `json:"mark_delivered_ms"`
+	SettleMs       float64 `json:"settle_ms"`
 }
 
 // timings accumulates the calls of the relays of one measurement.
 type timings struct {
-	claims, emptyClaims, claimed, claimNs atomic.Int64
-	publishes, publishNs                  atomic.Int64
-	marks, markNs                         atomic.Int64
+	reads, emptyReads, read, readNs atomic.Int64
+	publishes, publishNs            atomic.Int64
+	settles, settleNs               atomic.Int64
 }
 
 func (t *timings) breakdown() *Breakdown {
@@ -36,38 +36,38 @@ func (t *timings) breakdown() *Breakdown {
 		}
 		return float64(ns.Load()) / float64(n.Load()) / 1e6
 	}
-	full := t.claims.Load() - t.emptyClaims.Load()
-	b := &Breakdown{Batches: full, EmptyClaims: t.emptyClaims.Load(),
-		ClaimMs: mean(&t.claimNs, &t.claims), PublishMs: mean(&t.publishNs, &t.publishes), MarkMs: mean(&t.markNs, &t.marks)}
+	full := t.reads.Load() - t.emptyReads.Load()
+	b := &Breakdown{Reads: full, EmptyReads: t.emptyReads.Load(),
+		ReadMs: mean(&t.readNs, &t.reads), PublishMs: mean(&t.publishNs, &t.publishes), SettleMs: mean(&t.settleNs, &t.settles)}
 	if full > 0 {
-		b.RecordsPerCall = float64(t.claimed.Load()) / float64(full)
+		b.RecordsPerRead = float64(t.read.Load()) / float64(full)
 	}
 	return b
 }
 
-// timedStore times Claim and MarkDelivered of a store.
+// timedStore times Read and Settle of a store.
 type timedStore struct {
 	outbox.Store
 	t *timings
 }
 
-func (s timedStore) Claim(ctx context.Context, p outbox.ClaimParams) ([]outbox.Record, error) {
+func (s timedStore) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record, error) {
 	start := time.Now()
-	recs, err := s.Store.Claim(ctx, p)
-	s.t.claimNs.Add(int64(time.Since(start)))
-	s.t.claims.Add(1)
+	recs, err := s.Store.Read(ctx, p)
+	s.t.readNs.Add(int64(time.Since(start)))
+	s.t.reads.Add(1)
 	if len(recs) == 0 {
-		s.t.emptyClaims.Add(1)
+		s.t.emptyReads.Add(1)
 	}
-	s.t.claimed.Add(int64(len(recs)))
+	s.t.read.Add(int64(len(recs)))
 	return recs, err
 }
 
-func (s timedStore) MarkDelivered(ctx context.Context, p outbox.MarkDeliveredParams) error {
+func (s timedStore) Settle(ctx context.Context, p outbox.SettleParams) error {
 	start := time.Now()
-	err := s.Store.MarkDelivered(ctx, p)
-	s.t.markNs.Add(int64(time.Since(start)))
-	s.t.marks.Add(1)
+	err := s.Store.Settle(ctx, p)
+	s.t.settleNs.Add(int64(time.Since(start)))
+	s.t.settles.Add(1)
 	return err
 }
 
