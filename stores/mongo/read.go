@@ -1,8 +1,10 @@
 package mongostore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -25,7 +27,9 @@ const pendingIndex = "pending"
 // StrictOrder a covered find on the "dead_key" index first reads the
 // earliest dead letter of each key; records after one are left out as the
 // cursor goes, and the find then reads on until it has p.Limit records.
-// Read takes no lock and writes nothing.
+// Read takes no lock and writes nothing. On FerretDB, which pushes only
+// equalities down to its backend, a read of up to 16 lanes runs one find
+// per lane (lane: equality) and merges them.
 func (s *Store) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record, error) {
 	if p.Limit <= 0 {
 		return nil, fmt.Errorf("%w: mongostore: Read needs a positive limit", outbox.ErrInvalidConfig)
@@ -44,6 +48,33 @@ func (s *Store) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record,
 			return nil, err
 		}
 	}
+	if s.server.isFerret() && len(p.Lanes) <= ferretLaneQueries {
+		// FerretDB pushes only equalities down to PostgreSQL and decodes
+		// every record the pushed-down filter lets through: one find per
+		// lane decodes the held lanes' backlog instead of the whole one.
+		var out []outbox.Record
+		for _, lane := range p.Lanes {
+			q := p
+			q.Lanes = []int{lane}
+			recs, err := s.find(ctx, q, deadFrom)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, recs...)
+		}
+		slices.SortFunc(out, func(a, b outbox.Record) int { return cmp.Compare(a.Seq, b.Seq) })
+		return out[:min(len(out), p.Limit)], nil
+	}
+	return s.find(ctx, p, deadFrom)
+}
+
+// ferretLaneQueries is the most lanes that Read reads one find at a time
+// on FerretDB.
+const ferretLaneQueries = 16
+
+// find runs Read's find and returns up to p.Limit records, leaving out those
+// behind a dead letter of deadFrom.
+func (s *Store) find(ctx context.Context, p outbox.ReadParams, deadFrom map[string]int64) ([]outbox.Record, error) {
 	filter, opts := s.readQuery(p)
 	if len(deadFrom) > 0 {
 		// Records behind a dead letter are dropped here, so the find reads
@@ -76,8 +107,11 @@ func (s *Store) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record,
 
 // readQuery is Read's find.
 func (s *Store) readQuery(p outbox.ReadParams) (bson.D, *options.FindOptionsBuilder) {
-	filter := bson.D{inState(statePending), {Key: fSeq, Value: bson.D{{Key: "$gt", Value: p.AfterSeq}}},
-		{Key: fLane, Value: bson.D{{Key: "$in", Value: p.Lanes}}}}
+	lanes := bson.E{Key: fLane, Value: bson.D{{Key: "$in", Value: p.Lanes}}}
+	if len(p.Lanes) == 1 {
+		lanes.Value = p.Lanes[0] // an equality, which FerretDB pushes down
+	}
+	filter := bson.D{inState(statePending), {Key: fSeq, Value: bson.D{{Key: "$gt", Value: p.AfterSeq}}}, lanes}
 	if len(p.SkipKeys) > 0 {
 		filter = append(filter, bson.E{Key: fKey, Value: bson.D{{Key: "$nin", Value: p.SkipKeys}}})
 	}
