@@ -86,7 +86,9 @@ func TestRelaySurvivesKilledConnections(t *testing.T) {
 	}
 
 	// The killer terminates every connection of the relays' pool (their
-	// listener included) every 50 to 300ms while the writers write.
+	// listener included) every 20 to 100ms while the writers write (a
+	// transaction every 5ms each, so that the relays keep working for a
+	// while).
 	killed := 0
 	stopKilling := make(chan struct{})
 	var killer sync.WaitGroup
@@ -96,7 +98,7 @@ func TestRelaySurvivesKilledConnections(t *testing.T) {
 			select {
 			case <-stopKilling:
 				return
-			case <-time.After(time.Duration(50+rng.IntN(250)) * time.Millisecond):
+			case <-time.After(time.Duration(20+rng.IntN(80)) * time.Millisecond):
 			}
 			killed += terminate(t, ctx, writers, appName, "true")
 		}
@@ -125,6 +127,7 @@ func TestRelaySurvivesKilledConnections(t *testing.T) {
 					return
 				}
 				ledger.Committed(msgs...)
+				time.Sleep(5 * time.Millisecond)
 			}
 		})
 	}
