@@ -1,6 +1,6 @@
 // Package pgstore is the PostgreSQL store of txoutbox, on pgx v5: the outbox
 // is a table that the application writes in its own transactions and that
-// relays claim from, any number of them at once, keeping per-key order.
+// relays read from, any number of them at once, keeping per-key order.
 //
 // Writing: [Store.Enqueue] takes the caller's pgx.Tx, [Store.EnqueueSQL]
 // the caller's *sql.Tx (database/sql through pgx's stdlib driver or lib/pq,
@@ -24,15 +24,19 @@
 //	relay, err := outbox.NewRelay(store, publisher, outbox.RelayConfig{})
 //	err = relay.Run(ctx)
 //
-// Claims serialize on an advisory lock per table and pick records with one
-// UPDATE over partial indexes of undelivered records, so that concurrent
-// relays never publish a key's records out of order and the claim stays
-// cheap however many delivered records are kept. Enqueue sends a NOTIFY
+// Relays share the table by lanes: every record belongs to the lane of its
+// key (outbox.LaneOf, modulo [Config.Lanes], fixed by the first Migrate),
+// and a relay leases lanes in "<Table>_lanes" (live relays are listed in
+// "<Table>_relays"), reads their pending records in Seq order with one
+// SELECT whose plan does not depend on the table's statistics (an ordered
+// scan of a partial index of pending records), and settles them fenced by
+// each lane's epoch, which changes whenever the lane changes hands: a relay
+// that lost a lane changes nothing of its records. Enqueue sends a NOTIFY
 // that PostgreSQL delivers on commit, which [Store.Listen] turns into
 // wake-ups; the relay polls as well. The module's README.md describes the
-// table, the claim, its cost, and benchmarks.
+// tables, the lanes, their cost, and benchmarks.
 //
-// The store uses the database clock (now()) for leases and retries, so
+// The store uses the database clock (now()) for lane leases and retries, so
 // relays with skewed clocks agree. Errors wrap the pgx error and, where one
 // fits, a sentinel of package outbox: ErrSchemaMissing when the table does
 // not exist (run Migrate), ErrDatabaseMissing when the database does not,
