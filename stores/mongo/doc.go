@@ -112,7 +112,8 @@
 // followed by a blind write, so two conditional updates of one lane could
 // both succeed: on FerretDB the store serializes changes to lane documents
 // with a lock document in "<Collection>_locks" (an insert into a unique
-// index, a delete by _id). FerretDB filters and sorts in its Go layer, so
-// every read decodes all pending records: fine for tests, slow for large
-// backlogs.
+// index, a delete by _id). FerretDB filters and sorts in its Go layer and
+// pushes only equalities down, so a read of up to 16 lanes runs one find
+// per lane and decodes those lanes' whole backlog: fine for tests, slow for
+// large backlogs.
 package mongostore
