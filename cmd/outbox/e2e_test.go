@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/txoutbox/txoutbox/cmd/outbox/internal/lanetest"
 	"github.com/txoutbox/txoutbox/conformance"
 	"github.com/txoutbox/txoutbox/conformance/servers"
 	"github.com/txoutbox/txoutbox/conformance/servers/kafkaserver"
@@ -147,8 +148,8 @@ func relaySurvivesSIGTERM(t *testing.T, st storeFixture, br brokerFixture, confi
 	if err := relay.stop(stopGrace); err != nil {
 		t.Fatal(err)
 	}
-	if s := st.stats(t); s.Leased != 0 || len(s.Relays) != 0 {
-		t.Errorf("after a graceful stop, %d messages are still leased (%+v): in-flight work must be finished or released", s.Leased, s.Relays)
+	if s := st.stats(t); len(s.Relays) != 0 || s.Retrying != 0 {
+		t.Errorf("after a graceful stop, relays %+v are still live and %d messages retrying: the relay must finish its batches, give its lanes back and leave", s.Relays, s.Retrying)
 	}
 	t.Logf("stopped the first relay after %d deliveries", ledger.Report().Delivered)
 	<-writing
@@ -197,6 +198,20 @@ func TestMetricsAndReadiness(t *testing.T) {
 	}
 	if metrics["txoutbox_relay_publish_lag_seconds_count"] < float64(n) {
 		t.Errorf("publish lag observed %v times, want at least %d", metrics["txoutbox_relay_publish_lag_seconds_count"], n)
+	}
+	// The relay alone holds every lane (the stats sum the relays' lanes).
+	for name, want := range map[string]float64{
+		"txoutbox_lanes": outbox.DefaultLanes, "txoutbox_relay_lanes": outbox.DefaultLanes,
+		"txoutbox_relay_lanes_held": outbox.DefaultLanes, "txoutbox_relay_lanes_taken_total": outbox.DefaultLanes,
+		"txoutbox_relay_live_relays": 1, "txoutbox_relay_lanes_lost_total": 0,
+	} {
+		if got, ok := metrics[name]; !ok || got != want {
+			t.Errorf("/metrics: %s = %v (present: %v), want %v", name, got, ok, want)
+		}
+	}
+	if metrics["txoutbox_relay_reads_total"] < 1 || metrics["txoutbox_relay_read_messages_total"] < float64(n) {
+		t.Errorf("/metrics: %v reads returned %v messages; want at least one read and the %d messages",
+			metrics["txoutbox_relay_reads_total"], metrics["txoutbox_relay_read_messages_total"], n)
 	}
 
 	waitStatus(t, ctx, addr, "/readyz", http.StatusOK)
@@ -276,53 +291,72 @@ func relayWaitsForBackends(t *testing.T, st storeFixture, br brokerFixture, brok
 }
 
 // TestStatusMatchesStats compares `status --json` with the store's Stats,
-// with pending, leased, retrying and dead messages and two relays.
+// with pending, retrying and dead messages and two relays holding half the
+// lanes each.
 func TestStatusMatchesStats(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	st := postgresOutbox(t)
 	st.migrate(t)
+	a := lanetest.Hold(t, st.store, "relay-a", lanetest.LowerHalf)
+	b := lanetest.Hold(t, st.store, "relay-b", lanetest.UpperHalf)
+	// Three keys in relay-a's lanes, three in relay-b's.
 	var msgs []outbox.Message
-	for i := range 6 {
-		msgs = append(msgs, outbox.Message{Topic: "status.test", Key: fmt.Sprintf("k%d", i), Payload: []byte("x")})
+	inA, inB := 0, 0
+	for i := 0; inA < 3 || inB < 3; i++ {
+		key := fmt.Sprintf("k%d", i)
+		switch {
+		case a.Holds(key, "") && inA < 3:
+			inA++
+		case b.Holds(key, "") && inB < 3:
+			inB++
+		default:
+			continue
+		}
+		msgs = append(msgs, outbox.Message{Topic: "status.test", Key: key, Payload: []byte("x")})
 	}
 	if err := commitMessages(ctx, st.outbox, msgs); err != nil {
 		t.Fatal(err)
 	}
-	a := claim(t, ctx, st.store, "relay-a", 3)
-	b := claim(t, ctx, st.store, "relay-b", 2)
-	if err := st.store.ScheduleRetry(ctx, outbox.ScheduleRetryParams{Owner: "relay-a",
-		Retries: []outbox.Retry{{ID: a[0].ID, Error: "timeout", Delay: time.Hour}}}); err != nil {
-		t.Fatal(err)
+	ra, rb := a.Read(10), b.Read(10)
+	if len(ra) != 3 || len(rb) != 3 {
+		t.Fatalf("relay-a read %d records and relay-b %d, want 3 each", len(ra), len(rb))
 	}
-	if err := st.store.DeadLetter(ctx, outbox.DeadLetterParams{Owner: "relay-b",
-		Letters: []outbox.Failure{{ID: b[0].ID, Error: "too large"}}}); err != nil {
-		t.Fatal(err)
-	}
+	a.Retry("timeout", time.Hour, ra[0])
+	b.Dead("too large", rb[0])
 	want := st.stats(t)
 
 	r := mustRun(t, ctx, nil, append([]string{"status", "--json"}, st.args...)...)
 	var got struct {
 		Store         string     `json:"store"`
 		Pending       int64      `json:"pending"`
-		Leased        int64      `json:"leased"`
 		Retrying      int64      `json:"retrying"`
+		Replayed      int64      `json:"replayed"`
 		Dead          int64      `json:"dead"`
 		OldestPending *time.Time `json:"oldest_pending"`
 		LagSeconds    float64    `json:"lag_seconds"`
+		Lanes         int        `json:"lanes"`
 		Relays        []struct {
 			Owner      string    `json:"owner"`
-			Leased     int64     `json:"leased"`
+			Lanes      int       `json:"lanes"`
 			LeaseUntil time.Time `json:"lease_until"`
 		} `json:"relays"`
+		Lagging []struct {
+			Lane          int       `json:"lane"`
+			Owner         string    `json:"owner"`
+			Pending       int64     `json:"pending"`
+			OldestPending time.Time `json:"oldest_pending"`
+			LagSeconds    float64   `json:"lag_seconds"`
+		} `json:"lagging"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 		t.Fatalf("status --json printed %q: %v", r.stdout, err)
 	}
-	if got.Pending != want.Pending || got.Leased != want.Leased || got.Retrying != want.Retrying || got.Dead != want.Dead {
-		t.Errorf("status --json says pending %d, leased %d, retrying %d, dead %d; Stats says %+v", got.Pending, got.Leased, got.Retrying, got.Dead, want)
+	if got.Pending != want.Pending || got.Retrying != want.Retrying || got.Replayed != want.Replayed || got.Dead != want.Dead || got.Lanes != want.Lanes {
+		t.Errorf("status --json says pending %d, retrying %d, replayed %d, dead %d, lanes %d; Stats says %+v",
+			got.Pending, got.Retrying, got.Replayed, got.Dead, got.Lanes, want)
 	}
-	if want.Pending != 5 || want.Leased != 3 || want.Retrying != 1 || want.Dead != 1 {
+	if want.Pending != 5 || want.Retrying != 1 || want.Dead != 1 || want.Lanes != outbox.DefaultLanes || len(want.Relays) != 2 || len(want.Lagging) != 5 {
 		t.Errorf("the fixture is not what the test meant: %+v", want)
 	}
 	if got.OldestPending == nil || !got.OldestPending.Equal(want.OldestPending) || got.LagSeconds <= 0 {
@@ -332,16 +366,27 @@ func TestStatusMatchesStats(t *testing.T) {
 		t.Fatalf("relays %+v, want %+v", got.Relays, want.Relays)
 	}
 	for i, rl := range want.Relays {
-		if got.Relays[i].Owner != rl.Owner || got.Relays[i].Leased != rl.Leased || !got.Relays[i].LeaseUntil.Equal(rl.Until) {
-			t.Errorf("relay %d: %+v, want %+v", i, got.Relays[i], rl)
+		if got.Relays[i].Owner != rl.Owner || got.Relays[i].Lanes != rl.Lanes || rl.Lanes != outbox.DefaultLanes/2 || !got.Relays[i].LeaseUntil.Equal(rl.Until) {
+			t.Errorf("relay %d: %+v, want %+v with half the lanes", i, got.Relays[i], rl)
+		}
+	}
+	if len(got.Lagging) != len(want.Lagging) {
+		t.Fatalf("lagging %+v, want %+v", got.Lagging, want.Lagging)
+	}
+	for i, l := range want.Lagging {
+		g := got.Lagging[i]
+		if g.Lane != l.Lane || g.Owner != l.Owner || g.Pending != l.Pending || !g.OldestPending.Equal(l.OldestPending) || g.LagSeconds <= 0 {
+			t.Errorf("lagging lane %d: %+v, want %+v", i, g, l)
 		}
 	}
 	if strings.Contains(got.Store, "password") {
 		t.Errorf("store %q", got.Store)
 	}
 
-	text := mustRun(t, ctx, nil, append([]string{"status"}, st.args...)...).stdout
-	for _, w := range []string{"pending       5", "in flight 3, retrying 1", "dead letters  1", "relay-a", "relay-b"} {
+	text := strings.Join(strings.Fields(mustRun(t, ctx, nil, append([]string{"status"}, st.args...)...).stdout), " ")
+	for _, w := range []string{"pending 5 (retrying 1, replayed 0)", "dead letters 1", "lanes 256 relays",
+		"relays 2 (relay-a 128 lanes, relay-b 128 lanes)", "LAGGING LANE OWNER PENDING OLDEST",
+		fmt.Sprintf(" %d %s 1 ", want.Lagging[0].Lane, want.Lagging[0].Owner)} {
 		if !strings.Contains(text, w) {
 			t.Errorf("status printed\n%s\nwithout %q", text, w)
 		}
@@ -360,15 +405,6 @@ func TestStatusMatchesStats(t *testing.T) {
 			t.Errorf("watch line %q: %v", sc.Text(), err)
 		}
 	}
-}
-
-func claim(t *testing.T, ctx context.Context, st outbox.Store, owner string, n int) []outbox.Record {
-	t.Helper()
-	recs, err := st.Claim(ctx, outbox.ClaimParams{Owner: owner, Limit: n, Lease: time.Minute})
-	if err != nil || len(recs) != n {
-		t.Fatalf("claim %d for %s: %d records, %v", n, owner, len(recs), err)
-	}
-	return recs
 }
 
 // TestDeadLetterRoundTrip poisons a relay with a message the broker
@@ -472,10 +508,13 @@ func TestDeadLetterRoundTrip(t *testing.T) {
 	if err := commitMessages(ctx, st.outbox, again); err != nil {
 		t.Fatal(err)
 	}
-	recs := claim(t, ctx, st.store, "test", 1)
-	if err := st.store.DeadLetter(ctx, outbox.DeadLetterParams{Owner: "test", Letters: []outbox.Failure{{ID: recs[0].ID, Error: "refused"}}}); err != nil {
-		t.Fatal(err)
+	hand := lanetest.Hold(t, st.store, "test", nil) // the relay left: its lanes are free
+	recs := hand.Read(10)
+	if len(recs) != 1 || recs[0].ID != again[0].ID {
+		t.Fatalf("read %+v, want the new message alone", recs)
 	}
+	hand.Dead("refused", recs...)
+	hand.Leave()
 	text = mustRun(t, ctx, nil, append([]string{"dead", "show", again[0].ID}, st.args...)...).stdout
 	if !strings.Contains(text, "payload     8 bytes, text\n\npurge me") {
 		t.Errorf("dead show of a text payload printed\n%s", text)

@@ -131,6 +131,12 @@ func TestURLErrors(t *testing.T) {
 		{StoreOptions{URL: "sqlite://rel.db"}, []string{"three slashes", "example: --store sqlite:///"}},
 		{StoreOptions{URL: "mysql://u:s3cret@db/app", Schema: "x"}, []string{"--schema", "only PostgreSQL"}},
 		{StoreOptions{URL: "redis://u:s3cret@cache/0", Source: "OUTBOX_STORE_URL"}, []string{"OUTBOX_STORE_URL", "example: --store postgres://"}},
+		{StoreOptions{URL: "postgres://u:s3cret@db/app?lanes=0"}, []string{"--store", "lanes=0", "from 1 to 4096", "example: --store postgres://", "?lanes=64"}},
+		{StoreOptions{URL: "mysql://u:s3cret@db/app?lanes=many"}, []string{"lanes=many", "from 1 to 4096"}},
+		{StoreOptions{URL: "mongodb://u:s3cret@m1/app?lanes=4097"}, []string{"lanes=4097"}},
+		{StoreOptions{URL: "sqlite:///x.db?lanes=8&lanes=8"}, []string{"lanes is given twice"}},
+		{StoreOptions{URL: "sqlite:///x.db?lanes=8&cache=shared"}, []string{"parameters are not supported but lanes=N"}},
+		{StoreOptions{URL: "postgres://u:s3cret@db/app?lanes=8", Lanes: 16}, []string{"lanes=8 contradicts the lane count 16"}},
 	}
 	for _, tt := range stores {
 		_, err := OpenStore(ctx, tt.opts)
@@ -170,6 +176,70 @@ func checkURLError(t *testing.T, url string, err error, want []string) {
 	}
 	if strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("%q: error %q shows the password", url, err)
+	}
+}
+
+func TestTakeLanes(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in, out string
+		lanes   int
+	}{
+		{"postgres://app@db/app", "postgres://app@db/app", 0},
+		{"postgres://app@db/app?lanes=64", "postgres://app@db/app", 64},
+		{"postgres://app@db/app?sslmode=disable&lanes=1&connect_timeout=5", "postgres://app@db/app?sslmode=disable&connect_timeout=5", 1},
+		{"mongodb://m1,m2/app?replicaSet=rs0&Lanes=4096", "mongodb://m1,m2/app?replicaSet=rs0", 4096},
+		{"root:p?ss@tcp(db:3306)/app?lanes=32&parseTime=true", "root:p?ss@tcp(db:3306)/app?parseTime=true", 32},
+		{"root:pw@tcp(db:3306)/app", "root:pw@tcp(db:3306)/app", 0},
+		{"sqlite:///var/lib/app.db?lanes=8", "sqlite:///var/lib/app.db", 8},
+		{"sqlite:app.db?lanes=8", "sqlite:app.db", 8},
+		{"postgres://db/app?lanesx=3", "postgres://db/app?lanesx=3", 0},
+	} {
+		out, lanes, err := takeLanes(tt.in)
+		if err != nil || out != tt.out || lanes != tt.lanes {
+			t.Errorf("takeLanes(%q) = %q, %d, %v; want %q, %d", tt.in, out, lanes, err, tt.out, tt.lanes)
+		}
+	}
+}
+
+// lanes=N reaches the adapter: the first migrate creates N lanes, and a
+// later store asking for another count keeps them.
+func TestStoreURLLanes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := "sqlite://" + t.TempDir() + "/outbox.db"
+	lanes := func(url string) int {
+		t.Helper()
+		st, err := OpenStore(ctx, StoreOptions{URL: url})
+		if err != nil {
+			t.Fatalf("OpenStore(%q): %v", url, err)
+		}
+		defer func() { _ = st.Close() }()
+		m, err := st.Migrator()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Migrate(ctx); err != nil {
+			t.Fatalf("Migrate: %v", err)
+		}
+		sr, err := st.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stats, err := sr.Stats(ctx)
+		if err != nil {
+			t.Fatalf("Stats: %v", err)
+		}
+		return stats.Lanes
+	}
+	if n := lanes(url + "?lanes=8"); n != 8 {
+		t.Errorf("migrate with lanes=8 created %d lanes", n)
+	}
+	if n := lanes(url + "?lanes=16"); n != 8 {
+		t.Errorf("a later migrate with lanes=16: %d lanes, want the 8 of the first", n)
+	}
+	if n := lanes(url); n != 8 {
+		t.Errorf("without lanes=: %d lanes, want 8", n)
 	}
 }
 

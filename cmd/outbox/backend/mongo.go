@@ -36,7 +36,7 @@ func openMongo(raw string, o StoreOptions, bad func(string) error) (*Store, erro
 		defer cancel()
 		return client.Disconnect(ctx)
 	}
-	store, err := mongostore.New(client, mongostore.Config{Database: database, Collection: o.Table})
+	store, err := mongostore.New(client, mongostore.Config{Database: database, Collection: o.Table, Lanes: o.Lanes})
 	if err != nil {
 		_ = disconnect()
 		return nil, err

@@ -32,7 +32,7 @@ func openMySQL(raw string, o StoreOptions, bad func(string) error) (*Store, erro
 		return nil, bad(err.Error())
 	}
 	db := sql.OpenDB(connector) // connects lazily
-	store, err := mysqlstore.New(db, mysqlstore.Config{Table: o.Table})
+	store, err := mysqlstore.New(db, mysqlstore.Config{Table: o.Table, Lanes: o.Lanes})
 	if err != nil {
 		_ = db.Close()
 		return nil, err

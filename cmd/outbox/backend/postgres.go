@@ -11,7 +11,7 @@ import (
 
 // defaultConnectTimeout bounds one connection attempt when the URL does not
 // say (a database behind a firewall that drops packets would otherwise
-// hold a claim until its context ends).
+// hold a read until its context ends).
 const defaultConnectTimeout = 10 * time.Second
 
 func openPostgres(ctx context.Context, raw string, o StoreOptions, bad func(string) error) (*Store, error) {
@@ -25,7 +25,7 @@ func openPostgres(ctx context.Context, raw string, o StoreOptions, bad func(stri
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
-	scfg := pgstore.Config{Schema: o.Schema, Table: o.Table}
+	scfg := pgstore.Config{Schema: o.Schema, Table: o.Table, Lanes: o.Lanes}
 	if err := scfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -17,7 +17,7 @@ func openSQLite(raw string, o StoreOptions, bad func(string) error) (*Store, err
 	if err != nil {
 		return nil, &TargetError{Target: target, Err: err}
 	}
-	store, err := sqlitestore.New(db, sqlitestore.Config{Table: o.Table})
+	store, err := sqlitestore.New(db, sqlitestore.Config{Table: o.Table, Lanes: o.Lanes})
 	if err != nil {
 		_ = db.Close()
 		return nil, err
@@ -35,7 +35,7 @@ func openSQLite(raw string, o StoreOptions, bad func(string) error) (*Store, err
 func sqlitePath(raw string) (string, error) {
 	_, rest, _ := strings.Cut(raw, ":")
 	if i := strings.IndexByte(rest, '?'); i >= 0 {
-		return "", errorf("parameters are not supported; the store opens the file with the settings it needs")
+		return "", errorf("parameters are not supported but lanes=N; the store opens the file with the settings it needs")
 	}
 	switch {
 	case strings.HasPrefix(rest, "///"):

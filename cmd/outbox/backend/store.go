@@ -33,6 +33,11 @@ type StoreOptions struct {
 	Table string
 	// Schema is the PostgreSQL schema of the table. Empty selects "public".
 	Schema string
+	// Lanes is the lane count that the first Migrate creates (the
+	// adapter's Config.Lanes): zero selects outbox.DefaultLanes. The URL's
+	// lanes=N parameter sets it too. An outbox keeps the count it was
+	// created with, whatever later stores ask.
+	Lanes int
 
 	// Source names where URL came from, for error messages ("--store",
 	// "OUTBOX_STORE_URL"). Default "--store".
@@ -45,7 +50,7 @@ type StoreOptions struct {
 
 // AddFlags binds --store, --table and --schema to o.
 func (o *StoreOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.URL, "store", "", "outbox database URL: postgres://…, mysql://…, mongodb://…/db or sqlite:///path.db")
+	fs.StringVar(&o.URL, "store", "", "outbox database URL: postgres://…, mysql://…, mongodb://…/db or sqlite:///path.db; lanes=N in its query sets the lane count that migrate creates (default 256)")
 	fs.StringVar(&o.Table, "table", "", `outbox table (MongoDB: collection); default "outbox"`)
 	fs.StringVar(&o.Schema, "schema", "", `PostgreSQL schema of the outbox table; default "public"`)
 }
@@ -92,6 +97,10 @@ type Store struct {
 	Display string
 	// Target is the server, database and table, for error messages.
 	Target Target
+	// Lanes is the lane count asked for (StoreOptions.Lanes or the URL's
+	// lanes=N), 0 when none was: what Migrate creates if the outbox does
+	// not exist yet.
+	Lanes int
 
 	closers []func() error
 }
@@ -208,6 +217,20 @@ func OpenStore(ctx context.Context, o StoreOptions) (*Store, error) {
 	if err != nil {
 		return nil, &URLError{Source: o.source(), URL: Redact(raw), Reason: err.Error(), Example: storeExamples[Postgres]}
 	}
+	raw, lanes, err := takeLanes(raw)
+	if err != nil {
+		return nil, &URLError{Source: o.source(), URL: Redact(raw), Reason: err.Error(), Example: storeExamples[kind] + "?lanes=64"}
+	}
+	switch {
+	case lanes == 0:
+	case o.Lanes != 0 && o.Lanes != lanes:
+		return nil, &URLError{Source: o.source(), URL: Redact(raw), Reason: fmt.Sprintf("lanes=%d contradicts the lane count %d given elsewhere; give it once", lanes, o.Lanes)}
+	default:
+		o.Lanes = lanes
+	}
+	if o.Lanes < 0 || o.Lanes > outbox.MaxLanes {
+		return nil, fmt.Errorf("%w: lane count %d: give one from 1 to %d (default %d)", outbox.ErrInvalidConfig, o.Lanes, outbox.MaxLanes, outbox.DefaultLanes)
+	}
 	if o.Schema != "" && kind != Postgres {
 		return nil, &URLError{Source: "--schema", URL: o.Schema,
 			Reason: fmt.Sprintf("only PostgreSQL stores have a schema; the %s store takes its database from the URL", kind)}
@@ -229,6 +252,7 @@ func OpenStore(ctx context.Context, o StoreOptions) (*Store, error) {
 	if err != nil {
 		return nil, configFlagError(err, o.source(), raw)
 	}
+	s.Lanes = o.Lanes
 	return s, nil
 }
 
@@ -286,4 +310,43 @@ func storeKind(raw string) (string, error) {
 		return "", errors.New("not a URL; give the store as a URL whose scheme names the database (postgres, mysql, mongodb, mongodb+srv or sqlite)")
 	}
 	return "", fmt.Errorf("unknown database %q; use a postgres, mysql, mongodb, mongodb+srv or sqlite URL", scheme)
+}
+
+// takeLanes removes the lanes=N parameter from a store URL's query (or a
+// go-sql-driver DSN's parameters) and returns the URL without it, and N, 0
+// when the URL has none. The drivers never see it: it configures the
+// adapter, not the connection.
+func takeLanes(raw string) (string, int, error) {
+	start := 0
+	if !strings.Contains(raw, "://") {
+		start = max(strings.LastIndexByte(raw, '/'), 0) // DSN: the driver reads its parameters after the last slash
+	}
+	q := strings.IndexByte(raw[start:], '?')
+	if q < 0 {
+		return raw, 0, nil
+	}
+	q += start
+	base, query := raw[:q], raw[q+1:]
+	lanes, found := 0, false
+	var kept []string
+	for kv := range strings.SplitSeq(query, "&") {
+		k, v, _ := strings.Cut(kv, "=")
+		if !strings.EqualFold(k, "lanes") {
+			kept = append(kept, kv)
+			continue
+		}
+		if found {
+			return base, 0, errors.New("lanes is given twice; give the lane count once")
+		}
+		found = true
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > outbox.MaxLanes {
+			return base, 0, fmt.Errorf("lanes=%s: give the lane count as a number from 1 to %d (default %d)", v, outbox.MaxLanes, outbox.DefaultLanes)
+		}
+		lanes = n
+	}
+	if len(kept) == 0 {
+		return base, lanes, nil
+	}
+	return base + "?" + strings.Join(kept, "&"), lanes, nil
 }

@@ -3,11 +3,11 @@ package cli_test
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/txoutbox/txoutbox/cmd/outbox/internal/app"
+	"github.com/txoutbox/txoutbox/cmd/outbox/internal/lanetest"
 	"github.com/txoutbox/txoutbox/conformance/servers/pgserver"
 	outbox "github.com/txoutbox/txoutbox/core"
 )
@@ -55,28 +55,18 @@ func TestDeadReplaySaysWhatWaitsBehind(t *testing.T) {
 
 	// Dead again, the two replayed messages; replayed by ID, a says what
 	// waits behind it, b says nothing.
-	recs, err := store.Claim(ctx, outbox.ClaimParams{Owner: "test", Limit: 10, Lease: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var letters []outbox.Failure
-	var others []string
-	for _, r := range recs {
+	relay := lanetest.Hold(t, store, "test", nil)
+	var letters []outbox.Record
+	for _, r := range relay.Read(10) {
 		if r.ID == dead[0].ID || r.ID == dead[1].ID {
-			letters = append(letters, outbox.Failure{ID: r.ID, Error: "still refused"})
-		} else {
-			others = append(others, r.ID)
+			letters = append(letters, r)
 		}
 	}
 	if len(letters) != 2 {
-		t.Fatalf("claimed %d of the 2 replayed messages", len(letters))
+		t.Fatalf("read %d of the 2 replayed messages", len(letters))
 	}
-	if err := store.DeadLetter(ctx, outbox.DeadLetterParams{Owner: "test", Letters: letters}); err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Release(ctx, outbox.ReleaseParams{Owner: "test", IDs: others}); err != nil {
-		t.Fatal(err)
-	}
+	relay.Dead("still refused", letters...)
+	relay.Leave()
 	stdout, _, code = run(t, env, "", false, "dead", "replay", dead[1].ID)
 	if code != 0 || strings.Contains(stdout, "pending behind") || !strings.Contains(stdout, "replayed 1 dead letter(s)") {
 		t.Errorf("replay of b (nothing behind it): exit %d\n%s", code, stdout)

@@ -12,7 +12,8 @@ import (
 )
 
 // Main runs outbox commands in-process, as the outbox binary does: here
-// migrate (twice, it is idempotent) and status on an SQLite outbox.
+// migrate (twice, it is idempotent; the first creates 16 lanes, as the
+// URL's lanes=16 asks) and status on an SQLite outbox.
 func ExampleMain() {
 	dir, err := os.MkdirTemp("", "outbox-example-")
 	if err != nil {
@@ -24,7 +25,7 @@ func ExampleMain() {
 	var out, logs bytes.Buffer
 	ctx := context.Background()
 	for _, args := range [][]string{
-		{"migrate", "--store", store},
+		{"migrate", "--store", store + "?lanes=16"},
 		{"migrate", "--store", store},
 		{"status", "--store", store},
 	} {
@@ -36,13 +37,14 @@ func ExampleMain() {
 		}
 	}
 	// Output:
-	// migrated sqlite:/data/app.db table outbox to schema version 1 (from version 0: no tables yet)
+	// migrated sqlite:/data/app.db table outbox to schema version 1 (from version 0: no tables yet), 16 lanes
 	// sqlite:/data/app.db table outbox: already up to date (schema version 1)
 	// store         sqlite:/data/app.db table outbox
-	// pending       0   (in flight 0, retrying 0, replayed 0)
+	// pending       0   (retrying 0, replayed 0)
 	// lag           0s  (nothing pending)
 	// dead letters  0
-	// relays        0  holding leases (an idle relay holds none)
+	// lanes         16  (held by nobody)
+	// relays        0   (no live relay: nothing is published)
 }
 
 // A mistake in a URL names its flag (or environment variable), hides the

@@ -3,10 +3,10 @@ package cli_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/txoutbox/cmd/outbox/internal/lanetest"
 	outbox "github.com/txoutbox/txoutbox/core"
 	pgstore "github.com/txoutbox/txoutbox/stores/postgres"
 )
@@ -30,21 +30,17 @@ func openStore(t *testing.T, url, schema string) *pgstore.Store {
 	return st
 }
 
-// deadLetterAll claims the n pending records and dead-letters them.
+// deadLetterAll reads the n pending records, holding every lane for the
+// time of it, and dead-letters them.
 func deadLetterAll(t *testing.T, st *pgstore.Store, n int) {
 	t.Helper()
-	ctx := t.Context()
-	recs, err := st.Claim(ctx, outbox.ClaimParams{Owner: "test", Limit: n, Lease: time.Minute})
-	if err != nil || len(recs) != n {
-		t.Fatalf("claim: %d records, %v", len(recs), err)
+	r := lanetest.Hold(t, st, "test", nil)
+	defer r.Leave()
+	recs := r.Read(n + 1)
+	if len(recs) != n {
+		t.Fatalf("read %d records, want %d", len(recs), n)
 	}
-	var letters []outbox.Failure
-	for _, r := range recs {
-		letters = append(letters, outbox.Failure{ID: r.ID, Error: "gave up: broker refused it"})
-	}
-	if err := st.DeadLetter(ctx, outbox.DeadLetterParams{Owner: "test", Letters: letters}); err != nil {
-		t.Fatal(err)
-	}
+	r.Dead("gave up: broker refused it", recs...)
 }
 
 func stats(t *testing.T, st *pgstore.Store) outbox.Stats {

@@ -2,20 +2,23 @@ package cli_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/txoutbox/txoutbox/cmd/outbox/internal/lanetest"
 	"github.com/txoutbox/txoutbox/conformance/servers/pgserver"
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
-// TestStatusReplayedAndIdleRelays: a dead letter replayed is shown as
-// replayed, not retrying, until a relay tries it again; with no lease held
-// status says that an idle relay holds none, and with one it lists it.
-func TestStatusReplayedAndIdleRelays(t *testing.T) {
+// TestStatusReplayedAndRelays: a dead letter replayed is shown as
+// replayed, not retrying, until a relay tries it again; with no live relay
+// status says that nothing is published, and with one it lists it with its
+// lanes, idle or not.
+func TestStatusReplayedAndRelays(t *testing.T) {
 	t.Parallel()
 	url, schema := pgserver.Schema(t)
 	env := map[string]string{"OUTBOX_STORE_URL": url, "OUTBOX_SCHEMA": schema}
@@ -34,42 +37,57 @@ func TestStatusReplayedAndIdleRelays(t *testing.T) {
 	}
 
 	stdout, _, code := run(t, env, "", false, "status")
+	lane := outbox.LaneOf("a", msgs[0].ID, outbox.DefaultLanes)
 	for _, want := range []string{
-		"(in flight 0, retrying 0, replayed 1)",
-		"dead letters  1",
-		"relays        0  holding leases (an idle relay holds none)",
+		"pending 1 (retrying 0, replayed 1)",
+		"dead letters 1",
+		"lanes 256 (held by nobody)",
+		"relays 0 (no live relay: nothing is published)",
+		"LAGGING LANE OWNER PENDING OLDEST",
+		fmt.Sprintf(" %d (nobody) 1 ", lane),
 	} {
-		if code != 0 || !strings.Contains(stdout, want) {
+		if code != 0 || !strings.Contains(squeeze(stdout), want) {
 			t.Errorf("status: exit %d, no %q in\n%s", code, want, stdout)
 		}
 	}
 	var report struct {
 		Retrying, Replayed int64
+		Lanes              int
 		Relays             []json.RawMessage
-	}
-	stdout, _, _ = run(t, env, "", false, "status", "--json")
-	if err := json.Unmarshal([]byte(stdout), &report); err != nil || report.Retrying != 0 || report.Replayed != 1 || report.Relays == nil {
-		t.Errorf("status --json = %s (%v); want retrying 0, replayed 1, relays []", stdout, err)
-	}
-
-	// A relay claims the replayed message and fails again: it is retrying,
-	// and, while it holds the lease, the relay is listed.
-	recs, err := store.Claim(ctx, outbox.ClaimParams{Owner: "relay-1", Limit: 10, Lease: time.Minute})
-	if err != nil || len(recs) != 1 {
-		t.Fatalf("claim: %d records, %v", len(recs), err)
-	}
-	stdout, _, _ = run(t, env, "", false, "status")
-	for _, want := range []string{"relays        1  holding leases", "relay-1"} {
-		if !strings.Contains(stdout, want) {
-			t.Errorf("status with a lease held: no %q in\n%s", want, stdout)
+		Lagging            []struct {
+			Lane    int
+			Owner   string
+			Pending int64
 		}
 	}
-	err = store.ScheduleRetry(ctx, outbox.ScheduleRetryParams{Owner: "relay-1", Retries: []outbox.Retry{{ID: recs[0].ID, Error: "still refused", Delay: time.Hour}}})
-	if err != nil {
-		t.Fatal(err)
+	stdout, _, _ = run(t, env, "", false, "status", "--json")
+	if err := json.Unmarshal([]byte(stdout), &report); err != nil || report.Retrying != 0 || report.Replayed != 1 ||
+		report.Lanes != outbox.DefaultLanes || report.Relays == nil || len(report.Lagging) != 1 ||
+		report.Lagging[0].Lane != lane || report.Lagging[0].Owner != "" || report.Lagging[0].Pending != 1 {
+		t.Errorf("status --json = %s (%v); want retrying 0, replayed 1, 256 lanes, relays [], lane %d lagging with 1 pending", stdout, err, lane)
 	}
+
+	// A relay takes the lanes, reads the replayed message and fails again:
+	// it is retrying, and the relay is listed with its lanes.
+	relay := lanetest.Hold(t, store, "relay-1", nil)
+	recs := relay.Read(10)
+	if len(recs) != 1 {
+		t.Fatalf("read %d records, want the replayed one", len(recs))
+	}
+	relay.Retry("still refused", time.Hour, recs...)
 	stdout, _, _ = run(t, env, "", false, "status")
-	if !strings.Contains(stdout, "(in flight 0, retrying 1, replayed 0)") {
-		t.Errorf("status after the replayed message failed again:\n%s", stdout)
+	for _, want := range []string{
+		"pending 1 (retrying 1, replayed 0)",
+		"lanes 256 relays", // no lane without a relay
+		"relays 1 (relay-1 256 lanes)",
+		fmt.Sprintf(" %d relay-1 1 ", lane),
+	} {
+		if !strings.Contains(squeeze(stdout), want) {
+			t.Errorf("status with a relay holding every lane: no %q in\n%s", want, stdout)
+		}
 	}
 }
+
+// squeeze turns every run of white space of s into one space, so that
+// tests do not depend on the widths of columns.
+func squeeze(s string) string { return strings.Join(strings.Fields(s), " ") }

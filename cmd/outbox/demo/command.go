@@ -76,9 +76,9 @@ out of order within a user (must be 0) and delivered twice (allowed: delivery
 is at least once, and each copy carries the event's ID).
 
 --chaos kills the relay several times during the run (a separate outbox relay
-process, with SIGKILL) and starts a new one each time: the records the dead
-relay had claimed come back when their lease (--lease) expires, and the
-verdict must still show nothing lost. The relay processes are the outbox
+process, with SIGKILL) and starts a new one each time: the lanes of the dead
+relay, and the events in them, wait until their lease (--lease) expires, then
+the new relay takes them over, and the verdict must still show nothing lost. The relay processes are the outbox
 command: outbox demo runs itself; outbox-demo runs the outbox installed beside
 it or on PATH and, without one, simulates the crashes in this process.
 
@@ -134,7 +134,7 @@ The exit code is 0 only when the verdict is clean.`,
 	fs.BoolVar(&cfg.Chaos, "chaos", false, "kill the relay (SIGKILL) and start a new one several times during the run")
 	fs.IntVar(&cfg.Kills, "kills", 0, "how many times --chaos kills the relay; 0 means one per 3s of --duration")
 	fs.BoolVar(&inProcess, "in-process", false, "with --chaos, run relays in this process and simulate their crashes instead of killing relay processes")
-	fs.DurationVar(&cfg.Lease, "lease", DefaultLease, "the relay's lease: how long the events a killed relay had claimed wait for the next relay")
+	fs.DurationVar(&cfg.Lease, "lease", DefaultLease, "the relay's lane lease: how long the lanes of a killed relay wait before another relay takes them")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", DefaultDrain, "how long to wait, once writing stops, for the events still on their way")
 	fs.BoolVar(&verbose, "verbose", false, "show the logs of the relay and the publisher on standard error")
 	for _, name := range []string{"store", "broker", "chaos", "lease"} {

@@ -82,11 +82,11 @@ type Config struct {
 	// and the output files. Without it, relays run in this process and a
 	// kill is simulated: from that instant every call of the dead relay to
 	// the store or the broker fails, so it records nothing more and its
-	// leases stay until they expire.
+	// lanes stay leased until their lease expires.
 	RelayCommand func(args []string) *exec.Cmd
 
-	// Lease is the relay's lease: how long the records a killed relay had
-	// claimed wait before another relay takes them. Default DefaultLease.
+	// Lease is the relay's lane lease: how long the lanes of a killed relay
+	// wait before another relay takes them. Default DefaultLease.
 	Lease time.Duration
 
 	// DrainTimeout bounds the wait, after writing stops, for the events
@@ -167,7 +167,7 @@ func (c Config) withDefaults() (Config, error) {
 	case c.Kills < 0:
 		return c, invalid("--kills must be positive")
 	case c.Lease < 200*time.Millisecond:
-		return c, invalid("--lease must be at least 200ms (it bounds how long a killed relay's events wait)")
+		return c, invalid("--lease must be at least 200ms (it is how long the lanes of a killed relay wait)")
 	case c.DrainTimeout < 0, c.ProgressEvery < 0:
 		return c, invalid("timeouts must be positive")
 	}

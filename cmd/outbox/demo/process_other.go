@@ -10,5 +10,5 @@ import (
 func detach(*exec.Cmd) {}
 
 // terminate stops a relay process; without signals, it is a kill, and the
-// relay's leases expire instead of being released.
+// relay's lanes wait for their lease to expire instead of being given back.
 func terminate(p *os.Process) error { return p.Kill() }

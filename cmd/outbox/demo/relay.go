@@ -12,18 +12,18 @@ import (
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
-// relayPollInterval is the relays' longest wait between claims. Relay
+// relayPollInterval is the relays' longest wait between reads. Relay
 // processes learn of new events only by polling (an SQLite commit wakes
 // relays of its own process only), so it is short.
 const relayPollInterval = 100 * time.Millisecond
 
 // relay is one relay of the run, in this process or another.
 type relay interface {
-	// kill makes the relay die at once, without releasing anything: its
-	// leases stay until they expire.
+	// kill makes the relay die at once, without giving anything back: its
+	// lanes stay leased until their lease expires.
 	kill()
-	// stop stops it gracefully: in-flight batches finish, claims are
-	// released.
+	// stop stops it gracefully: in-flight batches finish, and the lanes
+	// are given back.
 	stop() error
 	// exited is closed when the relay has ended.
 	exited() <-chan struct{}

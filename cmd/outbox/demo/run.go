@@ -184,8 +184,8 @@ writingLoop:
 	<-chaosDone
 	v.Interrupted = ctx.Err() != nil
 
-	// Draining: the events committed last, and those a killed relay held
-	// until its leases expired, are still on their way.
+	// Draining: the events committed last, and those of the lanes a killed
+	// relay held until their lease expired, are still on their way.
 	drainFor := cfg.DrainTimeout
 	if v.Interrupted {
 		drainFor = min(drainFor, interruptedDrain)

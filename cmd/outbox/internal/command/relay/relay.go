@@ -36,11 +36,19 @@ func Command(a *app.App) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "relay",
 		Short: "Relay committed messages from the outbox to the broker",
-		Long: `relay claims committed messages from the outbox, publishes them to the broker
+		Long: `relay reads committed messages from the outbox, publishes them to the broker
 and records each outcome, until SIGTERM or SIGINT: then the batches in flight
-are finished and recorded, and messages claimed but not yet published are
-released for the next relay. A second signal exits at once (leases then expire
-and other relays take the messages over).
+are finished and recorded, and the relay gives its lanes back so that the
+other relays take them over at once. A second signal exits at once (the lane
+leases then expire after --lease, and other relays take the lanes over).
+
+Relays share the outbox by lanes: every message belongs to one lane (a hash of
+its key; "outbox migrate" fixes the lane count), and each live relay leases a
+fair share of the lanes, renewing the lease every third of --lease. Only the
+holder of a lane publishes its messages, so several relays keep the order of
+each key. When a relay dies, its lanes wait until their lease expires, then
+the other relays take them; the first messages of those lanes are charged an
+attempt, since they may have been in flight.
 
 A store or broker that does not answer, at startup or later, is retried with
 backoff and logged once per step; the process does not exit. A store that
@@ -66,14 +74,15 @@ continuing the trace that the writer put in the message headers.`,
 	o.store.AddFlags(fs)
 	o.broker.AddFlags(fs)
 	r := &o.relay
-	fs.StringVar(&r.Owner, "owner", "", "identity of this relay in leases and logs; default <hostname>-<pid>-<random>")
-	fs.IntVar(&r.BatchSize, "batch-size", outbox.DefaultBatchSize, "most messages claimed and published at once")
-	fs.IntVar(&r.Concurrency, "concurrency", outbox.DefaultConcurrency, "batches in flight at once")
-	fs.DurationVar(&r.PollInterval, "poll-interval", outbox.DefaultPollInterval, "longest wait between claims while the outbox is idle")
-	fs.DurationVar(&r.MinPollInterval, "min-poll-interval", 0, "first wait after an empty claim, doubling up to --poll-interval; 0 means 10ms (or --poll-interval if shorter)")
-	fs.DurationVar(&r.Lease, "lease", outbox.DefaultLease, "how long claimed messages stay reserved; at least twice --publish-timeout")
-	fs.DurationVar(&r.PublishTimeout, "publish-timeout", 0, "bound of one publish, and of recording its outcome; 0 means 15s, or half of --lease if shorter")
-	fs.IntVar(&r.MaxAttempts, "max-attempts", outbox.DefaultMaxAttempts, "claims of a message before it is dead-lettered")
+	fs.StringVar(&r.Owner, "owner", "", "identity of this relay in lane leases, status and logs; unique per run; default <hostname>-<pid>-<random>")
+	fs.IntVar(&r.BatchSize, "batch-size", outbox.DefaultBatchSize, "most messages read and published at once")
+	fs.IntVar(&r.Concurrency, "concurrency", outbox.DefaultConcurrency, "batches in flight at once (never two with messages of one key)")
+	fs.DurationVar(&r.PollInterval, "poll-interval", outbox.DefaultPollInterval, "longest wait between reads while the outbox is idle")
+	fs.DurationVar(&r.MinPollInterval, "min-poll-interval", 0, "first wait after a read found nothing new, doubling up to --poll-interval; 0 means 10ms (or --poll-interval if shorter)")
+	fs.DurationVar(&r.Lease, "lease", outbox.DefaultLease, "lane lease: renewed every third of it; the lanes of a relay that died are taken over once it expires")
+	fs.DurationVar(&r.ReadTimeout, "read-timeout", 0, "bound of one read of the relay's lanes and of one round of lane leasing; at most half of --lease; 0 means 5s (or half of --lease if shorter)")
+	fs.DurationVar(&r.PublishTimeout, "publish-timeout", outbox.DefaultPublishTimeout, "bound of one publish, and of recording its outcome")
+	fs.IntVar(&r.MaxAttempts, "max-attempts", outbox.DefaultMaxAttempts, "attempts of a message before it is dead-lettered (failed publishes, and deaths of relays while it was in flight)")
 	fs.DurationVar(&r.MinRetryDelay, "min-retry-delay", outbox.DefaultMinRetryDelay, "first backoff of a failing message")
 	fs.DurationVar(&r.MaxRetryDelay, "max-retry-delay", 0, "longest backoff of a failing message; 0 means 5m (or --min-retry-delay if longer)")
 	fs.BoolVar(&r.StrictOrder, "strict-order", false, "hold the later messages of a key behind its dead letter until it is replayed or purged")
@@ -207,7 +216,7 @@ func reportReachability(ctx context.Context, a *app.App, st *backend.Store, br *
 var relayFields = []struct{ field, flag string }{
 	{"MinPollInterval", "--min-poll-interval"}, {"PollInterval", "--poll-interval"},
 	{"BatchSize", "--batch-size"}, {"Concurrency", "--concurrency"},
-	{"PublishTimeout", "--publish-timeout"}, {"Lease", "--lease"},
+	{"PublishTimeout", "--publish-timeout"}, {"ReadTimeout", "--read-timeout"}, {"Lease", "--lease"},
 	{"MaxAttempts", "--max-attempts"}, {"MinRetryDelay", "--min-retry-delay"},
 	{"MaxRetryDelay", "--max-retry-delay"}, {"CleanupInterval", "--cleanup-interval"},
 	{"CleanupBatch", "--cleanup-batch"}, {"Retention", "--retention"},

@@ -1,5 +1,5 @@
-// Package status is `outbox status`: the backlog, lag, dead letters and
-// relays of an outbox.
+// Package status is `outbox status`: the backlog, lag, dead letters, lanes
+// and relays of an outbox.
 package status
 
 import (
@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -27,15 +28,24 @@ func Command(a *app.App) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show pending messages, lag, dead letters and the relays holding leases",
+		Short: "Show pending messages, lag, dead letters, lanes and the live relays",
 		Long: `status reads the outbox's statistics: messages pending (and how many of them
-are leased to a relay right now, i.e. in flight, waiting for a retry, or
-replayed from the dead letters and not tried since), the age of the oldest
-pending message (the relay lag), dead letters, and each relay holding leases.
+failed at least once and wait for a retry, or were replayed from the dead
+letters and not tried since), the age of the oldest pending message (the relay
+lag), dead letters, the lane count, each live relay with the lanes it holds,
+and the lanes that lag most.
 
-Relays are counted from their leases: a relay holds leases only while it
-publishes, so an idle relay (nothing pending) is not counted. A relay's
-/healthz tells whether it runs.
+Relays share the outbox by lanes: every message belongs to one lane (a hash of
+its key), and each live relay holds a fair share of them. A relay is live from
+its start to its stop, idle or not; when it dies, it stays listed until its
+lease (--lease of "outbox relay") runs out, and then the other relays take its
+lanes over. Lanes held by nobody have no relay to publish them: no relay runs,
+or one just died.
+
+The lagging lanes are those whose oldest pending message is oldest, with the
+relay that holds each. One lane lagging alone points at a slow or failing key
+(its messages wait for a retry of the first); all lanes lagging point at the
+relays or the broker.
 
 --json prints the same numbers with stable field names; --watch refreshes
 them (one JSON document per line with --json).`,
@@ -91,13 +101,12 @@ type Report struct {
 	Store string `json:"store"`
 	// Pending counts messages not yet delivered and not dead.
 	Pending int64 `json:"pending"`
-	// Leased counts pending messages leased to a relay now (in flight).
-	Leased int64 `json:"leased"`
-	// Retrying counts pending messages that failed at least once since
-	// they were written or replayed.
+	// Retrying counts pending messages with an attempt counted since they
+	// were written or replayed: they failed, or were in flight when their
+	// relay died.
 	Retrying int64 `json:"retrying"`
 	// Replayed counts pending messages replayed from the dead letters and
-	// not claimed since (they keep the error that dead-lettered them).
+	// not tried since (they keep the error that dead-lettered them).
 	Replayed int64 `json:"replayed"`
 	// Dead counts dead letters.
 	Dead int64 `json:"dead"`
@@ -106,20 +115,37 @@ type Report struct {
 	OldestPending *time.Time `json:"oldest_pending"`
 	// LagSeconds is Time minus OldestPending, 0 when none is pending.
 	LagSeconds float64 `json:"lag_seconds"`
-	// Relays lists the relays holding leases, busiest first. An idle relay
-	// holds none, so it is not listed.
+	// Lanes is the lane count of the outbox.
+	Lanes int `json:"lanes"`
+	// Relays lists the live relays, most lanes first.
 	Relays []Relay `json:"relays"`
+	// Lagging lists the lanes with pending messages, the oldest pending
+	// message first (at most 10).
+	Lagging []LaneLag `json:"lagging"`
 	// Error is set, and the numbers are zero, when a --watch refresh could
 	// not read the statistics.
 	Error string `json:"error,omitempty"`
 }
 
-// Relay is one relay holding leases.
+// Relay is one live relay.
 type Relay struct {
-	Owner  string `json:"owner"`
-	Leased int64  `json:"leased"`
-	// LeaseUntil is the latest expiry among its leases.
+	Owner string `json:"owner"`
+	// Lanes counts the lanes it holds.
+	Lanes int `json:"lanes"`
+	// LeaseUntil is when its membership ends unless it renews it.
 	LeaseUntil time.Time `json:"lease_until"`
+}
+
+// LaneLag is the backlog of one lane.
+type LaneLag struct {
+	Lane int `json:"lane"`
+	// Owner is the relay holding the lane, empty when none does.
+	Owner   string `json:"owner"`
+	Pending int64  `json:"pending"`
+	// OldestPending is the enqueue time of its oldest pending message.
+	OldestPending time.Time `json:"oldest_pending"`
+	// LagSeconds is the report's Time minus OldestPending.
+	LagSeconds float64 `json:"lag_seconds"`
 }
 
 // NewReport builds the report of stats read at now.
@@ -128,11 +154,12 @@ func NewReport(store string, s outbox.Stats, now time.Time) Report {
 		Time:     now.UTC(),
 		Store:    store,
 		Pending:  s.Pending,
-		Leased:   s.Leased,
 		Retrying: s.Retrying,
 		Replayed: s.Replayed,
 		Dead:     s.Dead,
+		Lanes:    s.Lanes,
 		Relays:   []Relay{},
+		Lagging:  []LaneLag{},
 	}
 	if !s.OldestPending.IsZero() {
 		t := s.OldestPending.UTC()
@@ -140,10 +167,20 @@ func NewReport(store string, s outbox.Stats, now time.Time) Report {
 		r.LagSeconds = max(0, now.Sub(t).Seconds())
 	}
 	for _, rl := range s.Relays {
-		r.Relays = append(r.Relays, Relay{Owner: rl.Owner, Leased: rl.Leased, LeaseUntil: rl.Until.UTC()})
+		r.Relays = append(r.Relays, Relay{Owner: rl.Owner, Lanes: rl.Lanes, LeaseUntil: rl.Until.UTC()})
+	}
+	for _, l := range s.Lagging {
+		r.Lagging = append(r.Lagging, LaneLag{Lane: l.Lane, Owner: l.Owner, Pending: l.Pending,
+			OldestPending: l.OldestPending.UTC(), LagSeconds: max(0, now.Sub(l.OldestPending).Seconds())})
 	}
 	return r
 }
+
+// Text limits: relays named on the relays line, lagging lanes listed.
+const (
+	shownRelays  = 4
+	shownLagging = 5
+)
 
 // WriteText writes the report for people.
 func (r Report) WriteText(w io.Writer) {
@@ -154,31 +191,68 @@ func (r Report) WriteText(w io.Writer) {
 		_ = tw.Flush()
 		return
 	}
-	fmt.Fprintf(tw, "pending\t%d\t(in flight %d, retrying %d, replayed %d)\n", r.Pending, r.Leased, r.Retrying, r.Replayed)
+	fmt.Fprintf(tw, "pending\t%d\t(retrying %d, replayed %d)\n", r.Pending, r.Retrying, r.Replayed)
 	if r.OldestPending != nil {
-		lag := time.Duration(r.LagSeconds * float64(time.Second))
+		lag := seconds(r.LagSeconds)
 		fmt.Fprintf(tw, "lag\t%s\t(oldest pending enqueued %s)\n", roundDuration(lag), r.OldestPending.Format(time.RFC3339))
 	} else {
 		fmt.Fprintf(tw, "lag\t0s\t(nothing pending)\n")
 	}
 	fmt.Fprintf(tw, "dead letters\t%d\n", r.Dead)
-	if len(r.Relays) == 0 {
-		fmt.Fprintf(tw, "relays\t0\tholding leases (an idle relay holds none)\n")
-	} else {
-		fmt.Fprintf(tw, "relays\t%d\tholding leases\n", len(r.Relays))
+	held := 0
+	for _, rl := range r.Relays {
+		held += rl.Lanes
 	}
+	switch free := r.Lanes - held; {
+	case free <= 0:
+		fmt.Fprintf(tw, "lanes\t%d\n", r.Lanes)
+	case len(r.Relays) == 0:
+		fmt.Fprintf(tw, "lanes\t%d\t(held by nobody)\n", r.Lanes)
+	default:
+		fmt.Fprintf(tw, "lanes\t%d\t(%d held by nobody: a relay just started or died)\n", r.Lanes, free)
+	}
+	fmt.Fprintf(tw, "relays\t%d\t%s\n", len(r.Relays), r.relayList())
 	_ = tw.Flush()
-	if len(r.Relays) == 0 {
+	if len(r.Lagging) == 0 {
 		return
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "  OWNER\tLEASED\tLEASES EXPIRE\n")
-	for _, rl := range r.Relays {
-		fmt.Fprintf(tw, "  %s\t%d\tin %s\n", rl.Owner, rl.Leased, roundDuration(rl.LeaseUntil.Sub(r.Time)))
+	fmt.Fprintf(tw, "  LAGGING LANE\tOWNER\tPENDING\tOLDEST\n")
+	for _, l := range r.Lagging[:min(len(r.Lagging), shownLagging)] {
+		owner := l.Owner
+		if owner == "" {
+			owner = "(nobody)"
+		}
+		fmt.Fprintf(tw, "  %d\t%s\t%d\t%s\n", l.Lane, owner, l.Pending, roundDuration(seconds(l.LagSeconds)))
 	}
 	_ = tw.Flush()
+	if n := len(r.Lagging) - shownLagging; n > 0 {
+		fmt.Fprintf(w, "  … and %d more lagging lanes (--json lists them)\n", n)
+	}
 }
+
+// relayList names the live relays and their lanes, on the relays line:
+// "(host-a 128 lanes, host-b 128 lanes)".
+func (r Report) relayList() string {
+	if len(r.Relays) == 0 {
+		return "(no live relay: nothing is published)"
+	}
+	var parts []string
+	for _, rl := range r.Relays[:min(len(r.Relays), shownRelays)] {
+		unit := "lanes"
+		if rl.Lanes == 1 {
+			unit = "lane"
+		}
+		parts = append(parts, fmt.Sprintf("%s %d %s", rl.Owner, rl.Lanes, unit))
+	}
+	if n := len(r.Relays) - shownRelays; n > 0 {
+		parts = append(parts, fmt.Sprintf("and %d more", n))
+	}
+	return "(" + strings.Join(parts, ", ") + ")"
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 func roundDuration(d time.Duration) time.Duration {
 	switch {
@@ -207,7 +281,7 @@ func watchLoop(ctx context.Context, a *app.App, store string, sr outbox.StatsRea
 		}
 		r := NewReport(store, stats, time.Now())
 		if err != nil {
-			r = Report{Time: time.Now().UTC(), Store: store, Relays: []Relay{}, Error: a.Explain(err)}
+			r = Report{Time: time.Now().UTC(), Store: store, Relays: []Relay{}, Lagging: []LaneLag{}, Error: a.Explain(err)}
 		}
 		switch {
 		case asJSON:
