@@ -259,8 +259,13 @@ type pgSimpleBatch struct {
 func (b *pgSimpleBatch) messages() []outbox.Message { return b.msgs }
 
 func (b *pgSimpleBatch) markDelivered(ctx context.Context) error {
-	if len(b.seqs) > 0 {
-		if _, err := b.tx.Exec(ctx, "UPDATE "+b.o.store.Table()+" SET delivered_at = now() WHERE seq = ANY($1)", b.seqs); err != nil {
+	if len(b.msgs) > 0 {
+		// By primary key (id), as a simple relay on this table would.
+		ids := make([]string, len(b.msgs))
+		for i, m := range b.msgs {
+			ids[i] = m.ID
+		}
+		if _, err := b.tx.Exec(ctx, "UPDATE "+b.o.store.Table()+" SET delivered_at = now() WHERE id = ANY($1::uuid[])", ids); err != nil {
 			_ = b.tx.Rollback(ctx)
 			return err
 		}
