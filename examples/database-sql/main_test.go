@@ -90,15 +90,22 @@ func TestEnqueueSQLThroughLibPQ(t *testing.T) {
 	if err := enqueue(sent...); err != nil {
 		t.Fatal(err)
 	}
-	recs, err := store.Claim(ctx, outbox.ClaimParams{Owner: "test", Limit: 10, Lease: time.Minute})
+	lanes := make([]int, outbox.DefaultLanes) // a relay reads the lanes it holds; this test reads them all
+	for i := range lanes {
+		lanes[i] = i
+	}
+	recs, err := store.Read(ctx, outbox.ReadParams{Lanes: lanes, Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(recs) != len(sent) {
-		t.Fatalf("claimed %d records, want %d", len(recs), len(sent))
+		t.Fatalf("read %d records, want %d", len(recs), len(sent))
 	}
 	for i, r := range recs {
 		want := sent[i]
+		if r.Lane != outbox.LaneOf(want.Key, want.ID, outbox.DefaultLanes) {
+			t.Errorf("record %d is in lane %d, want the lane of its key", i, r.Lane)
+		}
 		if r.ID != want.ID || r.Key != want.Key || !bytes.Equal(r.Payload, want.Payload) || !maps.Equal(r.Headers, want.Headers) {
 			t.Errorf("record %d reads back as %+v, want %+v", i, r.Message, want)
 		}

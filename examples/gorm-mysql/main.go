@@ -126,7 +126,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		return err
 	}
 	// MySQL cannot tell the relay about a commit; in the relay's process,
-	// Notify makes it claim now instead of at its next poll.
+	// Notify makes it read now instead of at its next poll.
 	relay.Notify()
 	fmt.Fprintf(out, "placed %s with its event %s in one transaction\n", order.ID, eventID)
 
