@@ -265,7 +265,7 @@ func TestAttackZombieMidSettleBlocksTakeover(t *testing.T) {
 // it holds to a relay that is frozen and never wanted it.
 //
 // Expected: SyncLanes renews A's lane without waiting on B. Fix: filter in
-// the locking read (WHERE lane IN (...) AND epoch = ... AND (owner = ” OR
+// the locking read (WHERE lane IN (...) AND epoch = ... AND (owner is empty OR
 // lease_until <= now)), under READ COMMITTED InnoDB then releases the locks
 // of rows that do not match; better, make TakeLanes one round trip (a
 // single UPDATE ... WHERE lane IN ... AND epoch match AND free/expired,
