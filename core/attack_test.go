@@ -103,7 +103,7 @@ func TestAttackStaleReadAcrossLaneHandover(t *testing.T) {
 
 	key := ""
 	for i := 0; key == ""; i++ {
-		if k := string(rune('a' + i%26)) + string(rune('a'+i/26)); outbox.LaneOf(k, "", 2) == 1 {
+		if k := string(rune('a'+i%26)) + string(rune('a'+i/26)); outbox.LaneOf(k, "", 2) == 1 {
 			key = k
 		}
 	}
