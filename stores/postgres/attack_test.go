@@ -70,30 +70,25 @@ WHERE wait_event_type = 'Lock' AND strpos(query, $1) > 0`, text).Scan(&n); err !
 //     any row lock or stall;
 //   - A settles r0 and r1: its UPDATE takes its snapshot, evaluates the
 //     InitPlan (both lanes at A's epochs) and waits on r0;
-//   - A's lease of lane 0 runs out; B takes lane 0 (TakeLanes commits,
-//     bumping the epoch and charging r1);
+//   - A's lease of lane 0 runs out; B takes lane 0 (before the fix,
+//     TakeLanes committed, bumping the epoch and charging r1; now it waits
+//     for A's settle);
 //   - the third session rolls back; A's UPDATE writes r0, then r1.
 //
-// Outcome on PostgreSQL 15: r1 is written by A after B took its lane.
-// With Delivered that hides nothing worse than what A published; with a
-// dead letter (the relay gives up on a record after MaxAttempts) the record
-// B is publishing right now is dead-lettered behind its back: B's
-// delivered settle then finds it dead and ignores it, so a record the
-// broker has stays a dead letter (and with StrictOrder holds its key back
-// until an operator replays it, which publishes it again). With a retry it
-// inflates the attempts B counts toward MaxAttempts. MariaDB does not have
-// the bug (its multi-table UPDATE reads the lane row with a shared lock,
-// see stores/mysql/attack_test.go).
+// Before the fix, on PostgreSQL 15, r1 was written by A after B took its
+// lane: with a dead letter, the record B was publishing was dead-lettered
+// behind its back, and B's delivered settle then ignored it.
 //
-// Fix: lock the lane rows the settle depends on before writing, in the
-// same statement and in lane order: a MATERIALIZED CTE (SELECT l.lane FROM
-// unnest(...) JOIN lanes l ... ORDER BY l.lane FOR SHARE OF l) feeding the
-// lane = ANY(ARRAY(...)) test. In READ COMMITTED the locking read waits for
-// a takeover in progress, and for a row changed by a takeover committed
-// after the snapshot it follows the update and re-checks the epoch, so the
-// row drops out; TakeLanes' FOR UPDATE cannot pass the share lock until the
-// settle commits. (Joining the lanes in UPDATE ... FROM is not enough:
-// EvalPlanQual re-fetches the target row only, not the joined ones.)
+// The fix: Settle's statements lock the lane rows they depend on before
+// writing, in the same statement and in lane order (a MATERIALIZED CTE,
+// FOR KEY SHARE, feeding the lane = ANY(ARRAY(...)) test). In READ
+// COMMITTED the locking read waits for a takeover in progress, and for a
+// row changed by a takeover committed after the snapshot it follows the
+// update and re-checks the epoch, so the row drops out; TakeLanes' FOR
+// UPDATE cannot pass the lock until the settle commits. The test now
+// checks that the takeover waits for the settle, that the two results are
+// those of the serial order (settle, then take), and that a settle after
+// the takeover changes nothing.
 func TestAttackSettleRacesTakeover(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -135,40 +130,69 @@ func TestAttackSettleRacesTakeover(t *testing.T) {
 			go func() { settled <- s.Settle(ctx, tc.settle(lanes, m0.ID, m1.ID)) }()
 			waitForLockWait(t, ctx, pool, tc.text, settled)
 
-			// A's lease of lane 0 runs out; B takes it over.
+			// A's lease of lane 0 runs out; B tries to take it over. A's
+			// settle holds its lane rows (FOR KEY SHARE, taken before it
+			// waits on r0), so the takeover waits for the settle: the two
+			// are serialized, settle first.
 			if _, err := pool.Exec(ctx, "UPDATE "+s.names.qualLanes+" SET lease_until = now() - interval '1 second' WHERE lane = 0"); err != nil {
 				t.Fatal(err)
 			}
-			taken, err := s.TakeLanes(ctx, outbox.TakeParams{Owner: "b", Lease: time.Hour, Lanes: []outbox.Lane{lanes[0]}, Charge: 10})
-			if err != nil || len(taken) != 1 || taken[0].ID != 0 {
-				t.Fatalf("B takes lane 0 while A's settle waits: %v, %v", taken, err)
+			type takeResult struct {
+				taken []outbox.Lane
+				err   error
 			}
+			took := make(chan takeResult, 1)
+			go func() {
+				taken, err := s.TakeLanes(ctx, outbox.TakeParams{Owner: "b", Lease: time.Hour, Lanes: []outbox.Lane{lanes[0]}, Charge: 10})
+				took <- takeResult{taken, err}
+			}()
+			takeDone := make(chan error, 1)
+			go func() {
+				// waitForLockWait wants an error channel; the take's
+				// result is forwarded when it comes early.
+				r := <-took
+				took <- r
+				takeDone <- r.err
+			}()
+			waitForLockWait(t, ctx, pool, "SET owner = $1::text, epoch = l.epoch + 1", takeDone)
 			if err := hold.Rollback(ctx); err != nil {
 				t.Fatal(err)
 			}
 			if err := <-settled; err != nil {
 				t.Fatal(err)
 			}
+			r := <-took
+			if r.err != nil || len(r.taken) != 1 || r.taken[0].ID != 0 || r.taken[0].Epoch != lanes[0].Epoch+1 {
+				t.Fatalf("B takes lane 0 after A's settle: %v, %v", r.taken, r.err)
+			}
 
-			_, _, delivered0, dead0, _ := record(t, ctx, pool, s, m0.ID)
-			if !delivered0 && !dead0 {
-				t.Errorf("r0 (lane 1, still A's) was not settled")
-			}
-			attempts, lastErr, delivered1, dead1, _ := record(t, ctx, pool, s, m1.ID)
-			if delivered1 || dead1 || attempts != 1 || lastErr != "" {
-				t.Errorf("BUG (promise 4): A's Settle, whose epoch check (an InitPlan on the statement snapshot) ran before B took lane 0, "+
-					"wrote r1 after the takeover: delivered %v, dead %v, attempts %d (want 1: B's charge), last error %q; want r1 untouched",
-					delivered1, dead1, attempts, lastErr)
-			}
-			if dead1 {
-				// What B then sees: it publishes r1 (it read r1 pending)
-				// and settles it delivered at its own epoch: ignored.
-				if err := s.Settle(ctx, outbox.SettleParams{Lanes: taken, Delivered: []string{m1.ID}}); err != nil {
-					t.Fatal(err)
+			// Serial order: A settled r0 and r1 while it held both lanes;
+			// B's takeover came after, and its charge skips r1, settled.
+			for _, id := range []string{m0.ID, m1.ID} {
+				attempts, _, delivered, dead, _ := record(t, ctx, pool, s, id)
+				want := 0
+				if dead {
+					want = 1 // A's failed attempt, not B's charge
 				}
-				if _, _, delivered, dead, _ := record(t, ctx, pool, s, m1.ID); dead && !delivered {
-					t.Errorf("r1, delivered by B, the holder of its lane, stays a dead letter written by the relay that lost the lane")
+				if (!delivered && !dead) || attempts != want {
+					t.Errorf("record %s: delivered %v, dead %v, attempts %d; want settled by A with %d attempts (B's charge after the settle skips it)",
+						id, delivered, dead, attempts, want)
 				}
+			}
+			// Once B holds lane 0, A's settles at its old epoch change
+			// nothing.
+			m2 := outbox.Message{Topic: "t"}
+			for outbox.LaneOf("", m2.ID, 2) != 0 {
+				m2.ID = outbox.NewID()
+			}
+			if err := enqueueCommitted(ctx, pool, s, m2); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Settle(ctx, tc.settle(lanes, m2.ID, m2.ID)); err != nil {
+				t.Fatal(err)
+			}
+			if attempts, _, delivered, dead, _ := record(t, ctx, pool, s, m2.ID); delivered || dead || attempts != 0 {
+				t.Errorf("A's settle after B's takeover wrote r2 of lane 0: delivered %v, dead %v, attempts %d", delivered, dead, attempts)
 			}
 		})
 	}

@@ -12,10 +12,12 @@ import (
 // Settle records the outcomes of published records. It implements
 // [outbox.Store].
 //
-// Every outcome is an UPDATE of the record joined with its lane's row,
-// which must be at the epoch p.Lanes gives for that lane: a relay that lost
-// the lane (another relay took it over, bumping its epoch) changes nothing.
-// Records are found through the primary key on id, lanes through theirs.
+// An outcome applies only when the record's lane row is at the epoch
+// p.Lanes gives for that lane: a relay that lost the lane (another relay
+// took it over, bumping its epoch) changes nothing. Each statement first
+// locks those lane rows FOR KEY SHARE, so that no takeover commits between
+// the epoch check and the write. Records are found through the primary key
+// on id, lanes through theirs.
 // Delivered records alone take one autocommitted statement; with failures,
 // the delivered records and the failures (retries and dead letters
 // together) take one statement each, in one transaction sent in one round

@@ -107,6 +107,15 @@ func readVariant(skip, strict bool) int {
 // laneArrays): found by primary key, its epoch compared in constant time.
 const heldLanes = `l.lane = ANY($2::integer[]) AND l.epoch = ($3::bigint[])[l.lane + 1]`
 
+// fence is the CTE of Settle's statements: the lanes $2 still at their
+// epochs, their rows locked in lane order (see Settle's statements).
+const fence = `WITH fence AS MATERIALIZED (
+	SELECT l.lane FROM {lanes} l
+	WHERE ` + heldLanes + `
+	ORDER BY l.lane
+	FOR KEY SHARE OF l
+)`
+
 func newStatements(n names) statements {
 	r := strings.NewReplacer("{table}", n.qualTab, "{lanes}", n.qualLanes, "{relays}", n.qualRelays, "{versions}", n.qualVer)
 	sql := func(s string) string { return strings.TrimSpace(r.Replace(stripComments(s))) }
@@ -234,22 +243,30 @@ WHERE l.lane = held.lane`),
 		leave: sql(`DELETE FROM {relays} WHERE owner = $1::text`),
 
 		// Settle. An outcome applies to a record whose lane row is at the
-		// epoch the caller holds it at ($2 lanes, $3 epochs): the lanes so
-		// fenced are read once (an InitPlan, each row by primary key), and
-		// a relay that lost a lane changes nothing of its records. The
-		// records are found through the primary key on id.
+		// epoch the caller holds it at ($2 lanes, $3 epochs): a relay that
+		// lost a lane changes nothing of its records. The fence locks those
+		// lane rows first, in lane order, FOR KEY SHARE: a takeover in
+		// progress (TakeLanes locks FOR UPDATE) is waited for, and a lane
+		// row changed by a takeover committed after the statement's
+		// snapshot is read again at its new version, so its epoch no
+		// longer matches and its records are left alone; no takeover can
+		// commit until the settle does. Heartbeats and releases (FOR NO KEY
+		// UPDATE) do not wait for it. The records are found through the
+		// primary key on id.
 		// "Pending" is written coalesce(delivered_at, dead_at) IS NULL,
 		// which the planner cannot match to the predicate of pending_idx:
 		// with stale statistics it would otherwise scan that whole index,
 		// thinking it small, rather than look the IDs up.
 		delivered: sql(`
+` + fence + `
 UPDATE {table} o SET delivered_at = now()
 WHERE o.id = ANY($1::uuid[]) AND coalesce(o.delivered_at, o.dead_at) IS NULL
-	AND o.lane = ANY(ARRAY(SELECT l.lane FROM {lanes} l WHERE ` + heldLanes + `))`),
+	AND o.lane = ANY(ARRAY(SELECT lane FROM fence))`),
 
 		// Retries and dead letters in one statement: $4 errors, $5 delays
 		// in microseconds, $6 whether the record is dead.
 		failed: sql(`
+` + fence + `
 UPDATE {table} o
 SET attempts = o.attempts + 1,
 	last_error = f.error,
@@ -257,7 +274,7 @@ SET attempts = o.attempts + 1,
 	dead_at = CASE WHEN f.dead THEN now() END
 FROM unnest($1::uuid[], $4::text[], $5::bigint[], $6::boolean[]) AS f(id, error, delay_us, dead)
 WHERE o.id = f.id AND coalesce(o.delivered_at, o.dead_at) IS NULL
-	AND o.lane = ANY(ARRAY(SELECT l.lane FROM {lanes} l WHERE ` + heldLanes + `))`),
+	AND o.lane = ANY(ARRAY(SELECT lane FROM fence))`),
 
 		cleanup: sql(`
 DELETE FROM {table}
