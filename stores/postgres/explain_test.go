@@ -88,9 +88,12 @@ func literal(a any) string {
 // of the statement (skipped keys, strict order), the custom and the generic
 // plan must be a Limit over an Index Scan of pending_idx in Seq order
 // (the lane a Filter), with no Sort, no sequential or bitmap scan of the
-// backlog, and no join or subplan but strict order's anti join with the
-// dead letters. The same holds once the statistics are fresh. Then Read
-// returns full batches, in Seq order, of the lanes asked for.
+// backlog, and no join or subplan but strict order's anti join: one probe
+// of dead_key_idx per record, never a hash or a materialized list of the
+// dead letters. The same holds once the statistics are fresh (with 20
+// dead letters the planner would otherwise compare each record with a
+// materialized list of them). Then Read returns full batches, in Seq
+// order, of the lanes asked for.
 func TestReadPlanUnderStaleStatistics(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
@@ -174,7 +177,7 @@ func checkReadPlan(t *testing.T, what, plan, pending, deadKey string, strict boo
 	if !strings.Contains(plan, "Filter: ") || !strings.Contains(plan, "lane = ANY") {
 		t.Errorf("%s: the lane is not a filter of the scan", what)
 	}
-	for _, bad := range []string{"Sort", "Seq Scan", "Bitmap", "Materialize", "Gather"} {
+	for _, bad := range []string{"Sort", "Seq Scan", "Bitmap", "Materialize", "Hash", "Merge", "Gather"} {
 		if strings.Contains(plan, bad) {
 			t.Errorf("%s: the plan has a %s", what, bad)
 		}
@@ -183,10 +186,9 @@ func checkReadPlan(t *testing.T, what, plan, pending, deadKey string, strict boo
 	switch {
 	case !strict && joins > 0:
 		t.Errorf("%s: the plan joins or runs a subplan per row", what)
-	case strict && !strings.Contains(plan, "Anti Join"):
-		t.Errorf("%s: strict order is not an anti join", what)
-	case strict && strings.Contains(plan, "Nested Loop") && !strings.Contains(plan, deadKey):
-		t.Errorf("%s: strict order probes the dead letters without %s", what, deadKey)
+	case strict && (!strings.Contains(plan, "Nested Loop Anti Join") || !strings.Contains(plan, "Scan using "+deadKey) ||
+		!strings.Contains(plan, "Index Cond: ((key = o.key) AND (seq < o.seq))")):
+		t.Errorf("%s: strict order is not one probe of %s per record", what, deadKey)
 	}
 }
 

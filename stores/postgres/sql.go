@@ -151,13 +151,20 @@ SELECT pg_notify($7::text, '') WHERE $7::text <> ''`),
 		// their plan cannot depend on the table's statistics: with sorts,
 		// sequential and bitmap scans disabled, the only plan left without a
 		// penalty is an ordered scan of pending_idx that stops at the LIMIT
-		// (the table has no other index in Seq order). set_config(..., true)
+		// (the table has no other index in Seq order). Hash and merge joins
+		// and materialization are disabled too, so that strict order's
+		// anti join stays one probe of dead_key_idx per record: with
+		// statistics that count few dead letters the planner would
+		// otherwise compare every record with a materialized list of all
+		// of them, however many there are by now. set_config(..., true)
 		// lasts until the end of the transaction, and unlike SET LOCAL it
 		// never warns outside an explicit transaction block. JIT is off
 		// too: should a plan ever need a disabled node, its penalty must
 		// not make the server compile the query.
 		planGuard: `SELECT set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true),
-	set_config('enable_bitmapscan', 'off', true), set_config('jit', 'off', true)`,
+	set_config('enable_bitmapscan', 'off', true), set_config('enable_hashjoin', 'off', true),
+	set_config('enable_mergejoin', 'off', true), set_config('enable_material', 'off', true),
+	set_config('jit', 'off', true)`,
 
 		// SyncLanes: $1 owner, $2 lane IDs and $3 their epochs, $4 lease in
 		// microseconds. One batch, one implicit transaction, so now() is the
@@ -359,9 +366,8 @@ WHERE p.delivered_at IS NULL AND p.dead_at IS NULL AND p.key <> ''`),
 // limit, and $4 the keys to skip when skip is set. Run after planGuard, its
 // plan is a Limit over an Index Scan of pending_idx from $2 in Seq order,
 // the lane (and skipped keys) tested on each row, with strict order one
-// probe of dead_key_idx per record with a key (a Nested Loop Anti Join, or
-// a Hash Anti Join over the dead letters when the planner prefers): never a
-// sort of the backlog.
+// probe of dead_key_idx per record (a Nested Loop Anti Join): never a sort
+// of the backlog.
 func readSQL(skip, strict bool) string {
 	q := `
 SELECT ` + recordColumns + `
