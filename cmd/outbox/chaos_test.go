@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -230,7 +231,7 @@ func (s *relaySet) args(spec chaos.RelaySpec) []string {
 		"--min-retry-delay", spec.MinRetryDelay.String(),
 		"--max-retry-delay", spec.MaxRetryDelay.String(),
 		"--poll-interval", spec.PollInterval.String(),
-		"--log-level", "warn",
+		"--log-level", "info", // for the startup line that spawn waits for; the relay logs little at info
 	)
 }
 
@@ -249,7 +250,27 @@ func (s *relaySet) start(_ context.Context, spec chaos.RelaySpec) (chaos.Relay, 
 
 func (s *relaySet) spawn(spec chaos.RelaySpec) *process {
 	name := fmt.Sprintf("relay %s (#%d)", spec.Owner, s.started.Add(1))
-	return startOutbox(s.t, name, nil, s.args(spec)...)
+	p := startOutbox(s.t, name, nil, s.args(spec)...)
+	waitStarted(p)
+	return p
+}
+
+// relayStarted is the relay's first log line, written once its signal
+// handler is installed and its store and broker are opened (neither waits
+// for its server).
+const relayStarted = "outbox relay: starting"
+
+// waitStarted waits until the relay process p has logged relayStarted (or
+// exited, or 30s passed): a SIGTERM that arrives before main installs its
+// handler kills the process instead of stopping it gracefully, and a
+// race-built binary takes a second or more to get there on a loaded
+// machine, longer than a scenario may wait between starting a relay and
+// stopping it.
+func waitStarted(p *process) {
+	deadline := time.Now().Add(30 * time.Second)
+	for !p.exited() && time.Now().Before(deadline) && !strings.Contains(p.out.String(), relayStarted) {
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // restart stops every running relay gracefully and starts it again with

@@ -42,7 +42,7 @@ func openMySQL(ctx context.Context, raw, table string, keys []string) (*store, e
 	}
 	users := table + "_users"
 	drop := func(ctx context.Context) error {
-		q := fmt.Sprintf("DROP TABLE IF EXISTS `%s`, `%s`, `%s_lock`, `%s_migrations`", users, table, table, table)
+		q := fmt.Sprintf("DROP TABLE IF EXISTS `%s`, `%s`, `%s_lanes`, `%s_relays`, `%s_migrations`", users, table, table, table, table)
 		if _, err := db.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("drop the demo's tables %s*: %w", table, err)
 		}

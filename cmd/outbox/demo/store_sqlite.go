@@ -39,7 +39,7 @@ func openSQLite(ctx context.Context, path, table string, keys []string) (*store,
 		if own {
 			return nil // the temporary directory goes as a whole
 		}
-		for _, t := range []string{users, st.Table(), st.Table() + "_migrations"} {
+		for _, t := range []string{users, st.Table(), st.Table() + "_lanes", st.Table() + "_relays", st.Table() + "_migrations"} {
 			if _, err := db.ExecContext(ctx, fmt.Sprintf(`DROP TABLE IF EXISTS "%s"`, t)); err != nil {
 				return fmt.Errorf("drop the demo's table %s: %w", t, err)
 			}
