@@ -106,6 +106,10 @@ var laneTests = []storeTest{
 		if err != nil || len(skip) != 38 || hasID(skip, all[0].ID) || hasID(skip, all[1].ID) {
 			t.Fatalf("Read(SkipKeys of two records) = %d records, %v; want the 38 others", len(skip), err)
 		}
+		held, err := ob.Store.Read(ctx, outbox.ReadParams{Lanes: allLanes(4), SkipIDs: recordIDs(all[:30]), Limit: 5})
+		if err != nil || !equalStrings(recordIDs(held), recordIDs(all[30:35])) {
+			t.Fatalf("Read(SkipIDs of the first 30, Limit 5) = %v, %v; want records 31 to 35", recordIDs(held), err)
+		}
 		again, err := ob.Store.Read(ctx, outbox.ReadParams{Lanes: allLanes(4), Limit: 100})
 		if err != nil || !equalStrings(recordIDs(again), recordIDs(all)) {
 			t.Fatalf("a second Read returned %d records, %v; Read must change nothing", len(again), err)
@@ -356,20 +360,29 @@ var laneTests = []storeTest{
 		// A relay that dies may have had its first records in flight: the
 		// relay that takes its expired lanes charges them one attempt, so
 		// that a message that crashes relays ends among the dead letters.
-		// A released lane charges nothing.
+		// A record waiting out a retry delay was not in flight and is not
+		// charged; a released lane charges nothing.
 		ctx := testContext(t)
 		ob := h.New(t, OutboxOptions{Lanes: 4})
+		waiting := write(t, ctx, ob, outbox.Message{Topic: "t", Key: "waiting"})
 		for i := range 5 {
 			write(t, ctx, ob, outbox.Message{Topic: "t", Key: keyName(i)})
 		}
 		a := hold(t, ctx, ob.Store, "a", 200*time.Millisecond)
-		order := a.read(10)
+		// The oldest record waits out a retry delay: it was not in flight
+		// when a died, and is neither charged nor counted.
+		a.retry("broker said no", time.Hour, pick(a.read(10), waiting[0].ID)...)
+		order := without(a.read(10), waiting[0].ID)
 		b := hold(t, ctx, ob.Store, "b", hour)
 		eventually(t, ctx, "b to take a's expired lanes", func() bool {
 			b.takeFree(3)
 			return len(b.lanes) == 4
 		})
 		got := b.read(10)
+		if len(got) == 0 || got[0].ID != waiting[0].ID || got[0].Attempts != 1 {
+			t.Fatalf("after the takeover the waiting record reads %+v; want it first, with only its own failed attempt", got[:min(len(got), 1)])
+		}
+		got = got[1:]
 		for i, r := range got {
 			want := 0
 			if i < 3 {
@@ -382,7 +395,7 @@ var laneTests = []storeTest{
 		b.release(false)
 		c := hold(t, ctx, ob.Store, "c", hour)
 		c.takeFree(3)
-		for i, r := range c.read(10) {
+		for i, r := range without(c.read(10), waiting[0].ID) {
 			if r.Attempts != got[i].Attempts {
 				t.Fatalf("taking released lanes changed Attempts of %s from %d to %d; a release charges nothing", r.ID, got[i].Attempts, r.Attempts)
 			}

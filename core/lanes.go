@@ -161,9 +161,6 @@ func (rn *run) syncLanes(ctx context.Context, start time.Time) (err error) {
 		for _, l := range taken {
 			rn.q.lanes[l.ID] = &laneHold{epoch: l.Epoch, until: until}
 		}
-		if len(taken) > 0 {
-			rn.rescan = true
-		}
 		ev.Taken = len(taken)
 		rn.mu.Unlock()
 		if len(taken) > 0 {

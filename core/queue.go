@@ -30,7 +30,6 @@ type queue struct {
 	// the read may have returned their later records.
 	deadDuring map[string]struct{}
 
-	cursor int64 // the next read starts after this Seq; zero reads from the head
 }
 
 // laneHold is a lane this relay holds.
@@ -81,10 +80,16 @@ func queueKey(r *Record) string {
 }
 
 // add queues records just read, skipping those already known and those of
-// lanes no longer held. It reports how many it added.
-func (q *queue) add(recs []Record) int {
+// lanes no longer held at the epoch they were read at (epochs: lane ID to
+// epoch when the read began; a lane that changed hands meanwhile may have
+// had its records delivered by another relay). It reports how many it
+// added.
+func (q *queue) add(recs []Record, epochs map[int]int64) int {
 	added := 0
 	for _, rec := range recs {
+		if h := q.lanes[rec.Lane]; h == nil || h.epoch != epochs[rec.Lane] {
+			continue
+		}
 		if _, ok := q.known[rec.ID]; ok {
 			continue
 		}
@@ -286,13 +291,26 @@ func (q *queue) heldBack(now time.Time, limit int) []string {
 	return keys
 }
 
-// readable lists the lanes to read: held, usable and not draining.
-func (q *queue) readable(now time.Time) []int {
+// readable lists the lanes to read (held, usable and not draining) and
+// their epochs.
+func (q *queue) readable(now time.Time) ([]int, map[int]int64) {
 	var ids []int
+	epochs := make(map[int]int64)
 	for id, h := range q.lanes {
 		if h.usable(now) {
 			ids = append(ids, id)
+			epochs[id] = h.epoch
 		}
+	}
+	return ids, epochs
+}
+
+// knownIDs lists the records read and not settled, for the next read to
+// leave out.
+func (q *queue) knownIDs() []string {
+	ids := make([]string, 0, len(q.known))
+	for id := range q.known {
+		ids = append(ids, id)
 	}
 	return ids
 }

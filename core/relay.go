@@ -85,9 +85,6 @@ type run struct {
 
 	mu sync.Mutex
 	q  *queue
-	// rescan asks the reader to start its next read from the head of the
-	// lanes: a key held back is free again, or lanes were taken.
-	rescan bool
 
 	ready chan struct{} // wakes a worker: records queued, a key freed
 	room  chan struct{} // wakes the reader: the queue has room again
@@ -155,29 +152,31 @@ func (r *Relay) Run(ctx context.Context) error {
 	return nil
 }
 
-// readLoop reads the held lanes into the queue while it has room. A read
-// starts after the last record of the previous one (the cursor), so a
-// backlog is read once; when a read comes back short, the next starts from
-// the head of the lanes again, which picks up records whose transactions
-// committed late (below the cursor) and records replayed from the dead
-// letters.
+// readLoop reads the held lanes into the queue while it has room. Every
+// read starts from the head of the lanes and leaves out the records the
+// relay already holds (queued or in flight): a record whose transaction
+// committed late, below records already read, is found by the very next
+// read, before any later record of its key. When a read comes back full
+// the next follows at once; otherwise the reader waits for a wake-up or
+// its adaptive poll.
 func (rn *run) readLoop(ctx context.Context) {
 	r := rn.r
 	idle := 0
+	ahead := r.cfg.BatchSize * max(1, r.cfg.Concurrency/2) // records queued ahead of the workers
 	for {
 		if r.storeDown.wait(ctx) != nil {
 			return
 		}
 		rn.mu.Lock()
 		now := time.Now()
-		lanes := rn.q.readable(now)
-		full := rn.q.queued >= r.cfg.BatchSize*r.cfg.Concurrency
-		if rn.rescan {
-			rn.q.cursor, rn.rescan = 0, false
+		lanes, epochs := rn.q.readable(now)
+		full := rn.q.queued >= ahead
+		var skipIDs, skipKeys []string
+		if len(lanes) > 0 && !full {
+			skipIDs = rn.q.knownIDs()
+			skipKeys = rn.q.heldBack(now, maxSkipKeys)
+			rn.q.reading = true
 		}
-		after := rn.q.cursor
-		skip := rn.q.heldBack(now, maxSkipKeys)
-		rn.q.reading = len(lanes) > 0 && !full
 		rn.mu.Unlock()
 
 		if len(lanes) == 0 || full {
@@ -192,11 +191,11 @@ func (rn *run) readLoop(ctx context.Context) {
 		}
 		slices.Sort(lanes)
 		recs, err := rn.read(ctx, ReadParams{
-			Lanes: lanes, AfterSeq: after, Limit: r.cfg.BatchSize,
-			SkipKeys: skip, StrictOrder: r.cfg.StrictOrder,
+			Lanes: lanes, Limit: r.cfg.BatchSize,
+			SkipIDs: skipIDs, SkipKeys: skipKeys, StrictOrder: r.cfg.StrictOrder,
 		})
 		rn.mu.Lock()
-		added := rn.q.add(recs)
+		added := rn.q.add(recs, epochs)
 		rn.q.reading = false
 		clear(rn.q.settledDuring)
 		clear(rn.q.deadDuring)
@@ -209,13 +208,6 @@ func (rn *run) readLoop(ctx context.Context) {
 			continue
 		}
 		r.storeDown.success()
-		rn.mu.Lock()
-		if len(recs) == r.cfg.BatchSize {
-			rn.q.cursor = recs[len(recs)-1].Seq
-		} else {
-			rn.q.cursor = 0
-		}
-		rn.mu.Unlock()
 		if added > 0 {
 			signal(rn.ready)
 		}
@@ -309,10 +301,7 @@ func (rn *run) work(ctx context.Context) {
 			case <-rn.ready:
 			case <-t.C:
 				if !wake.IsZero() {
-					rn.mu.Lock()
-					rn.rescan = true // the key held back is free: read what it left out
-					rn.mu.Unlock()
-					r.Notify()
+					r.Notify() // the key held back is free: read what the reads left out
 				}
 			}
 			t.Stop()

@@ -701,3 +701,59 @@ func TestRelayPublishesOnceDespiteStaleReads(t *testing.T) {
 		t.Fatalf("published %d duplicates of %d messages without any failure", dups, n)
 	}
 }
+
+// TestRelayLateCommitGoesBeforeItsKeysNextRecord: T1 writes k#1 and stays
+// open while the relay reads full pages past its sequence number; T1
+// commits, and the same writer then writes k#2. k#1 committed first, so it
+// must arrive first: a relay that read on from a cursor above the last
+// record seen would find k#2 before coming back for k#1.
+func TestRelayLateCommitGoesBeforeItsKeysNextRecord(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	store := memory.NewStore(memory.StoreConfig{Lanes: 4})
+	inner := memory.NewPublisher(memory.PublisherConfig{})
+	pub := &slowPublisher{inner: inner, delay: 2 * time.Millisecond}
+	var backlog []outbox.Message
+	for i := range 200 {
+		backlog = append(backlog, outbox.Message{Topic: "t", Key: fmt.Sprintf("other-%d", i%40)})
+	}
+	enqueue(t, store, backlog...)
+	t1 := store.Begin()
+	if err := store.Enqueue(ctx, t1, outbox.Message{Topic: "t", Key: "k", Payload: []byte("k-1")}); err != nil {
+		t.Fatal(err)
+	}
+	var more []outbox.Message
+	for i := range 400 {
+		more = append(more, outbox.Message{Topic: "t", Key: fmt.Sprintf("other-%d", i%40)})
+	}
+	enqueue(t, store, more...)
+	cfg := fastConfig(t)
+	cfg.BatchSize = 10
+	cfg.Concurrency = 1
+	run(t, store, pub, cfg)
+	// The relay reads full pages past k#1's sequence number.
+	if err := inner.WaitFor(ctx, 250); err != nil {
+		t.Fatal(err)
+	}
+	if err := t1.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, store, outbox.Message{Topic: "t", Key: "k", Payload: []byte("k-2")})
+	if err := inner.WaitFor(ctx, 602); err != nil {
+		t.Fatal(err)
+	}
+	if got := payloadsByKey(inner.Messages())["k"]; strings.Join(got, ",") != "k-1,k-2" {
+		t.Fatalf("key k arrived as %v; k-1 committed before k-2 was written, so it must arrive first", got)
+	}
+}
+
+// slowPublisher publishes after a delay, so that a backlog lasts.
+type slowPublisher struct {
+	inner *memory.Publisher
+	delay time.Duration
+}
+
+func (p *slowPublisher) Publish(ctx context.Context, msgs []outbox.Message) []error {
+	time.Sleep(p.delay)
+	return p.inner.Publish(ctx, msgs)
+}

@@ -62,9 +62,10 @@ type Store interface {
 	// taken, with their new epochs; a lane that changed since the caller's
 	// view is skipped. Of the lanes taken whose previous owner let its lease
 	// expire (instead of releasing them), the first p.Charge pending
-	// records, in Seq order across those lanes, are charged one attempt
-	// each: they may have been in flight when that relay died (a relay
-	// reads its lanes in Seq order and holds at most that many records).
+	// records that are due (no NotBefore, or one that has passed), in Seq
+	// order across those lanes, are charged one attempt each: they may
+	// have been in flight when that relay died (a relay reads its lanes
+	// in Seq order and holds at most that many records).
 	TakeLanes(ctx context.Context, p TakeParams) ([]Lane, error)
 
 	// ReleaseLanes frees the lanes of p.Lanes that p.Owner still holds at
@@ -73,11 +74,18 @@ type Store interface {
 	ReleaseLanes(ctx context.Context, p ReleaseLanesParams) error
 
 	// Read returns up to p.Limit pending records of the lanes p.Lanes with
-	// a Seq above p.AfterSeq, in ascending Seq, leaving out records whose
-	// key is in p.SkipKeys and, with p.StrictOrder, records with an earlier
-	// dead letter of their key. It reads only: it changes nothing and
-	// takes no lock. An empty result and a nil error mean there is nothing
-	// to do now.
+	// a Seq above p.AfterSeq, in ascending Seq, leaving out the records
+	// listed in p.SkipIDs, records whose key is in p.SkipKeys and, with
+	// p.StrictOrder, records with an earlier dead letter of their key. It
+	// reads only: it changes nothing and takes no lock. An empty result
+	// and a nil error mean there is nothing to do now.
+	//
+	// The relay reads from the head of its lanes every time (AfterSeq 0),
+	// leaving out what it already holds with SkipIDs: a record whose
+	// transaction committed late, below records already read, is then
+	// found by the very next read, before any record its key writes after
+	// it. A cursor (reading above the last Seq seen) would skip it until
+	// the cursor came back, and let its key's next record overtake it.
 	Read(ctx context.Context, p ReadParams) ([]Record, error)
 
 	// Settle records the outcomes of published records: delivered ones
@@ -165,7 +173,9 @@ type TakeParams struct {
 	// Lanes to take, each at the epoch the caller saw.
 	Lanes []Lane
 	// Charge is how many of the first pending records of the lanes taken
-	// from expired owners are charged an attempt.
+	// from expired owners are charged an attempt; records waiting out a
+	// retry delay (NotBefore in the future) were not in flight and are
+	// neither charged nor counted.
 	Charge int
 }
 
@@ -182,8 +192,11 @@ type ReadParams struct {
 	// Lanes to read, by ID.
 	Lanes []int
 	// AfterSeq reads records with a Seq above it; zero reads from the
-	// oldest pending record.
+	// oldest pending record. For paging by tools; the relay uses zero.
 	AfterSeq int64
+	// SkipIDs leaves out these records (the ones the relay holds, queued
+	// or in flight).
+	SkipIDs []string
 	// Limit is the most records to return. Positive.
 	Limit int
 	// SkipKeys leaves out the records of these keys (keys whose earlier

@@ -227,7 +227,7 @@ func (s *Store) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.La
 		if charged >= p.Charge || len(expired) == 0 {
 			break
 		}
-		if e.pending() && expired[e.Lane] {
+		if e.pending() && expired[e.Lane] && !now.Before(e.NotBefore) {
 			e.Attempts++
 			charged++
 		}
@@ -269,6 +269,10 @@ func (s *Store) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record,
 	for _, k := range p.SkipKeys {
 		skip[k] = true
 	}
+	skipID := make(map[string]bool, len(p.SkipIDs))
+	for _, id := range p.SkipIDs {
+		skipID[id] = true
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.compactLocked()
@@ -287,7 +291,7 @@ func (s *Store) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record,
 			}
 			continue
 		}
-		if e.Seq <= p.AfterSeq || (e.Key != "" && (skip[e.Key] || deadKeys[e.Key])) {
+		if e.Seq <= p.AfterSeq || skipID[e.ID] || (e.Key != "" && (skip[e.Key] || deadKeys[e.Key])) {
 			continue
 		}
 		out = append(out, e.snapshot())
