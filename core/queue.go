@@ -29,7 +29,6 @@ type queue struct {
 	// deadDuring holds the keys dead-lettered in strict order meanwhile:
 	// the read may have returned their later records.
 	deadDuring map[string]struct{}
-
 }
 
 // laneHold is a lane this relay holds.
