@@ -262,7 +262,8 @@ func (rn *run) read(ctx context.Context, p ReadParams) ([]Record, error) {
 	if err != nil && cctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
 		err = fmt.Errorf("%w: the read of %d lanes took longer than ReadTimeout (%v): %w", ErrReadTimeout, len(p.Lanes), r.cfg.ReadTimeout, err)
 	}
-	if obs := r.cfg.Observer; obs != nil {
+	if obs := r.cfg.Observer; obs != nil && (err == nil || ctx.Err() == nil) {
+		// A read cut short because the relay stops is no failure.
 		obs.ObserveRead(ReadEvent{Owner: r.cfg.Owner, Records: len(recs), Duration: time.Since(start), Err: err})
 	}
 	if err != nil {
