@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,4 +181,84 @@ func noFlushPool(b *testing.B) *pgxpool.Pool {
 	return namedPool(b, "pgstore-bench", func(cfg *pgxpool.Config) {
 		cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	})
+}
+
+// BenchmarkReadSkipIDs measures a Read of 500 records as the relay sends
+// it, from the head of its lanes, with no skipped IDs and with the 3,000
+// records at the head skipped (the records it holds, queued or in flight),
+// for a relay holding every lane and one holding a quarter of them. The
+// backlog is 20,000 pending records over 1,000 keys, with fresh statistics.
+// A skipped record still costs a heap fetch (pending_idx holds only seq),
+// so the skip is expected to cost about what reading those records would;
+// the buffers that one execution touches are logged (EXPLAIN ANALYZE).
+//
+//	go test -run '^$' -bench ReadSkipIDs -benchtime 2s -count 3 .
+func BenchmarkReadSkipIDs(b *testing.B) {
+	ctx := context.Background()
+	s, pool := testStore(b, Config{})
+	fill(b, ctx, pool, s, 20_000, 1000, len(benchPayload), false)
+	analyze(b, ctx, pool, s)
+	all := allLanes(b, ctx, s)
+	for _, lanes := range [][]int{all, all[:len(all)/4]} {
+		rows, err := pool.Query(ctx, "SELECT id::text FROM "+s.Table()+" WHERE lane = ANY($1::integer[]) ORDER BY seq LIMIT 3000", lanes)
+		if err != nil {
+			b.Fatal(err)
+		}
+		head, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, skip := range []int{0, 3000} {
+			b.Run(fmt.Sprintf("lanes=%d/skip=%d", len(lanes), skip), func(b *testing.B) {
+				p := outbox.ReadParams{Lanes: lanes, Limit: 500, SkipIDs: head[:skip]}
+				logReadBuffers(b, ctx, pool, s, p)
+				b.ResetTimer()
+				for range b.N {
+					recs, err := s.Read(ctx, p)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if len(recs) != 500 {
+						b.Fatalf("read %d records, want 500", len(recs))
+					}
+				}
+			})
+		}
+	}
+}
+
+// logReadBuffers logs the rows that Read's scan of pending_idx fetches and
+// removes, and the buffers it touches, for p (EXPLAIN ANALYZE, BUFFERS of
+// its statement after the plan guard).
+func logReadBuffers(b *testing.B, ctx context.Context, pool *pgxpool.Pool, s *Store, p outbox.ReadParams) {
+	b.Helper()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, s.sql.planGuard); err != nil {
+		b.Fatal(err)
+	}
+	lanes := make([]int32, len(p.Lanes))
+	for i, l := range p.Lanes {
+		lanes[i] = int32(l)
+	}
+	rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) "+s.sql.read[readVariant(false, false)],
+		lanes, int64(0), p.Limit, p.SkipIDs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		b.Fatal(err)
+	}
+	var kept []string
+	for _, l := range lines {
+		if strings.HasPrefix(strings.TrimSpace(l), "Filter: ") {
+			continue // the lanes and the 3,000 IDs, spelled out
+		}
+		kept = append(kept, l)
+	}
+	b.Logf("Read of %d lanes, %d skipped IDs:\n%s", len(p.Lanes), len(p.SkipIDs), strings.Join(kept, "\n"))
 }

@@ -85,15 +85,17 @@ func literal(a any) string {
 // analyzed while empty, autovacuum is off for it, and then it receives a
 // backlog of 100,000 records over 1,000 keys: the planner's picture is as
 // wrong as it gets. For all lanes and for a quarter of them, in every form
-// of the statement (skipped keys, strict order), the custom and the generic
+// of the statement (skipped keys, strict order), with no skipped IDs and
+// with the 3,000 records at the head of the table skipped (what the relay
+// passes: the records it holds), the custom and the generic
 // plan must be a Limit over an Index Scan of pending_idx in Seq order
-// (the lane a Filter), with no Sort, no sequential or bitmap scan of the
+// (the lane and the skipped IDs a Filter), with no Sort, no sequential or bitmap scan of the
 // backlog, and no join or subplan but strict order's anti join: one probe
 // of dead_key_idx per record, never a hash or a materialized list of the
 // dead letters. The same holds once the statistics are fresh (with 20
 // dead letters the planner would otherwise compare each record with a
 // materialized list of them). Then Read returns full batches, in Seq
-// order, of the lanes asked for.
+// order, of the lanes asked for, without the skipped IDs.
 func TestReadPlanUnderStaleStatistics(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
@@ -112,23 +114,42 @@ func TestReadPlanUnderStaleStatistics(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The IDs of the first 3,000 records: what a relay holding every lane
+	// would skip at the head of the backlog.
+	rows, err := pool.Query(ctx, "SELECT id::text FROM "+s.Table()+" ORDER BY seq LIMIT 3000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	skipIDs := map[string][]string{"no skipped IDs": {}, "3000 skipped IDs": head}
+
 	all := allLanes(t, ctx, s)
 	lanes := map[string][]int32{"all lanes": toInt32(all), "a quarter of the lanes": toInt32(all[:len(all)/4])}
 	pending := s.names.table + "_pending_idx"
 	deadKey := s.names.table + "_dead_key_idx"
 	check := func(stats string) {
 		for name, ls := range lanes {
-			for _, skip := range []bool{false, true} {
-				for _, strict := range []bool{false, true} {
-					args := []any{ls, int64(0), 500}
-					if skip {
-						args = append(args, []string{"key-1", "key-2"})
-					}
-					for _, generic := range []bool{false, true} {
-						what := fmt.Sprintf("%s statistics, %s, skip %v, strict %v, generic %v", stats, name, skip, strict, generic)
-						plan := explain(t, ctx, pool, s, true, generic, s.sql.read[readVariant(skip, strict)], args...)
-						t.Logf("Read plan (%s):\n%s", what, plan)
-						checkReadPlan(t, what, plan, pending, deadKey, strict)
+			for ids, skipped := range skipIDs {
+				for _, skip := range []bool{false, true} {
+					for _, strict := range []bool{false, true} {
+						args := []any{ls, int64(0), 500, skipped}
+						if skip {
+							args = append(args, []string{"key-1", "key-2"})
+						}
+						for _, generic := range []bool{false, true} {
+							what := fmt.Sprintf("%s statistics, %s, %s, skip keys %v, strict %v, generic %v", stats, name, ids, skip, strict, generic)
+							plan := explain(t, ctx, pool, s, true, generic, s.sql.read[readVariant(skip, strict)], args...)
+							if len(skipped) > 0 && !generic {
+								// The custom plan spells the 3,000 IDs out.
+								t.Logf("Read plan (%s):\n%s", what, elide(plan))
+							} else {
+								t.Logf("Read plan (%s):\n%s", what, plan)
+							}
+							checkReadPlan(t, what, plan, pending, deadKey, strict, len(skipped) > 0 || generic)
+						}
 					}
 				}
 			}
@@ -142,7 +163,7 @@ func TestReadPlanUnderStaleStatistics(t *testing.T) {
 		for i, l := range ls {
 			ints[i] = int(l)
 		}
-		recs, err := s.Read(ctx, outbox.ReadParams{Lanes: ints, Limit: 500, StrictOrder: true, SkipKeys: []string{"key-3"}})
+		recs, err := s.Read(ctx, outbox.ReadParams{Lanes: ints, Limit: 500, StrictOrder: true, SkipKeys: []string{"key-3"}, SkipIDs: head})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +171,7 @@ func TestReadPlanUnderStaleStatistics(t *testing.T) {
 			t.Fatalf("Read of %s returned %d records; want a full batch of 500", name, len(recs))
 		}
 		for i, r := range recs {
-			if !slices.Contains(ints, r.Lane) || r.Key == "key-3" || (i > 0 && r.Seq <= recs[i-1].Seq) {
+			if !slices.Contains(ints, r.Lane) || r.Key == "key-3" || slices.Contains(head, r.ID) || (i > 0 && r.Seq <= recs[i-1].Seq) {
 				t.Fatalf("Read of %s returned record %d of lane %d, key %s, seq %d", name, i, r.Lane, r.Key, r.Seq)
 			}
 		}
@@ -161,11 +182,14 @@ func TestReadPlanUnderStaleStatistics(t *testing.T) {
 	// table and a sort (logged, not asserted: it varies).
 	analyze(t, ctx, pool, s)
 	t.Logf("Read plan without the guard, fresh statistics, 1 lane, skipped keys:\n%s",
-		explain(t, ctx, pool, s, false, false, s.sql.read[readVariant(true, false)], []int32{0}, int64(0), 500, []string{"key-1", "key-2"}))
+		explain(t, ctx, pool, s, false, false, s.sql.read[readVariant(true, false)], []int32{0}, int64(0), 500, []string{}, []string{"key-1", "key-2"}))
 	check("fresh")
 }
 
-func checkReadPlan(t *testing.T, what, plan, pending, deadKey string, strict bool) {
+// checkReadPlan checks the shape of a plan of Read; with skipIDs, that the
+// skipped IDs are a filter of the scan (a custom plan drops the test of an
+// empty list).
+func checkReadPlan(t *testing.T, what, plan, pending, deadKey string, strict, skipIDs bool) {
 	t.Helper()
 	first, _, _ := strings.Cut(plan, "\n")
 	if !strings.HasPrefix(first, "Limit") {
@@ -176,6 +200,9 @@ func checkReadPlan(t *testing.T, what, plan, pending, deadKey string, strict boo
 	}
 	if !strings.Contains(plan, "Filter: ") || !strings.Contains(plan, "lane = ANY") {
 		t.Errorf("%s: the lane is not a filter of the scan", what)
+	}
+	if skipIDs && !strings.Contains(plan, "id <> ALL") {
+		t.Errorf("%s: the skipped IDs are not a filter of the scan", what)
 	}
 	for _, bad := range []string{"Sort", "Seq Scan", "Bitmap", "Materialize", "Hash", "Merge", "Gather"} {
 		if strings.Contains(plan, bad) {
@@ -190,6 +217,17 @@ func checkReadPlan(t *testing.T, what, plan, pending, deadKey string, strict boo
 		!strings.Contains(plan, "Index Cond: ((key = o.key) AND (seq < o.seq))")):
 		t.Errorf("%s: strict order is not one probe of %s per record", what, deadKey)
 	}
+}
+
+// elide shortens the long array literals of a plan for the log.
+func elide(plan string) string {
+	lines := strings.Split(plan, "\n")
+	for i, l := range lines {
+		if len(l) > 300 {
+			lines[i] = l[:150] + " ... " + l[len(l)-100:]
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 func toInt32(ls []int) []int32 {

@@ -138,8 +138,8 @@ func (s *Store) SyncLanes(ctx context.Context, p outbox.SyncParams) (outbox.Lane
 // with the plan guard of Read (one round trip): it locks the rows of the lanes
 // still at the epochs given and free or expired, in lane order, gives them
 // to p.Owner with their epochs bumped, and charges one attempt to the
-// first p.Charge pending records of those whose owner let its lease
-// expire.
+// first p.Charge pending records that are due (not waiting out a retry
+// delay) of those whose owner let its lease expire.
 func (s *Store) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.Lane, error) {
 	if err := checkOwner("TakeLanes", p.Owner, p.Lease); err != nil {
 		return nil, err

@@ -248,8 +248,9 @@ func TestLateSettleAfterTakeoverChangesNothing(t *testing.T) {
 }
 
 // Taking over lanes whose owner let its lease expire charges an attempt to
-// their first pending records, in Seq order across them; taking lanes that
-// were released charges nothing.
+// their first pending records that are due, in Seq order across them (a
+// record waiting out a retry delay was not in flight: it is neither charged
+// nor counted); taking lanes that were released charges nothing.
 func TestTakeoverCharges(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
@@ -275,14 +276,22 @@ func TestTakeoverCharges(t *testing.T) {
 			t.Fatalf("taking released lanes charged record %s", m.ID)
 		}
 	}
+	// Record 2 waits out a retry delay: it was not in flight, so the
+	// takeover neither charges nor counts it. Record 3's delay has passed:
+	// it is due, and charged.
+	for id, delay := range map[string]string{msgs[2].ID: "1 hour", msgs[3].ID: "-1 second"} {
+		if _, err := pool.Exec(ctx, "UPDATE "+s.Table()+" SET not_before = now() + $2::interval WHERE id = $1::uuid", id, delay); err != nil {
+			t.Fatal(err)
+		}
+	}
 	expire(t, ctx, pool, s)
 	if c := takeAll(t, ctx, s, "c", time.Minute, 5); len(c) != 4 {
 		t.Fatalf("c took %d expired lanes, want 4", len(c))
 	}
 	for i, m := range msgs {
 		want := 0
-		if i >= 1 && i <= 5 {
-			want = 1 // the first five pending records
+		if i >= 1 && i <= 6 && i != 2 {
+			want = 1 // the first five pending records that are due
 		}
 		if attempts, _, _, _, _ := record(t, ctx, pool, s, m.ID); attempts != want {
 			t.Fatalf("record %d has %d attempts after the takeover; want %d", i, attempts, want)

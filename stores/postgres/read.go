@@ -2,11 +2,14 @@ package pgstore
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	outbox "github.com/txoutbox/txoutbox/core"
 )
@@ -16,8 +19,10 @@ import (
 //
 // It reads only (no lock, no write), with one SELECT that walks the partial
 // index of pending records in Seq order and stops after p.Limit records
-// that pass its filters: the lane, the skipped keys, and with
-// p.StrictOrder no dead letter of the key before the record. It is sent in
+// that pass its filters: the lane, the skipped IDs, the skipped keys, and
+// with p.StrictOrder no dead letter of the key before the record. Skipped
+// records are tested on the heap row, like the lane: each one at the head
+// of the lanes costs a heap fetch. It is sent in
 // one round trip after a statement that disables sorts, sequential and
 // bitmap scans for the rest of its implicit transaction, so that its plan
 // does not depend on the table's statistics (see readSQL).
@@ -40,7 +45,7 @@ func (s *Store) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record,
 			skip = append(skip, k)
 		}
 	}
-	args := []any{lanes, max(p.AfterSeq, 0), p.Limit}
+	args := []any{lanes, max(p.AfterSeq, 0), p.Limit, uuidBytes(p.SkipIDs)}
 	if len(skip) > 0 {
 		args = append(args, skip)
 	}
@@ -80,4 +85,25 @@ func scanRecord(row pgx.Row, extra ...any) (outbox.Record, error) {
 		}
 	}
 	return r, nil
+}
+
+// uuidBytes returns the IDs that are UUIDs as 16-byte values, which pgx
+// sends in binary (a few thousand of them in text would cost the client
+// more to quote and the server more to parse); the others cannot be in the
+// outbox.
+func uuidBytes(ids []string) []pgtype.UUID {
+	out := make([]pgtype.UUID, 0, len(ids))
+	for _, id := range ids {
+		id, ok := normalizeID(id)
+		if !ok {
+			continue
+		}
+		var u pgtype.UUID
+		if _, err := hex.Decode(u.Bytes[:], []byte(strings.ReplaceAll(id, "-", ""))); err != nil {
+			continue
+		}
+		u.Valid = true
+		out = append(out, u)
+	}
+	return out
 }
