@@ -84,8 +84,9 @@ func (s *Store) SyncLanes(ctx context.Context, p outbox.SyncParams) (outbox.Lane
 
 // TakeLanes implements [outbox.Store]. One write transaction finds which
 // of the lanes are still at the given epoch and free or expired, takes
-// them, and charges an attempt to the first p.Charge pending records of
-// those taken from an expired owner.
+// them, and charges an attempt to the first p.Charge pending records that
+// are due (not_before unset or past: a record waiting out a retry delay was
+// not in flight) of those taken from an expired owner.
 func (s *Store) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.Lane, error) {
 	if p.Owner == "" || p.Lease <= 0 {
 		return nil, fmt.Errorf("%w: sqlitestore: TakeLanes needs an owner and a positive lease", outbox.ErrInvalidConfig)
@@ -151,7 +152,7 @@ func (s *Store) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.La
 		if err != nil {
 			return err
 		}
-		_, err = conn.ExecContext(ctx, s.q.charge, lanes, p.Charge)
+		_, err = conn.ExecContext(ctx, s.q.charge, lanes, p.Charge, now)
 		return err
 	})
 	if err != nil {
@@ -205,9 +206,14 @@ func (s *Store) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record,
 	if err != nil {
 		return nil, err
 	}
-	skip := "[]"
+	skip, skipIDs := "[]", "[]"
 	if len(p.SkipKeys) > 0 {
 		if skip, err = toJSON(p.SkipKeys); err != nil {
+			return nil, err
+		}
+	}
+	if len(p.SkipIDs) > 0 {
+		if skipIDs, err = toJSON(p.SkipIDs); err != nil {
 			return nil, err
 		}
 	}
@@ -219,7 +225,7 @@ func (s *Store) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record,
 	if err != nil {
 		return nil, translate("Read", err)
 	}
-	rows, err := st.QueryContext(ctx, lanes, p.AfterSeq, skip, p.Limit)
+	rows, err := st.QueryContext(ctx, lanes, p.AfterSeq, skip, p.Limit, skipIDs)
 	if err != nil {
 		return nil, translate("Read", err)
 	}

@@ -292,3 +292,50 @@ func TestTakeLanesOnSeparateHandles(t *testing.T) {
 		t.Fatalf("%d of %d lanes were taken", len(owner), len(lanes))
 	}
 }
+
+// A takeover charges only records that are due: one waiting out a retry
+// delay (not_before in the future) was not in flight, so it is neither
+// charged nor counted among the first p.Charge; one whose delay has passed
+// is charged.
+func TestTakeoverChargesOnlyDueRecords(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	db := openDB(t, filepath.Join(t.TempDir(), "outbox.db"))
+	store := newStore(t, db, sqlitestore.Config{Lanes: 4})
+	msgs := make([]outbox.Message, 4)
+	for i := range msgs {
+		msgs[i] = outbox.Message{Topic: "t", Key: fmt.Sprint("k", i)}
+	}
+	enqueue(t, ctx, db, store, msgs...)
+	old := takeAll(t, ctx, store, "a", 50*time.Millisecond)
+	recs := readLanes(t, ctx, store, old, 100)
+	if len(recs) != len(msgs) {
+		t.Fatalf("read %d records, want %d", len(recs), len(msgs))
+	}
+	// The first record waits an hour; the second's delay has passed.
+	now := time.Now().UnixMicro()
+	for id, notBefore := range map[string]int64{recs[0].ID: now + time.Hour.Microseconds(), recs[1].ID: now - time.Second.Microseconds()} {
+		if _, err := db.ExecContext(ctx, "UPDATE "+store.Table()+" SET not_before = ? WHERE id = ?", notBefore, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // a's leases expire
+	want := make([]outbox.Lane, len(old))
+	for i, l := range old {
+		want[i] = outbox.Lane{ID: l.ID, Epoch: l.Epoch}
+	}
+	taken, err := store.TakeLanes(ctx, outbox.TakeParams{Owner: "b", Lease: hour, Lanes: want, Charge: 2})
+	if err != nil || len(taken) != 4 {
+		t.Fatalf("b took %v, %v; want the 4 lanes", taken, err)
+	}
+	after := readLanes(t, ctx, store, taken, 100)
+	for i, r := range after {
+		wantAttempts := 0
+		if i == 1 || i == 2 {
+			wantAttempts = 1 // the first 2 due records
+		}
+		if r.ID != recs[i].ID || r.Attempts != wantAttempts {
+			t.Fatalf("record %d (%s) has %d attempts after the takeover; want %d (the waiting record 0 is skipped, records 1 and 2 charged)", i, r.ID, r.Attempts, wantAttempts)
+		}
+	}
+}
