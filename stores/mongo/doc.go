@@ -40,8 +40,8 @@
 // bumps), renews them ([Store.SyncLanes]), reads their pending records in
 // sequence order ([Store.Read]: one find on the "pending" index, no
 // in-memory sort) and records outcomes ([Store.Settle]). When a lane is
-// taken from an owner whose lease expired, its first pending records are
-// charged one attempt, so that a message that crashes relays ends as a dead
+// taken from an owner whose lease expired, its first pending records that
+// are due (not waiting out a retry delay) are charged one attempt, so that a message that crashes relays ends as a dead
 // letter.
 //
 // Settles are fenced by the lane's epoch: an outcome applies only to a

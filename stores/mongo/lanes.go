@@ -187,8 +187,9 @@ func (s *Store) liveRelays(ctx context.Context, now time.Time) ([]relayDoc, erro
 // TakeLanes implements [outbox.Store]. Each lane is taken by one
 // findOneAndUpdate whose filter is the lane at the caller's epoch, free or
 // expired: atomic per document on MongoDB, and serialized by the lanes
-// lock on FerretDB. Then the first p.Charge pending records of the lanes
-// taken from an expired owner, in Seq order, are charged an attempt (a
+// lock on FerretDB. Then the first p.Charge pending records that are due
+// (not waiting out a retry delay) of the lanes taken from an expired
+// owner, in Seq order, are charged an attempt (a
 // find on the "pending" index and an updateMany). With transactions it all
 // runs in one. Without, an error after lanes were taken gives them back
 // (best effort) before it is returned.
@@ -238,7 +239,7 @@ func (s *Store) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.La
 				if err := take(ctx, now); err != nil {
 					return err
 				}
-				return s.charge(ctx, expired, p.Charge)
+				return s.charge(ctx, expired, p.Charge, now)
 			})
 		})
 		if err != nil {
@@ -251,9 +252,10 @@ func (s *Store) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.La
 	// fails after lanes were taken, they are given back, so that the
 	// caller, who takes the error to mean that it got nothing, does not
 	// leave them to expire and be charged again by whoever takes them next.
-	err := s.laneChange(ctx, p.Owner, func(now time.Time) error { return take(ctx, now) })
+	var at time.Time
+	err := s.laneChange(ctx, p.Owner, func(now time.Time) error { at = now; return take(ctx, now) })
 	if err == nil {
-		err = s.charge(ctx, expired, p.Charge)
+		err = s.charge(ctx, expired, p.Charge, at)
 	}
 	if err != nil {
 		if len(taken) > 0 {
@@ -266,11 +268,13 @@ func (s *Store) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.La
 	return taken, nil
 }
 
-// charge adds an attempt to the first n pending records of lanes, found
-// with one find on the "pending" index; on FerretDB, which filters and
+// charge adds an attempt to the first n pending records of lanes that are
+// due at now (no not_before, or one that has passed: a record waiting out
+// a retry delay was not in flight), found with one find on the "pending"
+// index; on FerretDB, which filters and
 // sorts in its Go layer and pushes down only equalities, with one find per
 // lane, merged here.
-func (s *Store) charge(ctx context.Context, lanes []int, n int) error {
+func (s *Store) charge(ctx context.Context, lanes []int, n int, now time.Time) error {
 	if len(lanes) == 0 || n <= 0 {
 		return nil
 	}
@@ -284,7 +288,11 @@ func (s *Store) charge(ctx context.Context, lanes []int, n int) error {
 		if !s.server.isFerret() {
 			opts.SetHint(pendingIndex)
 		}
-		cur, err := s.records.Find(ctx, bson.D{inState(statePending), lane}, opts)
+		due := bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: fNotBefore, Value: nil}}, // absent
+			bson.D{{Key: fNotBefore, Value: bson.D{{Key: "$lte", Value: now}}}},
+		}}
+		cur, err := s.records.Find(ctx, bson.D{inState(statePending), lane, due}, opts)
 		if err != nil {
 			return nil, fail("take lanes: charge", err)
 		}

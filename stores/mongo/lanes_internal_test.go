@@ -16,7 +16,7 @@ import (
 
 // internalStore returns a migrated store that writes without transactions
 // (these tests shape records by hand).
-func internalStore(t *testing.T, lanes int) *Store {
+func internalStore(t testing.TB, lanes int) *Store {
 	t.Helper()
 	url, db := mongoserver.Database(t)
 	client, err := mongo.Connect(options.Client().ApplyURI(url))
@@ -39,7 +39,7 @@ func internalStore(t *testing.T, lanes int) *Store {
 
 // backlog inserts n pending records over keys keys, in batches, as Enqueue
 // would store them.
-func backlog(t *testing.T, s *Store, n, keys int) {
+func backlog(t testing.TB, s *Store, n, keys int) {
 	t.Helper()
 	lanes, err := s.lanesCount(t.Context())
 	if err != nil {
@@ -60,7 +60,9 @@ func backlog(t *testing.T, s *Store, n, keys int) {
 }
 
 // Read's plan: the "pending" index in Seq order, no sort of the backlog,
-// whether the relay reads all lanes or a quarter of them. MongoDB plans
+// whether the relay reads all lanes or a quarter of them, with the first
+// 3,000 records skipped by ID (as the relay skips those it holds) or not.
+// MongoDB plans
 // from trial runs, not statistics, and the hint fixes the plan anyway; the
 // test checks the plan on a backlog far larger than one batch.
 func TestReadPlan(t *testing.T) {
@@ -75,14 +77,26 @@ func TestReadPlan(t *testing.T) {
 	for i := range all {
 		all[i] = i
 	}
+	head := make([]string, 3000)
+	for i := range head {
+		head[i] = fmt.Sprintf("id-%07d", i)
+	}
 	for _, c := range []struct {
 		name  string
 		lanes []int
-	}{{"all lanes", all}, {"a quarter of the lanes", all[:64]}} {
-		p := outbox.ReadParams{Lanes: c.lanes, Limit: 100, SkipKeys: []string{"key-1"}}
+		skip  []string
+	}{
+		{"all lanes", all, nil}, {"a quarter of the lanes", all[:64], nil},
+		{"all lanes, 3000 skipped IDs", all, head}, {"a quarter of the lanes, 3000 skipped IDs", all[:64], head},
+	} {
+		p := outbox.ReadParams{Lanes: c.lanes, Limit: 100, SkipKeys: []string{"key-1"}, SkipIDs: c.skip}
 		filter, opts := s.readQuery(p)
 		explain := explainFind(t, s, filter, opts)
-		t.Logf("%s: explain: %s", c.name, explain)
+		if c.skip != nil {
+			t.Logf("%s: explain: %.3000s ...", c.name, fmt.Sprint(explain))
+		} else {
+			t.Logf("%s: explain: %s", c.name, explain)
+		}
 		if !s.server.isFerret() {
 			plan := fmt.Sprint(explain["queryPlanner"].(bson.M)["winningPlan"])
 			for _, bad := range []string{"SORT", "COLLSCAN"} {
@@ -98,9 +112,12 @@ func TestReadPlan(t *testing.T) {
 		if err != nil || len(recs) != p.Limit {
 			t.Fatalf("%s: Read = %d records, %v; want a full batch of %d", c.name, len(recs), err, p.Limit)
 		}
-		for i := 1; i < len(recs); i++ {
-			if recs[i].Seq <= recs[i-1].Seq {
+		for i, r := range recs {
+			if i > 0 && r.Seq <= recs[i-1].Seq {
 				t.Fatalf("%s: Read out of Seq order at %d", c.name, i)
+			}
+			if c.skip != nil && r.Seq <= int64(len(c.skip)) {
+				t.Fatalf("%s: Read returned the skipped record %s", c.name, r.ID)
 			}
 		}
 	}
@@ -118,7 +135,7 @@ func bytesIndex(s, sub string) int {
 }
 
 // explainFind runs explain on Read's find.
-func explainFind(t *testing.T, s *Store, filter bson.D, opts *options.FindOptionsBuilder) bson.M {
+func explainFind(t testing.TB, s *Store, filter bson.D, opts *options.FindOptionsBuilder) bson.M {
 	t.Helper()
 	var fo options.FindOptions
 	for _, set := range opts.List() {
@@ -151,5 +168,42 @@ func TestMicroClockNeverRepeats(t *testing.T) {
 	c.advance(b + 100)
 	if d := c.reserve(1, now); d != b+101 {
 		t.Fatalf("reserve after advance(%d) = %d, want %d", b+100, d, b+101)
+	}
+}
+
+// BenchmarkReadSkipIDs measures a Read of 500 records as the relay sends
+// it, from the head of its lanes, with no skipped IDs and with the 3,000
+// records at the head skipped (the records it holds, queued or in
+// flight), for a relay holding every lane and one holding a quarter of
+// them, over a backlog of 20,000 records (1,000 keys).
+//
+//	go test -run '^$' -bench ReadSkipIDs -benchtime 2s .
+func BenchmarkReadSkipIDs(b *testing.B) {
+	s := internalStore(b, 256)
+	backlog(b, s, 20_000, 1000)
+	all := make([]int, 256)
+	for i := range all {
+		all[i] = i
+	}
+	for _, lanes := range [][]int{all, all[:64]} {
+		head, err := s.Read(b.Context(), outbox.ReadParams{Lanes: lanes, Limit: 3000})
+		if err != nil || len(head) != 3000 {
+			b.Fatalf("read %d: %v", len(head), err)
+		}
+		skipIDs := make([]string, len(head))
+		for i, r := range head {
+			skipIDs[i] = r.ID
+		}
+		for _, skip := range []int{0, 3000} {
+			b.Run(fmt.Sprintf("lanes=%d/skip=%d", len(lanes), skip), func(b *testing.B) {
+				p := outbox.ReadParams{Lanes: lanes, Limit: 500, SkipIDs: skipIDs[:skip]}
+				for range b.N {
+					recs, err := s.Read(b.Context(), p)
+					if err != nil || len(recs) != 500 {
+						b.Fatalf("read %d: %v", len(recs), err)
+					}
+				}
+			})
+		}
 	}
 }

@@ -107,6 +107,48 @@ func TestSettleIsFencedByEpoch(t *testing.T) {
 	}
 }
 
+// A takeover charges only records that are due: one waiting out a retry
+// delay (not_before in the future) was not in flight, so it is neither
+// charged nor counted among the first p.Charge; one whose delay has passed
+// is charged.
+func TestTakeoverChargesOnlyDueRecords(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	s, client := testStore(t, mongostore.Config{Lanes: 1})
+	msgs := []outbox.Message{{Topic: "t", Key: "k"}, {Topic: "t", Key: "k"}, {Topic: "t", Key: "k"}, {Topic: "t", Key: "k"}}
+	writeDirect(t, ctx, s, client, msgs...)
+	old := holdAll(t, ctx, s, "old")
+	db := client.Database(s.Config().Database)
+	// Record 0 waits an hour; record 1's delay has passed.
+	for id, notBefore := range map[string]time.Time{msgs[0].ID: time.Now().Add(time.Hour), msgs[1].ID: time.Now().Add(-time.Minute)} {
+		if _, err := db.Collection("outbox").UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "not_before", Value: notBefore}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Collection("outbox_lanes").UpdateOne(ctx, bson.D{{Key: "_id", Value: 0}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "lease_until", Value: time.Now().Add(-time.Minute)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	taken, err := s.TakeLanes(ctx, outbox.TakeParams{Owner: "new", Lease: time.Hour, Lanes: old, Charge: 2})
+	if err != nil || len(taken) != 1 {
+		t.Fatalf("TakeLanes of an expired lane = %v, %v; want it", taken, err)
+	}
+	recs, err := s.Read(ctx, outbox.ReadParams{Lanes: []int{0}, Limit: 10})
+	if err != nil || len(recs) != len(msgs) {
+		t.Fatalf("Read = %d records, %v; want %d", len(recs), err, len(msgs))
+	}
+	for i, r := range recs {
+		want := 0
+		if i == 1 || i == 2 {
+			want = 1
+		}
+		if r.ID != msgs[i].ID || r.Attempts != want {
+			t.Errorf("record %d has %d attempts, want %d (the waiting record 0 is skipped, records 1 and 2 charged)", i, r.Attempts, want)
+		}
+	}
+}
+
 // The first Migrate fixes the lane count: a store configured with another
 // count keeps it, and Enqueue stores lanes below it.
 func TestLaneCountIsFixedByTheFirstMigrate(t *testing.T) {

@@ -17,13 +17,15 @@ const pendingIndex = "pending"
 
 // Read implements [outbox.Store] with one find:
 //
-//	{state: "pending", lane: {$in: lanes}, seq: {$gt: after}, key: {$nin: skip}}
+//	{state: "pending", lane: {$in: lanes}, seq: {$gt: after}, _id: {$nin: skipIDs}, key: {$nin: skipKeys}}
 //	sort {seq: 1}, limit n, hint "pending"
 //
 // The "pending" index {state, seq, lane, key} returns the records in Seq
 // order and filters lanes and keys on its own keys, so the server fetches
-// only the documents it returns and never sorts the backlog (explain shows
-// FETCH over IXSCAN, no SORT stage). The hint keeps the plan fixed. With
+// only the documents of the lanes read and never sorts the backlog
+// (explain shows FETCH over IXSCAN, no SORT stage). The skipped IDs (the
+// records the relay holds, at the head of its lanes) are tested in the
+// FETCH stage: each one costs a document fetch, as a record returned does. The hint keeps the plan fixed. With
 // StrictOrder a covered find on the "dead_key" index first reads the
 // earliest dead letter of each key; records after one are left out as the
 // cursor goes, and the find then reads on until it has p.Limit records.
@@ -112,6 +114,9 @@ func (s *Store) readQuery(p outbox.ReadParams) (bson.D, *options.FindOptionsBuil
 		lanes.Value = p.Lanes[0] // an equality, which FerretDB pushes down
 	}
 	filter := bson.D{inState(statePending), {Key: fSeq, Value: bson.D{{Key: "$gt", Value: p.AfterSeq}}}, lanes}
+	if len(p.SkipIDs) > 0 {
+		filter = append(filter, bson.E{Key: fID, Value: bson.D{{Key: "$nin", Value: p.SkipIDs}}})
+	}
 	if len(p.SkipKeys) > 0 {
 		filter = append(filter, bson.E{Key: fKey, Value: bson.D{{Key: "$nin", Value: p.SkipKeys}}})
 	}
