@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -53,13 +54,30 @@ func checkOwner(op, owner string, lease time.Duration) error {
 // transaction changed meanwhile checks it again (instead of failing, as in
 // REPEATABLE READ). When a statement fails the server skips the rest; the
 // pool then drops the connection, left in the failed transaction.
+//
+// The transaction's statements are bounded on the server by the time left
+// to ctx (statement_timeout and lock_timeout, local to the transaction;
+// txTimeout without a deadline): a relay frozen mid-round trip (SIGSTOP,
+// a VM pause) while the server still sends it results cannot keep lane
+// rows locked longer than that, and a take that waits on a lane held by
+// such a relay gives up in the same time.
 func (s *Store) sendTx(ctx context.Context, b *pgx.Batch) error {
-	tx := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(b.QueuedQueries)+2)}
+	timeout := txTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(d), time.Millisecond)
+	}
+	ms := strconv.FormatInt(max(timeout.Milliseconds(), 1), 10)
+	tx := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(b.QueuedQueries)+3)}
 	tx.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
+	tx.Queue("SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true)", ms)
 	tx.QueuedQueries = append(tx.QueuedQueries, b.QueuedQueries...)
 	tx.Queue("COMMIT")
 	return s.pool.SendBatch(ctx, tx).Close()
 }
+
+// txTimeout bounds the relay-side transactions of a call without a
+// deadline.
+const txTimeout = 10 * time.Second
 
 // laneArrays turns lanes into the arguments $2 and $3 of the statements
 // that name lanes at their epochs (see heldLanes): the lane IDs, and their
