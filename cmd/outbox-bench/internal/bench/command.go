@@ -130,6 +130,7 @@ clone of the repository: go run ./cmd/outbox-bench …`,
 	fs.IntVar(&cfg.Rounds, "rounds", 0, "repetitions of each drain, enqueue and read measurement; medians are reported (default 3, 1 with --quick)")
 	fs.IntVar(&cfg.Backlog, "backlog", 0, "records of the drain backlog (default 100,000)")
 	fs.IntVar(&cfg.Keys, "keys", 0, "ordering keys the messages spread over (default 1,000)")
+	fs.IntVar(&cfg.HotKeys, "hot-keys", 0, "keys of the hot-keys drain by one relay (default 16; -1 leaves it out)")
 	fs.IntVar(&cfg.PayloadBytes, "payload", 0, "payload size in bytes (default 256)")
 	fs.IntSliceVar(&cfg.Relays, "relays", nil, "relay counts of the drain (default 1,2,4)")
 	fs.IntSliceVar(&cfg.Rates, "rates", nil, "event rates of the latency measurement, per second (default 1000,5000)")

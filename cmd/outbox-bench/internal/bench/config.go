@@ -41,6 +41,11 @@ type Config struct {
 	// Keys is how many ordering keys the messages spread over. Default
 	// 1,000 (100 when Quick).
 	Keys int
+	// HotKeys is the key count of a second drain by one relay, the
+	// backlog spread over a few hot keys: it measures how well a relay
+	// pipelines records within their keys' order. Default 16; negative
+	// leaves it out.
+	HotKeys int
 	// PayloadBytes is the size of every payload. Default 256.
 	PayloadBytes int
 	// Relays are the relay counts of the drain. Default 1, 2 and 4.
@@ -146,6 +151,7 @@ func (c Config) withDefaults() (Config, error) {
 	setInt(&c.Rounds, pick(3, 1))
 	setInt(&c.Backlog, pick(100_000, 2_000))
 	setInt(&c.Keys, pick(1_000, 100))
+	setInt(&c.HotKeys, 16)
 	setInt(&c.PayloadBytes, 256)
 	if len(c.Relays) == 0 {
 		c.Relays = []int{1, 2, 4}

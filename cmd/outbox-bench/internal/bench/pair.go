@@ -59,6 +59,29 @@ func (b *bencher) pair(ctx context.Context, s storeTarget, br brokerTarget, sr *
 					number(r), bd.RecordsPerRead, bd.ReadMs, bd.PublishMs, bd.SettleMs, bd.EmptyReads)
 			}
 		}
+		if c.runs(ScenarioDrain) && c.HotKeys > 0 && c.HotKeys < c.Keys {
+			hot := DrainResult{Relays: 1}
+			b.keys = c.HotKeys
+			for round := range c.Rounds {
+				b.progress.step("%s: drain %s records over %d hot keys with 1 txoutbox relay (round %d/%d)", name, number(float64(c.Backlog)), c.HotKeys, round+1, c.Rounds)
+				r, bd, err := b.drain(ctx, s, br, sr, 1, fmt.Sprintf("drain-%s-%s-hot-%d", sr.Label(), brr.Label(), round+1))
+				if err != nil {
+					if err := b.failed(ctx, name+" hot-keys drain", err); err != nil {
+						b.keys = 0
+						return err
+					}
+					continue
+				}
+				hot.PerSec.add(r)
+				hot.Breakdowns = append(hot.Breakdowns, *bd)
+				b.progress.done("%s ev/s; per read of %.0f: read %.1f ms; publish %.1f ms, settle %.1f ms per batch",
+					number(r), bd.RecordsPerRead, bd.ReadMs, bd.PublishMs, bd.SettleMs)
+			}
+			b.keys = 0
+			if hot.PerSec.Valid() {
+				pr.HotDrain = &hot
+			}
+		}
 		if simple.Valid() {
 			pr.Simple = &simple
 		}
@@ -69,6 +92,16 @@ func (b *bencher) pair(ctx context.Context, s storeTarget, br brokerTarget, sr *
 			}
 			if brr.Produce != nil {
 				d.VsProduce = ratio(d.PerSec.Median, brr.Produce.Median)
+			}
+		}
+		if h := pr.HotDrain; h != nil {
+			if pr.Simple != nil {
+				h.VsSimple = ratio(h.PerSec.Median, pr.Simple.Median)
+			}
+			for _, d := range pr.Drain {
+				if d.Relays == 1 && d.PerSec.Valid() {
+					h.VsAllKeys = ratio(h.PerSec.Median, d.PerSec.Median)
+				}
 			}
 		}
 	}

@@ -48,6 +48,7 @@ type Settings struct {
 	Rounds          int     `json:"rounds"`
 	Backlog         int     `json:"backlog"`
 	Keys            int     `json:"keys"`
+	HotKeys         int     `json:"hot_keys,omitempty"`
 	PayloadBytes    int     `json:"payload_bytes"`
 	Relays          []int   `json:"relays"`
 	Rates           []int   `json:"rates"`
@@ -175,6 +176,9 @@ type PairReport struct {
 	Simple *Measure `json:"simple_drain_per_sec,omitempty"`
 	// Drain is the drain by txoutbox relays, one entry per relay count.
 	Drain []DrainResult `json:"drain,omitempty"`
+	// HotDrain is the drain of the same backlog over Settings.HotKeys keys
+	// by one relay.
+	HotDrain *DrainResult `json:"hot_drain,omitempty"`
 	// Latency is commit → broker-ack latency at steady rates, for the
 	// txoutbox relay and the simple relay.
 	Latency []LatencyResult   `json:"latency,omitempty"`
@@ -191,6 +195,9 @@ type DrainResult struct {
 	// the broker's own producer's.
 	VsSimple  float64 `json:"vs_simple,omitempty"`
 	VsProduce float64 `json:"vs_produce,omitempty"`
+	// VsAllKeys, for the hot-keys drain, is its median over the one-relay
+	// drain of the run's keys.
+	VsAllKeys float64 `json:"vs_all_keys,omitempty"`
 	// Breakdowns tell, round by round, where the relays spent their time.
 	Breakdowns []Breakdown `json:"breakdowns,omitempty"`
 }

@@ -24,6 +24,9 @@ type bencher struct {
 	progress *progress
 	report   *Report
 	relay    outbox.RelayConfig // cfg.Relay with its defaults, for the report
+	// keys, when positive, replaces cfg.Keys for the messages written
+	// (the hot-keys drain).
+	keys int
 }
 
 // Run measures every store, broker and store × broker pair cfg names and
@@ -119,7 +122,7 @@ func relayDefaults(c outbox.RelayConfig) (outbox.RelayConfig, error) {
 func (b *bencher) settings() Settings {
 	c := b.cfg
 	return Settings{
-		Quick: c.Quick, Rounds: c.Rounds, Backlog: c.Backlog, Keys: c.Keys, PayloadBytes: c.PayloadBytes,
+		Quick: c.Quick, Rounds: c.Rounds, Backlog: c.Backlog, Keys: c.Keys, HotKeys: max(c.HotKeys, 0), PayloadBytes: c.PayloadBytes,
 		Relays: c.Relays, Rates: c.Rates, LatencySeconds: c.LatencyDuration.Seconds(), WarmupSeconds: c.LatencyWarmup.Seconds(),
 		SimplePollMs: ms(c.SimplePoll), Writers: c.Writers, EnqueueSeconds: c.EnqueueDuration.Seconds(),
 		Retained: c.Retained, ReadRounds: c.ReadRounds,
@@ -240,9 +243,17 @@ func sleep(ctx context.Context, d time.Duration) error {
 func (b *bencher) messages(topic string, first, n int) []outbox.Message {
 	msgs := make([]outbox.Message, n)
 	for i := range msgs {
-		msgs[i] = outbox.Message{ID: outbox.NewID(), Topic: topic, Key: keyOf(first+i, b.cfg.Keys), Payload: b.payload}
+		msgs[i] = outbox.Message{ID: outbox.NewID(), Topic: topic, Key: keyOf(first+i, b.keyCount()), Payload: b.payload}
 	}
 	return msgs
+}
+
+// keyCount is how many keys the messages written now spread over.
+func (b *bencher) keyCount() int {
+	if b.keys > 0 {
+		return b.keys
+	}
+	return b.cfg.Keys
 }
 
 func rate(n int, d time.Duration) float64 {

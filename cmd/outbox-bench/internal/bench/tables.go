@@ -64,6 +64,10 @@ func (r *Report) drainTable() table {
 				times(d.VsSimple), times(d.VsProduce)})
 			pair = ""
 		}
+		if h := p.HotDrain; h != nil {
+			t.rows = append(t.rows, []string{pair, fmt.Sprintf("1 txoutbox relay, %d hot keys (%s × the %s-key drain)", r.Settings.HotKeys, times(h.VsAllKeys), number(float64(r.Settings.Keys))),
+				number(h.PerSec.Median), spread(&h.PerSec), times(h.VsSimple), "–"})
+		}
 		if reason, ok := p.Skipped[ScenarioSimple]; ok {
 			t.notes = append(t.notes, fmt.Sprintf("%s: no simple relay (%s).", pairName(r, p), reason))
 		}
@@ -168,7 +172,7 @@ func (r *Report) ceilingTable() table {
 }
 
 func (r *Report) targetTable() table {
-	t := table{title: "Targets of issue 11", header: []string{"goal", "where", "measured", "target", "met"}}
+	t := table{title: "Targets (issue 15: drain and reads; issue 17: enqueue and latency)", header: []string{"goal", "where", "measured", "target", "met"}}
 	for _, c := range r.Targets {
 		met := "yes"
 		if !c.Met {
