@@ -212,3 +212,83 @@ func BenchmarkReadSettle(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReadSkipIDs measures what SkipIDs costs a Read of 100 records of
+// all lanes, in a backlog of 10,000 pending records over 1,000 keys: the
+// relay reads from the head of its lanes and leaves out the 3,000 records it
+// holds. "head" reads the first 100 (nothing held); "cursor" reads the
+// 100 after the first 3,000 with AfterSeq (what a cursor would cost);
+// "skip-3000" reads the same 100 from the head, skipping the 3,000 IDs.
+// On MariaDB, "skip-3000-in-list" runs the same statement with
+// in_predicate_conversion_threshold=0, so that the server keeps the NOT IN
+// list as a sorted list instead of materializing it into a table.
+func BenchmarkReadSkipIDs(b *testing.B) {
+	const batch, held = 100, 3000
+	ctx := context.Background()
+	db := benchDB(b)
+	s := newStore(b, db, Config{})
+	fillPending(b, ctx, db, s, 10_000, 1000)
+	analyze(b, ctx, db, s)
+	settle(b, db)
+	lanes := make([]int, outbox.DefaultLanes)
+	for i := range lanes {
+		lanes[i] = i
+	}
+	first, err := s.Read(ctx, outbox.ReadParams{Lanes: lanes, Limit: held + batch})
+	if err != nil || len(first) != held+batch {
+		b.Fatalf("read %d records: %v", len(first), err)
+	}
+	skip := recordIDs(first[:held])
+	want := first[held].ID
+	info, err := s.checkServer(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		p      outbox.ReadParams
+		prefix string
+	}{
+		{"head", outbox.ReadParams{Lanes: lanes, Limit: batch}, ""},
+		{"cursor", outbox.ReadParams{Lanes: lanes, Limit: batch, AfterSeq: first[held-1].Seq}, ""},
+		{"skip-3000", outbox.ReadParams{Lanes: lanes, Limit: batch, SkipIDs: skip}, ""},
+		{"skip-3000-in-list", outbox.ReadParams{Lanes: lanes, Limit: batch, SkipIDs: skip}, "SET STATEMENT in_predicate_conversion_threshold=0 FOR "},
+	} {
+		if tc.prefix != "" && !info.mariaDB {
+			continue
+		}
+		b.Run(tc.name, func(b *testing.B) {
+			query, args := s.readQuery(tc.p)
+			var text string
+			if err := db.QueryRowContext(ctx, tc.prefix+"EXPLAIN FORMAT=JSON "+query, args...).Scan(&text); err != nil {
+				b.Fatal(err)
+			}
+			b.Logf("EXPLAIN FORMAT=JSON\n%s", abridgeIDs(text))
+			query = tc.prefix + query
+			for b.Loop() {
+				rows, err := db.QueryContext(ctx, query, args...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n := 0
+				var firstID string
+				for rows.Next() {
+					r, err := scanRecord(rows)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if n == 0 {
+						firstID = r.ID
+					}
+					n++
+				}
+				if err := rows.Close(); err != nil {
+					b.Fatal(err)
+				}
+				if n != batch || (tc.name != "head" && firstID != want) {
+					b.Fatalf("read %d records from %s, want %d from %s", n, firstID, batch, want)
+				}
+			}
+		})
+	}
+}

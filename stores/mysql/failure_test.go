@@ -241,7 +241,8 @@ func TestRelaySurvivesKilledConnections(t *testing.T) {
 	}
 }
 
-// takesWaiting returns the sessions among ids that wait to lock lane rows.
+// takesWaiting returns the sessions among ids whose TakeLanes (its UPDATE
+// of the lane rows) is running: waiting for the rows the test holds.
 func takesWaiting(t *testing.T, ctx context.Context, admin *sql.DB, ids []int64) []int64 {
 	t.Helper()
 	if len(ids) == 0 {
@@ -252,7 +253,7 @@ func takesWaiting(t *testing.T, ctx context.Context, admin *sql.DB, ids []int64)
 		list[i] = fmt.Sprint(id)
 	}
 	rows, err := admin.QueryContext(ctx, "SELECT ID FROM information_schema.PROCESSLIST WHERE ID IN ("+
-		strings.Join(list, ",")+") AND INFO LIKE '%\\_lanes` WHERE lane IN %FOR UPDATE'")
+		strings.Join(list, ",")+") AND INFO LIKE '%\\_lanes` FORCE INDEX (PRIMARY) SET owner = %'")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +291,13 @@ func poll(t testing.TB, ctx context.Context, what string, cond func() bool) {
 }
 
 // TestDeadlockInTakeLanesIsRetried makes InnoDB pick a TakeLanes as the
-// victim of a deadlock; it must be retried and succeed.
+// victim of a deadlock; it must be retried and succeed, and charge the
+// records of the lanes it took from an expired owner once.
+//
+// TakeLanes is one UPDATE of the lane rows, which locks them in lane
+// order: another transaction holds the higher lane, the UPDATE locks the
+// lower one and waits, and the other transaction then asks for the lower
+// one: a cycle, within the UPDATE's single statement.
 func TestDeadlockInTakeLanesIsRetried(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -300,15 +307,20 @@ func TestDeadlockInTakeLanesIsRetried(t *testing.T) {
 	s := newStore(t, db, Config{})
 	msgs := enqueue(t, ctx, db, s, keyed("t", "k", 10)...)
 	lane := outbox.LaneOf("k", "", outbox.DefaultLanes)
+	low, high := lane, lane+1
+	if lane == outbox.DefaultLanes-1 {
+		low, high = lane-1, lane
+	}
 
-	// A relay takes the lane and lets its lease expire: the next taker
-	// charges the lane's first records.
+	// A relay takes both lanes and lets its lease expire: the next taker
+	// charges the lanes' first records.
 	view, err := s.SyncLanes(ctx, outbox.SyncParams{Owner: "gone", Lease: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	gone, err := s.TakeLanes(ctx, outbox.TakeParams{Owner: "gone", Lease: time.Millisecond, Lanes: []outbox.Lane{view.Lanes[lane].Lane}})
-	if err != nil || len(gone) != 1 {
+	gone, err := s.TakeLanes(ctx, outbox.TakeParams{Owner: "gone", Lease: time.Millisecond,
+		Lanes: []outbox.Lane{view.Lanes[low].Lane, view.Lanes[high].Lane}})
+	if err != nil || len(gone) != 2 {
 		t.Fatalf("TakeLanes = %v, %v", gone, err)
 	}
 	time.Sleep(20 * time.Millisecond)
@@ -325,6 +337,9 @@ func TestDeadlockInTakeLanesIsRetried(t *testing.T) {
 	if _, err := other.ExecContext(ctx, "UPDATE "+s.table+" SET last_error = 'changed by another transaction' WHERE seq > 0"); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := other.ExecContext(ctx, "SELECT lane FROM "+s.lanes+" WHERE lane = ? FOR UPDATE", high); err != nil {
+		t.Fatal(err)
+	}
 
 	type result struct {
 		lanes []outbox.Lane
@@ -335,9 +350,9 @@ func TestDeadlockInTakeLanesIsRetried(t *testing.T) {
 		lanes, err := s.TakeLanes(ctx, outbox.TakeParams{Owner: "a", Lease: time.Hour, Lanes: gone, Charge: 5})
 		done <- result{lanes, err}
 	}()
-	// Once TakeLanes holds the lane row and waits for the records it
-	// charges, lock the lane row: a cycle.
-	poll(t, ctx, "TakeLanes to wait for the locked records", func() bool {
+	// Once TakeLanes holds the lower lane and waits for the higher, lock
+	// the lower: a cycle.
+	poll(t, ctx, "TakeLanes to wait for the higher lane", func() bool {
 		var n int
 		err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.INNODB_TRX t"+
 			" JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id"+
@@ -347,7 +362,7 @@ func TestDeadlockInTakeLanesIsRetried(t *testing.T) {
 		}
 		return n > 0
 	})
-	if _, err := other.ExecContext(ctx, "SELECT lane FROM "+s.lanes+" WHERE lane = ? FOR UPDATE", lane); err != nil {
+	if _, err := other.ExecContext(ctx, "SELECT lane FROM "+s.lanes+" WHERE lane = ? FOR UPDATE", low); err != nil {
 		t.Fatalf("the other transaction was chosen as the deadlock victim (%v); the test needs TakeLanes to be", err)
 	}
 	select {
@@ -365,8 +380,8 @@ func TestDeadlockInTakeLanesIsRetried(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("TakeLanes after a deadlock: %v", r.err)
 	}
-	if len(r.lanes) != 1 || r.lanes[0].ID != lane || r.lanes[0].Epoch != gone[0].Epoch+1 {
-		t.Fatalf("TakeLanes after a deadlock = %v, want lane %d at epoch %d", r.lanes, lane, gone[0].Epoch+1)
+	if len(r.lanes) != 2 || r.lanes[0] != (outbox.Lane{ID: low, Epoch: gone[0].Epoch + 1}) || r.lanes[1] != (outbox.Lane{ID: high, Epoch: gone[1].Epoch + 1}) {
+		t.Fatalf("TakeLanes after a deadlock = %v, want lanes %d and %d at epochs %d and %d", r.lanes, low, high, gone[0].Epoch+1, gone[1].Epoch+1)
 	}
 	recs := readOK(t, ctx, s, r.lanes, 20)
 	if len(recs) != len(msgs) {

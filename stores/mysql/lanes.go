@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -79,7 +81,7 @@ func (s *Store) SyncLanes(ctx context.Context, p outbox.SyncParams) (outbox.Lane
 			return err
 		}
 		if held := heldLanes(p.Held); held != "" {
-			if _, err := s.db.ExecContext(ctx, "UPDATE "+s.lanes+" SET lease_until = "+until+
+			if _, err := s.db.ExecContext(ctx, "UPDATE "+s.lanes+lanesByKey+" SET lease_until = "+until+
 				" WHERE "+held+" AND owner = ?", p.Owner); err != nil {
 				return err
 			}
@@ -140,6 +142,13 @@ func (s *Store) readLanes(ctx context.Context) ([]outbox.LaneState, error) {
 	return lanes, nil
 }
 
+// lanesByKey makes an UPDATE of lane rows read only the rows of the lanes
+// it names, by primary key (a range per lane). Left to itself, the
+// optimizer reads the whole primary key of the small table, and an UPDATE
+// locks every row it reads (in REPEATABLE READ until the statement ends),
+// so it would wait for lanes it does not touch.
+const lanesByKey = " FORCE INDEX (PRIMARY)"
+
 // heldLanes returns a condition on the lanes table that holds for the rows
 // of lanes at their epochs, found by primary key; "" when lanes is empty.
 // Everything in it is a number.
@@ -157,11 +166,20 @@ func heldLanes(lanes []outbox.Lane) string {
 	return "lane IN (" + strings.Join(ids, ",") + ") AND (lane, epoch) IN (" + strings.Join(pairs, ",") + ")"
 }
 
-// TakeLanes implements [outbox.Store] in one transaction: lock the rows of
-// the lanes asked for (SELECT ... FOR UPDATE, by primary key, in lane
-// order), take those still at the epoch given and free or expired, and
-// charge one attempt to the first p.Charge pending records of the lanes
-// whose owner let its lease expire.
+// TakeLanes implements [outbox.Store] without a transaction, so that no
+// lock outlives a statement (a relay frozen between two round trips holds
+// nothing):
+//
+//  1. one UPDATE takes the lanes of p.Lanes that are, when it runs, at the
+//     epoch given and free or expired: new owner, epoch + 1, a lease, a
+//     random token of this call, and whether the previous owner let its
+//     lease expire. It locks only the rows it changes: a lane held by
+//     another relay, or at another epoch, is not touched;
+//  2. a plain SELECT reads back the rows this call took, by the token;
+//  3. when some of them came from an expired owner and p.Charge > 0, a
+//     plain SELECT finds the first p.Charge due pending records of those
+//     lanes, and an UPDATE by primary key, fenced by the new epochs as a
+//     settle is, charges them one attempt.
 func (s *Store) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.Lane, error) {
 	if err := checkOwner("TakeLanes", p.Owner, p.Lease); err != nil {
 		return nil, err
@@ -169,98 +187,89 @@ func (s *Store) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.La
 	if len(p.Lanes) == 0 {
 		return nil, nil
 	}
-	var taken []outbox.Lane
-	err := s.withRetry(ctx, "take lanes", func(ctx context.Context) error {
-		var err error
-		taken, err = s.takeLanes(ctx, p)
-		return err
-	})
-	return taken, err
-}
-
-func (s *Store) takeLanes(ctx context.Context, p outbox.TakeParams) (_ []outbox.Lane, err error) {
-	want := make(map[int]int64, len(p.Lanes))
 	ids := make([]int64, 0, len(p.Lanes))
 	for _, l := range p.Lanes {
-		if _, dup := want[l.ID]; !dup {
-			ids = append(ids, int64(l.ID))
-		}
-		want[l.ID] = l.Epoch
+		ids = append(ids, int64(l.ID))
 	}
 	slices.Sort(ids)
-
-	// READ COMMITTED: the locking read takes record locks only, and the
-	// charge's plain read sees every settle committed before it.
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
-	if err != nil {
+	ids = slices.Compact(ids)
+	token := rand.Int64N(math.MaxInt64) + 1 // never the default 0
+	in := "lane IN " + inList(ids)
+	if err := s.withRetry(ctx, "take lanes", func(ctx context.Context) error {
+		_, err := s.db.ExecContext(ctx, s.takeQuery(ids, p), p.Owner, token)
+		return err
+	}); err != nil {
 		return nil, err
 	}
-	defer func() {
+	var taken, expired []outbox.Lane
+	if err := s.withRetry(ctx, "take lanes: read back", func(ctx context.Context) error {
+		taken, expired = taken[:0], expired[:0]
+		rows, err := s.db.QueryContext(ctx, "SELECT lane, epoch, take_expired FROM "+s.lanes+
+			" WHERE "+in+" AND take_token = ? AND owner = ? ORDER BY lane", token, p.Owner)
 		if err != nil {
-			_ = tx.Rollback()
+			return err
 		}
-	}()
-	rows, err := tx.QueryContext(ctx, "SELECT lane, owner, epoch, lease_until, UTC_TIMESTAMP(6) FROM "+s.lanes+
-		" WHERE lane IN "+inList(ids)+" ORDER BY lane FOR UPDATE")
-	if err != nil {
-		return nil, err
-	}
-	var now time.Time
-	var taken []outbox.Lane
-	var expired []int64
-	for rows.Next() {
-		var id int
-		var owner []byte
-		var epoch int64
-		var until, at utcTime
-		if err := rows.Scan(&id, &owner, &epoch, &until, &at); err != nil {
-			rows.Close()
-			return nil, err
+		defer rows.Close()
+		for rows.Next() {
+			var l outbox.Lane
+			var wasExpired bool
+			if err := rows.Scan(&l.ID, &l.Epoch, &wasExpired); err != nil {
+				return err
+			}
+			taken = append(taken, l)
+			if wasExpired {
+				expired = append(expired, l)
+			}
 		}
-		now = at.Time
-		if epoch != want[id] || (len(owner) > 0 && until.Valid && until.Time.After(now)) {
-			continue // changed since the caller's view, or held
-		}
-		if len(owner) > 0 {
-			expired = append(expired, int64(id))
-		}
-		taken = append(taken, outbox.Lane{ID: id, Epoch: epoch + 1})
-	}
-	if err := rows.Err(); err != nil {
-		rows.Close()
-		return nil, err
-	}
-	rows.Close()
-	if len(taken) == 0 {
-		return nil, tx.Rollback()
-	}
-	takenIDs := make([]int64, len(taken))
-	for i, l := range taken {
-		takenIDs[i] = int64(l.ID)
-	}
-	if _, err := tx.ExecContext(ctx, "UPDATE "+s.lanes+" SET owner = ?, epoch = epoch + 1, lease_until = "+datetime(now.Add(p.Lease))+
-		" WHERE lane IN "+inList(takenIDs), p.Owner); err != nil {
+		return rows.Err()
+	}); err != nil {
 		return nil, err
 	}
 	if len(expired) > 0 && p.Charge > 0 {
-		// A plain read finds the records (it never waits for a writer's
-		// uncommitted rows), the UPDATE charges them by primary key.
-		seqs, err := selectSeqs(ctx, tx, "SELECT seq FROM "+s.table+" FORCE INDEX (state_order)"+
-			" WHERE state = 0 AND lane IN "+inList(expired)+" ORDER BY seq LIMIT "+strconv.Itoa(p.Charge))
-		if err != nil {
+		if err := s.withRetry(ctx, "take lanes: charge", func(ctx context.Context) error {
+			return s.charge(ctx, expired, p.Charge)
+		}); err != nil {
 			return nil, err
 		}
-		if len(seqs) > 0 {
-			if _, err := tx.ExecContext(ctx, "UPDATE "+s.table+" FORCE INDEX (PRIMARY) SET attempts = attempts + 1"+
-				" WHERE seq IN "+inList(seqs)+" AND state = 0"); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, err
 	}
 	return taken, nil
+}
+
+// takeQuery is the UPDATE of TakeLanes, for the sorted lane IDs of p; its
+// arguments are the owner and the call's token. The row of a lane is found
+// by primary key and changed only when it is at the epoch p gives and free
+// or expired.
+func (s *Store) takeQuery(ids []int64, p outbox.TakeParams) string {
+	return "UPDATE " + s.lanes + lanesByKey + " SET owner = ?, epoch = epoch + 1, take_token = ?," +
+		// lease_until is set only while a lane has an owner; it is read here
+		// before it is assigned (MySQL assigns left to right, MariaDB too
+		// unless SIMULTANEOUS_ASSIGNMENT, which reads the old value anyway).
+		" take_expired = lease_until IS NOT NULL," +
+		" lease_until = UTC_TIMESTAMP(6) + INTERVAL " + strconv.FormatInt(micros(p.Lease), 10) + " MICROSECOND" +
+		" WHERE lane IN " + inList(ids) + " AND (lane, epoch) IN " + laneFence(p.Lanes) +
+		" AND (owner = '' OR lease_until <= UTC_TIMESTAMP(6))"
+}
+
+// charge adds one attempt to the first n due pending records of lanes, in
+// seq order. A plain read finds them (it never waits for a writer's
+// uncommitted rows); the UPDATE changes them by primary key, only while
+// their lane is still at the epoch given (a relay that took the lane from
+// us meanwhile charges them itself).
+func (s *Store) charge(ctx context.Context, lanes []outbox.Lane, n int) error {
+	ids := make([]int64, len(lanes))
+	for i, l := range lanes {
+		ids[i] = int64(l.ID)
+	}
+	seqs, err := selectSeqs(ctx, s.db, "SELECT seq FROM "+s.table+" FORCE INDEX (state_order)"+
+		" WHERE state = 0 AND lane IN "+inList(ids)+" AND (not_before IS NULL OR not_before <= UTC_TIMESTAMP(6))"+
+		" ORDER BY seq LIMIT "+strconv.Itoa(n))
+	if err != nil || len(seqs) == 0 {
+		return err
+	}
+	_, err = s.db.ExecContext(ctx, "UPDATE "+s.table+" o FORCE INDEX (PRIMARY) STRAIGHT_JOIN "+s.lanes+" l ON l.lane = o.lane"+
+		" SET o.attempts = o.attempts + 1"+
+		" WHERE o.seq IN "+inList(seqs)+" AND o.state = 0 AND (l.lane, l.epoch) IN "+laneFence(lanes))
+	return err
 }
 
 // ReleaseLanes implements [outbox.Store].
@@ -270,7 +279,7 @@ func (s *Store) ReleaseLanes(ctx context.Context, p outbox.ReleaseLanesParams) e
 	}
 	return s.withRetry(ctx, "release lanes", func(ctx context.Context) error {
 		if held := heldLanes(p.Lanes); held != "" {
-			if _, err := s.db.ExecContext(ctx, "UPDATE "+s.lanes+" SET owner = '', lease_until = NULL"+
+			if _, err := s.db.ExecContext(ctx, "UPDATE "+s.lanes+lanesByKey+" SET owner = '', lease_until = NULL"+
 				" WHERE "+held+" AND owner = ?", p.Owner); err != nil {
 				return err
 			}

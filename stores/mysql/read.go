@@ -43,15 +43,17 @@ func (s *Store) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record,
 }
 
 // readQuery returns the statement of Read and its arguments (the skipped
-// keys; every number is inlined).
+// keys; every number, and the skipped IDs, are inlined).
 //
 // Its plan does not depend on the table's statistics: FORCE INDEX makes it
 // a range scan of state_order from (0, AfterSeq) in seq order, which stops
 // after Limit rows that pass the filters, with the lane tested in the index
 // (index condition pushdown) before a row is fetched. Delivered records
 // (state 2) and dead letters (state 1) lie outside the range; there is no
-// sort. In strict order each candidate with a key costs one look-up in
-// dead_keys, which holds the keys of dead letters only.
+// sort. The skipped IDs and keys are filters on the rows fetched: a row
+// the relay holds costs a fetch and a test, never a different plan. In
+// strict order each candidate with a key costs one look-up in dead_keys,
+// which holds the keys of dead letters only.
 func (s *Store) readQuery(p outbox.ReadParams) (string, []any) {
 	lanes := make([]int64, len(p.Lanes))
 	for i, l := range p.Lanes {
@@ -71,6 +73,13 @@ func (s *Store) readQuery(p outbox.ReadParams) (string, []any) {
 	}
 	if len(skip) > 0 {
 		b.WriteString(" AND o.msg_key NOT IN (" + strings.Join(skip, ",") + ")")
+	}
+	// The skipped IDs are inlined: only canonical UUIDs can name a record
+	// (Enqueue stores them in lowercase), and idList keeps nothing else.
+	// The server sorts a list of constants once and tests each row with a
+	// binary search, after fetching it (id is not in state_order).
+	if ids, n := idList(p.SkipIDs); n > 0 {
+		b.WriteString(" AND o.id NOT IN " + ids)
 	}
 	if p.StrictOrder {
 		b.WriteString(" AND NOT EXISTS (SELECT 1 FROM " + s.table + " d FORCE INDEX (dead_keys)" +

@@ -2,9 +2,9 @@ package mysqlstore
 
 import (
 	"context"
-	"database/sql"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	outbox "github.com/txoutbox/txoutbox/core"
@@ -23,100 +23,127 @@ const maxErrorBytes = 65535
 // committed: a relay would stall behind a long business transaction.
 const byID = " FORCE INDEX (by_id)"
 
-// Settle implements [outbox.Store]. Every outcome is one UPDATE of the
-// outbox joined with the lanes table: it applies to a record that is
-// pending and whose lane row is at the epoch p.Lanes gives for it. The
-// records are found through by_id, each lane row by its primary key.
+// Settle implements [outbox.Store] with one UPDATE of the outbox joined
+// with the lanes table (per 5,000 outcomes), autocommitted: it applies to a
+// record that is pending and whose lane row is at the epoch p.Lanes gives
+// for it. The records are found through by_id, each lane row by its primary
+// key. InnoDB reads the lane rows of a multi-table UPDATE with shared locks,
+// held for the statement only: no TakeLanes can move a lane while the
+// statement writes its records, and no lock outlives the statement, so a
+// relay that freezes between two calls holds nothing.
 //
-// Delivered records alone take one autocommitted statement (per 5,000
-// IDs). With failures, everything runs in one transaction that first
-// takes a shared lock on the rows of p.Lanes at their epochs, so that no
-// TakeLanes can move them while the outcomes are written.
+// Delivered records alone take the plain statement of deliveredQuery.
+// With failures, the statement sets every column with a CASE on the
+// record's ID: deliveries, retries (their error and delay) and dead letters
+// (their error) in the same statement.
 func (s *Store) Settle(ctx context.Context, p outbox.SettleParams) error {
 	fence := laneFence(p.Lanes)
 	if fence == "" {
 		return nil // no lane held: every outcome is fenced off
 	}
-	if len(p.Retries) == 0 && len(p.Dead) == 0 {
-		for _, c := range chunks(len(p.Delivered), settleChunk) {
-			query, ok := s.deliveredQuery(p.Delivered[c[0]:c[1]], fence)
-			if !ok {
-				continue
-			}
-			if err := s.withRetry(ctx, "settle", func(ctx context.Context) error {
-				_, err := s.db.ExecContext(ctx, query)
-				return err
-			}); err != nil {
-				return err
-			}
-		}
-		return nil
+	outcomes := make([]outcome, 0, len(p.Delivered)+len(p.Retries)+len(p.Dead))
+	for _, id := range p.Delivered {
+		outcomes = append(outcomes, outcome{id: id, kind: delivered})
 	}
-	return s.withRetry(ctx, "settle", func(ctx context.Context) error { return s.settleTx(ctx, p, fence) })
+	for _, f := range p.Dead {
+		outcomes = append(outcomes, outcome{id: f.ID, kind: dead, err: f.Error})
+	}
+	for _, r := range p.Retries {
+		outcomes = append(outcomes, outcome{id: r.ID, kind: retried, err: r.Error, delay: r.Delay})
+	}
+	for _, c := range chunks(len(outcomes), settleChunk) {
+		query, args, ok := s.settleQuery(outcomes[c[0]:c[1]], fence)
+		if !ok {
+			continue
+		}
+		if err := s.withRetry(ctx, "settle", func(ctx context.Context) error {
+			_, err := s.db.ExecContext(ctx, query, args...)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// settleTx writes the outcomes of p in one transaction.
-func (s *Store) settleTx(ctx context.Context, p outbox.SettleParams, fence string) (err error) {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-		}
-	}()
-	if _, err := tx.ExecContext(ctx, "SELECT lane FROM "+s.lanes+" WHERE "+heldLanes(p.Lanes)+" ORDER BY lane LOCK IN SHARE MODE"); err != nil {
-		return err
-	}
-	exec := func(query string, args ...any) error {
-		_, err := tx.ExecContext(ctx, query, args...)
-		return err
-	}
-	for _, c := range chunks(len(p.Delivered), settleChunk) {
-		if query, ok := s.deliveredQuery(p.Delivered[c[0]:c[1]], fence); ok {
-			if err := exec(query); err != nil {
-				return err
-			}
-		}
-	}
-	for _, c := range chunks(len(p.Retries), settleChunk) {
-		retries := p.Retries[c[0]:c[1]]
-		ids := make([]string, len(retries))
-		errs := make([]string, len(retries))
-		delays := make([]string, len(retries))
-		for i, r := range retries {
-			ids[i], errs[i], delays[i] = r.ID, r.Error, strconv.FormatInt(micros(r.Delay), 10)
-		}
-		lastError, args := caseByID(ids, errs, true)
-		if lastError == "" {
+// An outcome of Settle for one record.
+type outcome struct {
+	id    string
+	kind  outcomeKind
+	err   string
+	delay time.Duration
+}
+
+type outcomeKind int
+
+const (
+	delivered outcomeKind = iota
+	retried
+	dead
+)
+
+// settleQuery returns the UPDATE that writes outcomes, fenced by fence, and
+// its arguments (the errors); false when none of the IDs can name a record.
+// An ID listed twice keeps one outcome: delivered, else dead, else retried.
+func (s *Store) settleQuery(outcomes []outcome, fence string) (string, []any, bool) {
+	seen := make(map[string]bool, len(outcomes))
+	var ids, deliveredIDs, deadIDs []string
+	var failures []outcome
+	for _, o := range outcomes {
+		id := strings.ToLower(o.id)
+		if !isUUID(id) || seen[id] {
 			continue
 		}
-		delay, _ := caseByID(ids, delays, false)
-		list, _ := idList(ids)
-		if err := exec(s.settleUpdate("o.attempts = o.attempts + 1, o.last_error = "+lastError+
-			", o.not_before = UTC_TIMESTAMP(6) + INTERVAL "+delay+" MICROSECOND", list, fence), args...); err != nil {
-			return err
+		seen[id] = true
+		ids = append(ids, id)
+		switch o.kind {
+		case delivered:
+			deliveredIDs = append(deliveredIDs, id)
+		case dead:
+			deadIDs = append(deadIDs, id)
+			fallthrough
+		default:
+			o.id = id
+			failures = append(failures, o)
 		}
 	}
-	for _, c := range chunks(len(p.Dead), settleChunk) {
-		letters := p.Dead[c[0]:c[1]]
-		ids := make([]string, len(letters))
-		errs := make([]string, len(letters))
-		for i, f := range letters {
-			ids[i], errs[i] = f.ID, f.Error
-		}
-		lastError, args := caseByID(ids, errs, true)
-		if lastError == "" {
-			continue
-		}
-		list, _ := idList(ids)
-		if err := exec(s.settleUpdate("o.attempts = o.attempts + 1, o.last_error = "+lastError+
-			", o.dead_at = UTC_TIMESTAMP(6)", list, fence), args...); err != nil {
-			return err
+	if len(ids) == 0 {
+		return "", nil, false
+	}
+	list, _ := idList(ids)
+	if len(failures) == 0 {
+		return s.settleUpdate("o.delivered_at = UTC_TIMESTAMP(6)", list, fence), nil, true
+	}
+	// Every column is set from the record's original values and its ID
+	// only, so the order in which the server assigns them does not matter.
+	var set strings.Builder
+	var args []any
+	set.WriteString("o.attempts = o.attempts + 1")
+	if len(deliveredIDs) > 0 {
+		d, _ := idList(deliveredIDs)
+		set.WriteString(" - (o.id IN " + d + ")") // a delivery costs no attempt
+		set.WriteString(", o.delivered_at = IF(o.id IN " + d + ", UTC_TIMESTAMP(6), NULL)")
+	}
+	set.WriteString(", o.last_error = CASE o.id")
+	for _, f := range failures {
+		set.WriteString(" WHEN '" + f.id + "' THEN ?")
+		args = append(args, errorText(f.err))
+	}
+	set.WriteString(" ELSE o.last_error END")
+	var retryDelays strings.Builder
+	for _, f := range failures {
+		if f.kind == retried {
+			retryDelays.WriteString(" WHEN '" + f.id + "' THEN UTC_TIMESTAMP(6) + INTERVAL " + strconv.FormatInt(micros(f.delay), 10) + " MICROSECOND")
 		}
 	}
-	return tx.Commit()
+	if retryDelays.Len() > 0 {
+		set.WriteString(", o.not_before = CASE o.id" + retryDelays.String() + " ELSE o.not_before END")
+	}
+	if len(deadIDs) > 0 {
+		d, _ := idList(deadIDs)
+		set.WriteString(", o.dead_at = IF(o.id IN " + d + ", UTC_TIMESTAMP(6), NULL)")
+	}
+	return s.settleUpdate(set.String(), list, fence), args, true
 }
 
 // deliveredQuery returns the UPDATE that marks the records of ids
@@ -150,38 +177,6 @@ func laneFence(lanes []outbox.Lane) string {
 		pairs[i] = "(" + strconv.Itoa(l.ID) + "," + strconv.FormatInt(l.Epoch, 10) + ")"
 	}
 	return "(" + strings.Join(pairs, ",") + ")"
-}
-
-// caseByID returns "CASE id WHEN 'id' THEN value ... END" over the IDs that
-// can be in the outbox, or "" when there is none. With placeholders the
-// values are arguments (errors, sanitized to fit a TEXT column), returned
-// in order; otherwise they are inlined (numbers).
-func caseByID(ids, values []string, placeholders bool) (string, []any) {
-	var b strings.Builder
-	var args []any
-	b.WriteString("CASE id")
-	n := 0
-	for i, id := range ids {
-		id = strings.ToLower(id)
-		if !isUUID(id) {
-			continue
-		}
-		b.WriteString(" WHEN '")
-		b.WriteString(id)
-		b.WriteString("' THEN ")
-		if placeholders {
-			b.WriteByte('?')
-			args = append(args, errorText(values[i]))
-		} else {
-			b.WriteString(values[i])
-		}
-		n++
-	}
-	if n == 0 {
-		return "", nil
-	}
-	b.WriteString(" END")
-	return b.String(), args
 }
 
 // errorText makes an error message fit a utf8mb4 TEXT column: valid UTF-8

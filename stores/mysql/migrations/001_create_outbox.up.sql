@@ -40,13 +40,18 @@ CREATE TABLE IF NOT EXISTS {outbox} (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 -- One row per lane, 0 to the lane count minus one, inserted by Migrate.
--- owner is '' while the lane is free; epoch grows whenever the lane changes
--- hands and fences settles.
+-- owner is '' while the lane is free (lease_until is NULL then); epoch grows
+-- whenever the lane changes hands and fences settles. TakeLanes is one
+-- UPDATE: it marks the rows it takes with a token of its own (take_token)
+-- and whether their previous owner let its lease expire (take_expired), and
+-- then reads them back by that token, so that no lock outlives a statement.
 CREATE TABLE IF NOT EXISTS {lanes} (
-  lane        INT NOT NULL,
-  owner       VARBINARY(255) NOT NULL DEFAULT '',
-  epoch       BIGINT NOT NULL DEFAULT 0,
-  lease_until DATETIME(6) NULL,
+  lane         INT NOT NULL,
+  owner        VARBINARY(255) NOT NULL DEFAULT '',
+  epoch        BIGINT NOT NULL DEFAULT 0,
+  lease_until  DATETIME(6) NULL,
+  take_token   BIGINT NOT NULL DEFAULT 0,
+  take_expired BOOLEAN NOT NULL DEFAULT FALSE,
   PRIMARY KEY (lane)
 ) ENGINE=InnoDB;
 
