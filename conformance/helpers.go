@@ -163,7 +163,15 @@ func (r *relay) settle(p outbox.SettleParams) {
 	}
 }
 
+// deliver settles recs delivered, keeping them (Retain), so that the
+// tests of Cleanup have delivered records to delete.
 func (r *relay) deliver(recs ...outbox.Record) {
+	r.t.Helper()
+	r.settle(outbox.SettleParams{Delivered: recordIDs(recs), Retain: true})
+}
+
+// deliverAndDelete settles recs delivered without keeping them.
+func (r *relay) deliverAndDelete(recs ...outbox.Record) {
 	r.t.Helper()
 	r.settle(outbox.SettleParams{Delivered: recordIDs(recs)})
 }

@@ -262,6 +262,36 @@ var laneTests = []storeTest{
 			t.Fatalf("after delivering two, read %v; want %v", recordIDs(got), recordIDs(recs[2:]))
 		}
 	}},
+	{"SettleDeletesUnlessRetained", func(t *testing.T, h StoreHarness) {
+		ctx := testContext(t)
+		ob := h.New(t, OutboxOptions{Lanes: 4})
+		write(t, ctx, ob, newMessages("t", "k", 4)...)
+		a := hold(t, ctx, ob.Store, "a", hour)
+		recs := a.read(10)
+		a.deliverAndDelete(recs[:2]...)
+		a.deliverAndDelete(recs[:2]...) // idempotent
+		a.deliver(recs[2])
+		if got := a.read(10); len(got) != 1 || got[0].ID != recs[3].ID {
+			t.Fatalf("after three deliveries read %v; want just %s", recordIDs(got), recs[3].ID)
+		}
+		c, ok := ob.Store.(outbox.Cleaner)
+		if !ok {
+			return
+		}
+		// Only the retained delivery is left for Cleanup.
+		var deleted int
+		eventually(t, ctx, "Cleanup to delete the retained delivery", func() bool {
+			n, err := c.Cleanup(ctx, outbox.CleanupParams{OlderThan: time.Millisecond, Limit: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			deleted += n
+			return deleted > 0
+		})
+		if deleted != 1 {
+			t.Fatalf("Cleanup deleted %d records; want 1: records delivered without Retain are deleted by Settle itself", deleted)
+		}
+	}},
 	{"RetryKeepsErrorAndDelay", func(t *testing.T, h StoreHarness) {
 		ctx := testContext(t)
 		ob := h.New(t, OutboxOptions{Lanes: 4})

@@ -23,7 +23,7 @@ func TestNewRelayDefaults(t *testing.T) {
 		Lease: outbox.DefaultLease, PublishTimeout: outbox.DefaultPublishTimeout, ReadTimeout: outbox.DefaultReadTimeout,
 		MaxAttempts:   outbox.DefaultMaxAttempts,
 		MinRetryDelay: outbox.DefaultMinRetryDelay, MaxRetryDelay: outbox.DefaultMaxRetryDelay,
-		Retention: outbox.DefaultRetention, CleanupInterval: outbox.DefaultCleanupInterval, CleanupBatch: outbox.DefaultCleanupBatch,
+		CleanupInterval: outbox.DefaultCleanupInterval, CleanupBatch: outbox.DefaultCleanupBatch,
 	}
 	got := c
 	got.Owner, got.Logger = "", nil

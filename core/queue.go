@@ -274,6 +274,19 @@ func (q *queue) dropLane(lane int) {
 	}
 }
 
+// ready counts the queued records that may go out as soon as their key is
+// free: records of keys held back (a retry, a paused topic) do not count,
+// so that a queue full of them never stops the reads of other keys.
+func (q *queue) ready(now time.Time) int {
+	n := 0
+	for _, kq := range q.order {
+		if !now.Before(kq.notBefore) {
+			n += len(kq.recs)
+		}
+	}
+	return n
+}
+
 // heldBack lists up to limit keys whose records wait (a retry or a paused
 // topic), for reads to leave out: their later records would only fill the
 // queue.

@@ -132,7 +132,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	if l, ok := r.store.(Listener); ok {
 		wg.Go(func() { r.listen(ctx, l) })
 	}
-	if c, ok := r.store.(Cleaner); ok && r.cfg.Retention >= 0 {
+	if c, ok := r.store.(Cleaner); ok && r.cfg.Retention > 0 {
 		wg.Go(func() { r.cleanup(ctx, c) })
 	}
 	lanesDone := make(chan struct{})
@@ -170,7 +170,7 @@ func (rn *run) readLoop(ctx context.Context) {
 		rn.mu.Lock()
 		now := time.Now()
 		lanes, epochs := rn.q.readable(now)
-		full := rn.q.queued >= ahead
+		full := rn.q.ready(now) >= ahead
 		var skipIDs, skipKeys []string
 		if len(lanes) > 0 && !full {
 			skipIDs = rn.q.knownIDs()
@@ -231,8 +231,10 @@ func (rn *run) readLoop(ctx context.Context) {
 	}
 }
 
-// maxSkipKeys bounds the keys a read leaves out.
-const maxSkipKeys = 100
+// maxSkipKeys bounds the keys a read leaves out. Past it, the later
+// records of the keys held back beyond it are read and queued behind their
+// key's head: they cost memory, never order.
+const maxSkipKeys = 10_000
 
 // idle waits for a notification, for extra (when not nil), or for wait. It
 // reports false when ctx ended.
@@ -487,7 +489,7 @@ func (r *Relay) process(ctx context.Context, recs []Record, epochs []Lane) ([]Ou
 // until PublishTimeout runs out. Released records need no write: they stay
 // pending in the store and queued in the relay.
 func (r *Relay) settle(ctx context.Context, recs []Record, outcomes []Outcome, epochs []Lane) error {
-	p := SettleParams{Lanes: epochs}
+	p := SettleParams{Lanes: epochs, Retain: r.cfg.Retention != 0}
 	for i, o := range outcomes {
 		id := recs[i].ID
 		switch o.Status {

@@ -89,8 +89,8 @@ type Store interface {
 	Read(ctx context.Context, p ReadParams) ([]Record, error)
 
 	// Settle records the outcomes of published records: delivered ones
-	// end, retries keep their error and wait for their delay, dead letters
-	// are set aside. Each outcome applies only when its record's lane is
+	// are deleted (or, with p.Retain, marked delivered), retries keep their
+	// error and wait for their delay, dead letters are set aside. Each outcome applies only when its record's lane is
 	// held at the epoch given in p.Lanes (whoever holds it, and even if its
 	// lease has run out meanwhile, as long as nobody took it over); other
 	// outcomes, and records already delivered or dead, are ignored.
@@ -213,8 +213,12 @@ type SettleParams struct {
 	// records below. An outcome for a record of another lane, or of a
 	// lane at another epoch, is ignored.
 	Lanes []Lane
-	// Delivered lists records the broker acknowledged, by ID.
+	// Delivered lists records the broker acknowledged, by ID. They are
+	// deleted, unless Retain is set: then they are marked delivered and
+	// kept, for [Cleaner.Cleanup] to delete later.
 	Delivered []string
+	// Retain keeps delivered records (see [RelayConfig.Retention]).
+	Retain bool
 	// Retries lists records that failed and will be tried again. Their
 	// attempt count grows by one.
 	Retries []Retry

@@ -325,6 +325,9 @@ func (s *Store) Settle(ctx context.Context, p outbox.SettleParams) error {
 	for _, id := range p.Delivered {
 		if e := fenced(id); e != nil {
 			e.deliveredAt = now
+			if !p.Retain {
+				delete(s.byID, id) // gone at the next compaction of pending
+			}
 		}
 	}
 	for _, r := range p.Retries {
