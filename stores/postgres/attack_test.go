@@ -96,7 +96,7 @@ func TestAttackSettleRacesTakeover(t *testing.T) {
 		text   string // in the statement that waits
 	}{
 		{"Delivered", func(lanes []outbox.Lane, r0, r1 string) outbox.SettleParams {
-			return outbox.SettleParams{Lanes: lanes, Delivered: []string{r0, r1}}
+			return outbox.SettleParams{Lanes: lanes, Delivered: []string{r0, r1}, Retain: true}
 		}, "SET delivered_at = now()"},
 		{"Dead", func(lanes []outbox.Lane, r0, r1 string) outbox.SettleParams {
 			return outbox.SettleParams{Lanes: lanes, Dead: []outbox.Failure{{ID: r0, Error: "gave up"}, {ID: r1, Error: "gave up"}}}

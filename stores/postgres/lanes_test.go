@@ -62,7 +62,7 @@ func epochs(t testing.TB, ctx context.Context, pool *pgxpool.Pool, s *Store) []o
 // deliver settles the records as delivered at the lanes' current epochs.
 func deliver(t testing.TB, ctx context.Context, s *Store, pool *pgxpool.Pool, ids ...string) {
 	t.Helper()
-	if err := s.Settle(ctx, outbox.SettleParams{Lanes: epochs(t, ctx, pool, s), Delivered: ids}); err != nil {
+	if err := s.Settle(ctx, outbox.SettleParams{Lanes: epochs(t, ctx, pool, s), Delivered: ids, Retain: true}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -214,13 +214,14 @@ func TestLateSettleAfterTakeoverChangesNothing(t *testing.T) {
 	late := outbox.SettleParams{
 		Lanes:     old,
 		Delivered: []string{msgs[0].ID},
+		Retain:    true,
 		Retries:   []outbox.Retry{{ID: msgs[1].ID, Error: "late", Delay: time.Hour}},
 		Dead:      []outbox.Failure{{ID: msgs[2].ID, Error: "late"}},
 	}
 	if err := s.Settle(ctx, late); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Settle(ctx, outbox.SettleParams{Lanes: old, Delivered: []string{msgs[1].ID}}); err != nil {
+	if err := s.Settle(ctx, outbox.SettleParams{Lanes: old, Delivered: []string{msgs[1].ID}, Retain: true}); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range msgs {

@@ -18,6 +18,8 @@ import (
 // locks those lane rows FOR KEY SHARE, so that no takeover commits between
 // the epoch check and the write. Records are found through the primary key
 // on id, lanes through theirs.
+// Delivered records are deleted, or with p.Retain marked delivered (a new
+// row version and its index entries: the delete is the cheaper write).
 // Delivered records alone take one autocommitted statement; with failures,
 // the delivered records and the failures (retries and dead letters
 // together) take one statement each, in one transaction sent in one round
@@ -43,16 +45,20 @@ func (s *Store) Settle(ctx context.Context, p outbox.SettleParams) error {
 			ids, errs, delays, dead = append(ids, id), append(errs, errorText(f.Error)), append(delays, 0), append(dead, true)
 		}
 	}
+	deliver := s.sql.deleteDelivered
+	if p.Retain {
+		deliver = s.sql.delivered
+	}
 	switch {
 	case len(ids) == 0 && len(delivered) == 0:
 		return ctx.Err()
 	case len(ids) == 0:
-		_, err := s.pool.Exec(ctx, s.sql.delivered, delivered, lanes, epochs)
+		_, err := s.pool.Exec(ctx, deliver, delivered, lanes, epochs)
 		return translate("settle", err)
 	}
 	b := &pgx.Batch{}
 	if len(delivered) > 0 {
-		b.Queue(s.sql.delivered, delivered, lanes, epochs)
+		b.Queue(deliver, delivered, lanes, epochs)
 	}
 	b.Queue(s.sql.failed, ids, lanes, epochs, errs, delays, dead)
 	return translate("settle", s.sendTx(ctx, b))

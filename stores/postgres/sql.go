@@ -77,7 +77,7 @@ type statements struct {
 
 	read [4]string // by readVariant
 
-	delivered, failed string
+	delivered, deleteDelivered, failed string
 
 	cleanup, stats, statsRelays, statsLagging string
 
@@ -275,6 +275,14 @@ WHERE l.lane = held.lane`),
 		delivered: sql(`
 ` + fence + `
 UPDATE {table} o SET delivered_at = now()
+WHERE o.id = ANY($1::uuid[]) AND coalesce(o.delivered_at, o.dead_at) IS NULL
+	AND o.lane = ANY(ARRAY(SELECT lane FROM fence))`),
+
+		// The same, deleting the records (Retain unset): no new row
+		// version, no index entry.
+		deleteDelivered: sql(`
+` + fence + `
+DELETE FROM {table} o
 WHERE o.id = ANY($1::uuid[]) AND coalesce(o.delivered_at, o.dead_at) IS NULL
 	AND o.lane = ANY(ARRAY(SELECT lane FROM fence))`),
 
