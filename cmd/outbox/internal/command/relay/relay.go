@@ -86,7 +86,7 @@ continuing the trace that the writer put in the message headers.`,
 	fs.DurationVar(&r.MinRetryDelay, "min-retry-delay", outbox.DefaultMinRetryDelay, "first backoff of a failing message")
 	fs.DurationVar(&r.MaxRetryDelay, "max-retry-delay", 0, "longest backoff of a failing message; 0 means 5m (or --min-retry-delay if longer)")
 	fs.BoolVar(&r.StrictOrder, "strict-order", false, "hold the later messages of a key behind its dead letter until it is replayed or purged")
-	fs.DurationVar(&r.Retention, "retention", outbox.DefaultRetention, "keep delivered messages this long before deleting them; negative disables cleanup")
+	fs.DurationVar(&r.Retention, "retention", 0, "keep delivered messages this long before deleting them (0: delete each one when the broker acknowledged it, the fastest; negative: keep them for good)")
 	fs.DurationVar(&r.CleanupInterval, "cleanup-interval", outbox.DefaultCleanupInterval, "how often delivered messages are deleted")
 	fs.IntVar(&r.CleanupBatch, "cleanup-batch", outbox.DefaultCleanupBatch, "delivered messages deleted per statement")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (e.g. :9090); empty serves nothing")
