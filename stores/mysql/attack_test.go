@@ -12,6 +12,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -327,24 +328,31 @@ func TestAttackFrozenTakeLocksLanesItDidNotTake(t *testing.T) {
 
 // TestAttackSettleRacesTakeoverIsFenced probes promise 4 at the one place
 // where MariaDB could let a late settle through: the delivered-only Settle
-// is one autocommitted UPDATE joining the lanes table, without an explicit
-// lock on the lane row. The test makes the takeover commit between the
-// statement's start and its write of the record:
+// is one autocommitted DELETE (with Retain, an UPDATE) joining the lanes
+// table, without an explicit lock on the lane row. The test makes the
+// takeover commit between the statement's start and its write of the
+// record, with and without Retain:
 //
 //   - lane 1 holds r0 (the smaller ID), lane 0 holds r1; A holds both;
 //   - a third session locks r0 (SELECT ... FOR UPDATE);
-//   - A settles r0 and r1 delivered: the UPDATE starts, walks by_id in ID
+//   - A settles r0 and r1 delivered: the statement starts, walks by_id in ID
 //     order and waits on r0;
 //   - A's lease of lane 0 runs out and B takes lane 0 (TakeLanes commits,
 //     charging r1);
-//   - the third session rolls back; A's UPDATE goes on to r1.
+//   - the third session rolls back; A's statement goes on to r1.
 //
-// In a multi-table UPDATE InnoDB reads the lanes table with shared locks
-// (current reads), so the join sees B's epoch and leaves r1 alone: r1 must
-// stay pending. (PostgreSQL's Settle reads the epochs from its statement
+// In a multi-table UPDATE or DELETE InnoDB reads the lanes table with
+// shared locks (current reads), so the join sees B's epoch and leaves r1
+// alone: r1 must stay pending. (PostgreSQL's Settle reads the epochs from its statement
 // snapshot instead; see stores/postgres/attack_test.go.)
 func TestAttackSettleRacesTakeoverIsFenced(t *testing.T) {
 	t.Parallel()
+	for _, retain := range []bool{false, true} {
+		t.Run(fmt.Sprintf("retain=%v", retain), func(t *testing.T) { attackSettleRacesTakeover(t, retain) })
+	}
+}
+
+func attackSettleRacesTakeover(t *testing.T, retain bool) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	db := openDB(t, testDSN(t, nil))
@@ -391,7 +399,7 @@ func TestAttackSettleRacesTakeoverIsFenced(t *testing.T) {
 	defer conn.Close()
 	settled := make(chan error, 1)
 	go func() {
-		settled <- s.Settle(ctx, outbox.SettleParams{Lanes: lanes, Delivered: []string{m0.ID, m1.ID}})
+		settled <- s.Settle(ctx, outbox.SettleParams{Lanes: lanes, Delivered: []string{m0.ID, m1.ID}, Retain: retain})
 	}()
 	// Wait until the settle waits on r0's lock.
 	poll(t, ctx, "the settle to wait on r0", func() bool {
@@ -401,7 +409,7 @@ func TestAttackSettleRacesTakeoverIsFenced(t *testing.T) {
 		default:
 		}
 		var n int
-		err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE '%delivered_at%'").Scan(&n)
+		err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE '%STRAIGHT_JOIN%'").Scan(&n)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -418,16 +426,17 @@ func TestAttackSettleRacesTakeoverIsFenced(t *testing.T) {
 	if err := <-settled; err != nil {
 		t.Fatal(err)
 	}
-	var delivered0, delivered1 bool
+	// state: 2 delivered, 0 pending, -1 gone (deleted).
+	var state0, state1 int
 	if err := db.QueryRowContext(ctx, "SELECT "+
-		"(SELECT delivered_at IS NOT NULL FROM "+s.table+" WHERE id = ?), (SELECT delivered_at IS NOT NULL FROM "+s.table+" WHERE id = ?)",
-		m0.ID, m1.ID).Scan(&delivered0, &delivered1); err != nil {
+		"COALESCE((SELECT state FROM "+s.table+" WHERE id = ?), -1), COALESCE((SELECT state FROM "+s.table+" WHERE id = ?), -1)",
+		m0.ID, m1.ID).Scan(&state0, &state1); err != nil {
 		t.Fatal(err)
 	}
-	if !delivered0 {
-		t.Errorf("r0 (lane 1, still A's) was not settled")
+	if want := map[bool]int{false: -1, true: 2}[retain]; state0 != want {
+		t.Errorf("r0 (lane 1, still A's) is in state %d after the settle; want %d", state0, want)
 	}
-	if delivered1 {
-		t.Errorf("promise 4: A's settle, whose statement began before B took lane 0, marked r1 delivered after the takeover")
+	if state1 != 0 {
+		t.Errorf("promise 4: A's settle, whose statement began before B took lane 0, settled r1 after the takeover (state %d, want 0: pending)", state1)
 	}
 }

@@ -35,13 +35,20 @@
 // and settles them. Every lane lease has an epoch, bumped when the lane
 // changes hands, and a settle applies only while the lane is at the epoch
 // the relay holds, so a relay that lost its lanes cannot change what
-// another relay now owns. The store opens no transaction: TakeLanes and
-// Settle are each one UPDATE (TakeLanes reads back what it took, and
-// charges records after a takeover, in further single statements), so a
-// relay that freezes between round trips holds no lock; and the store sets
-// no session variable (such as MariaDB's idle_transaction_timeout) on the
-// *sql.DB it is given, which is usually the one the service writes with. Reads go through an index led by the record's
-// state, so delivered records kept for a while cost them nothing. See the
+// another relay now owns. The store opens no transaction: TakeLanes is one
+// UPDATE (it reads back what it took, and charges records after a
+// takeover, in further single statements), and Settle one DELETE of the
+// delivered records and one UPDATE of the failed ones, each autocommitted
+// on its own; so a relay that freezes between round trips holds no lock;
+// and the store sets no session variable (such as MariaDB's
+// idle_transaction_timeout) on the *sql.DB it is given, which is usually
+// the one the service writes with.
+//
+// Settle deletes delivered records, as the relay's default (Retention 0)
+// asks; with SettleParams.Retain (a positive Retention) it marks them
+// delivered instead and [Store.Cleanup] deletes them later. Reads go
+// through an index led by the record's state, so delivered records kept
+// for a while cost them nothing. See the
 // README for the tables, the indexes and their EXPLAIN output.
 //
 // # Connection settings

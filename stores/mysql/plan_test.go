@@ -248,16 +248,22 @@ func TestSettlePlan(t *testing.T) {
 	fillPending(t, ctx, db, s, 10_000, 100)
 	lanes := holdAll(t, ctx, s, "a")
 	recs := readOK(t, ctx, s, lanes, 100)
-	query, _ := s.deliveredQuery(recordIDs(recs), laneFence(lanes))
-	plan := explainJSON(t, ctx, db, query)
-	t.Logf("Settle delivered: EXPLAIN FORMAT=JSON\n%s", plan.text)
 	want := map[string][2]string{"o": {"range", "by_id"}, "l": {"eq_ref", "PRIMARY"}}
-	if len(plan.tables) != 2 {
-		t.Errorf("the plan reads %d tables, want 2", len(plan.tables))
-	}
-	for i, pt := range plan.tables {
-		if w, ok := want[pt.name]; !ok || pt.access != w[0] || pt.key != w[1] || (i == 0) != (pt.name == "o") {
-			t.Errorf("table %d of the plan: %+v; want o by (range, by_id), then l by (eq_ref, PRIMARY)", i, pt)
+	deleted, _ := s.deleteQuery(recordIDs(recs), laneFence(lanes))
+	marked, _ := s.deliveredQuery(recordIDs(recs), laneFence(lanes))
+	for _, st := range []struct{ name, query string }{
+		{"Settle delivered (DELETE)", deleted},
+		{"Settle delivered, Retain (UPDATE)", marked},
+	} {
+		plan := explainJSON(t, ctx, db, st.query)
+		t.Logf("%s: EXPLAIN FORMAT=JSON\n%s", st.name, abridgeIDs(plan.text))
+		if len(plan.tables) != 2 {
+			t.Errorf("%s: the plan reads %d tables, want 2", st.name, len(plan.tables))
+		}
+		for i, pt := range plan.tables {
+			if w, ok := want[pt.name]; !ok || pt.access != w[0] || pt.key != w[1] || (i == 0) != (pt.name == "o") {
+				t.Errorf("%s: table %d of the plan: %+v; want o by (range, by_id), then l by (eq_ref, PRIMARY)", st.name, i, pt)
+			}
 		}
 	}
 	deliver(t, ctx, s, lanes, recs)
@@ -265,14 +271,15 @@ func TestSettlePlan(t *testing.T) {
 		t.Fatalf("after settling the first 100, read %d records from seq %d", len(again), again[0].Seq)
 	}
 
-	// With failures, all outcomes are one statement of the same shape.
+	// With failures, all outcomes are one statement of the same shape
+	// with Retain (and the failures alone are one without).
 	recs = readOK(t, ctx, s, lanes, 100)
 	var outcomes []outcome
 	for i, r := range recs {
 		outcomes = append(outcomes, outcome{id: r.ID, kind: outcomeKind(i % 3), err: "boom", delay: time.Minute})
 	}
 	query, args, _ := s.settleQuery(outcomes, laneFence(lanes))
-	plan = explainJSON(t, ctx, db, query, args...)
+	plan := explainJSON(t, ctx, db, query, args...)
 	t.Logf("Settle with failures: EXPLAIN FORMAT=JSON\n%s", abridgeIDs(plan.text))
 	if len(plan.tables) != 2 {
 		t.Errorf("the plan reads %d tables, want 2", len(plan.tables))

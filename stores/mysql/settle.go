@@ -23,19 +23,23 @@ const maxErrorBytes = 65535
 // committed: a relay would stall behind a long business transaction.
 const byID = " FORCE INDEX (by_id)"
 
-// Settle implements [outbox.Store] with one UPDATE of the outbox joined
-// with the lanes table (per 5,000 outcomes), autocommitted: it applies to a
-// record that is pending and whose lane row is at the epoch p.Lanes gives
-// for it. The records are found through by_id, each lane row by its primary
-// key. InnoDB reads the lane rows of a multi-table UPDATE with shared locks,
-// held for the statement only: no TakeLanes can move a lane while the
-// statement writes its records, and no lock outlives the statement, so a
-// relay that freezes between two calls holds nothing.
+// Settle implements [outbox.Store] with statements of the outbox joined
+// with the lanes table (per 5,000 outcomes), each autocommitted on its own:
+// they apply to a record that is pending and whose lane row is at the epoch
+// p.Lanes gives for it. The records are found through by_id, each lane row
+// by its primary key. InnoDB reads the lane rows of a multi-table UPDATE or
+// DELETE with shared locks, held for the statement only: no TakeLanes can
+// move a lane while the statement writes its records, and no lock outlives
+// the statement, so a relay that freezes between two calls holds nothing.
 //
-// Delivered records alone take the plain statement of deliveredQuery.
-// With failures, the statement sets every column with a CASE on the
-// record's ID: deliveries, retries (their error and delay) and dead letters
-// (their error) in the same statement.
+// Delivered records are deleted by one DELETE (deleteQuery), or, with
+// p.Retain, marked delivered by the plain UPDATE of deliveredQuery. With
+// failures, one UPDATE sets every column with a CASE on the record's ID:
+// retries (their error and delay) and dead letters (their error), and with
+// p.Retain the deliveries too, in the same statement; without it the
+// DELETE of the deliveries and the UPDATE of the failures are two
+// independent statements (each fenced on its own, so their order does not
+// matter).
 func (s *Store) Settle(ctx context.Context, p outbox.SettleParams) error {
 	fence := laneFence(p.Lanes)
 	if fence == "" {
@@ -52,15 +56,13 @@ func (s *Store) Settle(ctx context.Context, p outbox.SettleParams) error {
 		outcomes = append(outcomes, outcome{id: r.ID, kind: retried, err: r.Error, delay: r.Delay})
 	}
 	for _, c := range chunks(len(outcomes), settleChunk) {
-		query, args, ok := s.settleQuery(outcomes[c[0]:c[1]], fence)
-		if !ok {
-			continue
-		}
-		if err := s.withRetry(ctx, "settle", func(ctx context.Context) error {
-			_, err := s.db.ExecContext(ctx, query, args...)
-			return err
-		}); err != nil {
-			return err
+		for _, st := range s.settleStatements(outcomes[c[0]:c[1]], fence, p.Retain) {
+			if err := s.withRetry(ctx, "settle", func(ctx context.Context) error {
+				_, err := s.db.ExecContext(ctx, st.query, st.args...)
+				return err
+			}); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -82,29 +84,71 @@ const (
 	dead
 )
 
-// settleQuery returns the UPDATE that writes outcomes, fenced by fence, and
-// its arguments (the errors); false when none of the IDs can name a record.
-// An ID listed twice keeps one outcome: delivered, else dead, else retried.
-func (s *Store) settleQuery(outcomes []outcome, fence string) (string, []any, bool) {
+// statement is one SQL statement and its arguments.
+type statement struct {
+	query string
+	args  []any
+}
+
+// settleStatements returns the statements that write outcomes, fenced by
+// fence: with retain, the single UPDATE of settleQuery; without, the DELETE
+// of the deliveries and the UPDATE of the failures, those of them there
+// are. None when none of the IDs can name a record. An ID listed twice
+// keeps one outcome: delivered, else dead, else retried.
+func (s *Store) settleStatements(outcomes []outcome, fence string, retain bool) []statement {
+	if retain {
+		query, args, ok := s.settleQuery(outcomes, fence)
+		if !ok {
+			return nil
+		}
+		return []statement{{query, args}}
+	}
+	deliveredIDs, failures := splitOutcomes(outcomes)
+	var sts []statement
+	if len(deliveredIDs) > 0 {
+		query, _ := s.deleteQuery(deliveredIDs, fence)
+		sts = append(sts, statement{query: query})
+	}
+	if len(failures) > 0 {
+		query, args, _ := s.settleQuery(failures, fence)
+		sts = append(sts, statement{query, args})
+	}
+	return sts
+}
+
+// splitOutcomes returns the valid, lower-cased IDs of the deliveries and
+// the failures (with their IDs lower-cased) of outcomes. An ID listed twice
+// keeps its first outcome (Settle lists deliveries, then dead letters, then
+// retries).
+func splitOutcomes(outcomes []outcome) (deliveredIDs []string, failures []outcome) {
 	seen := make(map[string]bool, len(outcomes))
-	var ids, deliveredIDs, deadIDs []string
-	var failures []outcome
 	for _, o := range outcomes {
 		id := strings.ToLower(o.id)
 		if !isUUID(id) || seen[id] {
 			continue
 		}
 		seen[id] = true
-		ids = append(ids, id)
-		switch o.kind {
-		case delivered:
+		if o.kind == delivered {
 			deliveredIDs = append(deliveredIDs, id)
-		case dead:
-			deadIDs = append(deadIDs, id)
-			fallthrough
-		default:
-			o.id = id
-			failures = append(failures, o)
+			continue
+		}
+		o.id = id
+		failures = append(failures, o)
+	}
+	return deliveredIDs, failures
+}
+
+// settleQuery returns the UPDATE that writes outcomes, fenced by fence, and
+// its arguments (the errors); false when none of the IDs can name a record.
+// An ID listed twice keeps one outcome: delivered, else dead, else retried.
+func (s *Store) settleQuery(outcomes []outcome, fence string) (string, []any, bool) {
+	deliveredIDs, failures := splitOutcomes(outcomes)
+	var ids, deadIDs []string
+	ids = append(ids, deliveredIDs...)
+	for _, f := range failures {
+		ids = append(ids, f.id)
+		if f.kind == dead {
+			deadIDs = append(deadIDs, f.id)
 		}
 	}
 	if len(ids) == 0 {
@@ -154,6 +198,19 @@ func (s *Store) deliveredQuery(ids []string, fence string) (string, bool) {
 		return "", false
 	}
 	return s.settleUpdate("o.delivered_at = UTC_TIMESTAMP(6)", list, fence), true
+}
+
+// deleteQuery returns the DELETE of the delivered records of ids, and false
+// when none of ids can name a record. Like settleUpdate, it starts from the
+// IDs (STRAIGHT_JOIN, by_id), reaches each lane row by primary key, and
+// deletes only pending records of lanes at their epoch in fence.
+func (s *Store) deleteQuery(ids []string, fence string) (string, bool) {
+	list, n := idList(ids)
+	if n == 0 {
+		return "", false
+	}
+	return "DELETE o FROM " + s.table + " o" + byID + " STRAIGHT_JOIN " + s.lanes + " l ON l.lane = o.lane" +
+		" WHERE o.id IN " + list + " AND o.state = 0 AND (l.lane, l.epoch) IN " + fence, true
 }
 
 // settleUpdate is "UPDATE outbox o JOIN lanes l ... SET set" for the

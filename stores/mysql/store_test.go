@@ -387,3 +387,48 @@ func TestFirstMigrationsRace(t *testing.T) {
 		t.Fatalf("after concurrent first migrations: %d versions recorded (want %d), %d lanes (want %d)", versions, len(all), lanes, outbox.DefaultLanes)
 	}
 }
+
+// TestSettleDeletesUnlessRetained: a delivered settle deletes its records;
+// with Retain it marks them delivered, for Cleanup to delete.
+func TestSettleDeletesUnlessRetained(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	db := openDB(t, testDSN(t, nil))
+	s := newStore(t, db, Config{Lanes: 4})
+	enqueue(t, ctx, db, s, keyed("t", "k", 4)...)
+	lanes := holdAll(t, ctx, s, "a")
+	recs := readOK(t, ctx, s, lanes, 10)
+	count := func(where string) int {
+		t.Helper()
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+s.table+" WHERE "+where).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if err := s.Settle(ctx, outbox.SettleParams{Lanes: lanes, Delivered: []string{recs[0].ID},
+		Retries: []outbox.Retry{{ID: recs[2].ID, Error: "boom"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Settle(ctx, outbox.SettleParams{Lanes: lanes, Delivered: []string{recs[1].ID}, Retain: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("id = '" + recs[0].ID + "'"); n != 0 {
+		t.Errorf("a record delivered without Retain is still in the table")
+	}
+	if n := count("id = '" + recs[1].ID + "' AND state = 2"); n != 1 {
+		t.Errorf("a record delivered with Retain is not kept as delivered")
+	}
+	if n := count("id = '" + recs[2].ID + "' AND state = 0 AND attempts = 1 AND last_error = 'boom'"); n != 1 {
+		t.Errorf("the retry settled beside the delete was not recorded")
+	}
+	if n := count("1"); n != 3 {
+		t.Errorf("the table holds %d records, want 3", n)
+	}
+	time.Sleep(10 * time.Millisecond)
+	n, err := s.Cleanup(ctx, outbox.CleanupParams{OlderThan: time.Millisecond, Limit: 10})
+	if err != nil || n != 1 || count("1") != 2 {
+		t.Errorf("Cleanup deleted %d records (%v); want the retained one", n, err)
+	}
+}
