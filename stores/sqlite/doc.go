@@ -35,6 +35,11 @@
 // duplicates: its late outcomes change nothing. A relay that dies leaves
 // nothing locked: its lanes are taken over once their leases run out.
 //
+// Settle deletes delivered records (one DELETE, fenced like every outcome),
+// as the relay's default (Retention 0) asks; with SettleParams.Retain (a
+// positive Retention) it marks them delivered instead, and [Store.Cleanup]
+// deletes them later.
+//
 // # Concurrency
 //
 // SQLite has one writer at a time, in this process and any other that opens

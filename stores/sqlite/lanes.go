@@ -255,9 +255,10 @@ func (s *Store) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record,
 	return recs, nil
 }
 
-// Settle implements [outbox.Store]. Delivered records are one UPDATE, a
-// semi-join with the lanes table on the epochs of p.Lanes; with failures,
-// their UPDATEs join it in one write transaction.
+// Settle implements [outbox.Store]. Delivered records are one DELETE (with
+// p.Retain, one UPDATE that marks them delivered), a semi-join with the
+// lanes table on the epochs of p.Lanes; with failures, their UPDATEs join
+// it in one write transaction.
 func (s *Store) Settle(ctx context.Context, p outbox.SettleParams) error {
 	if len(p.Lanes) == 0 || len(p.Delivered)+len(p.Retries)+len(p.Dead) == 0 {
 		return nil // nothing to apply, or no lane it could apply to
@@ -272,8 +273,16 @@ func (s *Store) Settle(ctx context.Context, p outbox.SettleParams) error {
 			return err
 		}
 	}
+	// deliver is the statement of the deliveries and its arguments.
+	deliver := func(now int64) (string, []any) {
+		if p.Retain {
+			return s.q.delivered, []any{now, delivered, lanes}
+		}
+		return s.q.deliver, []any{delivered, lanes}
+	}
 	if len(p.Retries) == 0 && len(p.Dead) == 0 {
-		_, err := s.execStmt(ctx, "Settle", s.q.delivered, func(now int64) []any { return []any{now, delivered, lanes} })
+		query, _ := deliver(0)
+		_, err := s.execStmt(ctx, "Settle", query, func(now int64) []any { _, args := deliver(now); return args })
 		return err
 	}
 	type failure struct {
@@ -301,8 +310,14 @@ func (s *Store) Settle(ctx context.Context, p outbox.SettleParams) error {
 		}
 	}
 	return s.writeTx(ctx, "Settle", func(conn *sql.Conn, now int64) error {
+		if delivered != "" {
+			query, args := deliver(now)
+			if _, err := conn.ExecContext(ctx, query, args...); err != nil {
+				return err
+			}
+		}
 		for _, step := range []struct{ query, list string }{
-			{s.q.delivered, delivered}, {s.q.retry, retries}, {s.q.deadLetter, dead},
+			{s.q.retry, retries}, {s.q.deadLetter, dead},
 		} {
 			if step.list == "" {
 				continue

@@ -339,3 +339,52 @@ func TestTakeoverChargesOnlyDueRecords(t *testing.T) {
 		}
 	}
 }
+
+// TestSettleDeletesUnlessRetained: a delivered settle deletes its records
+// (in the transaction of the failures beside it); with Retain it marks them
+// delivered, for Cleanup to delete.
+func TestSettleDeletesUnlessRetained(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	db := openDB(t, filepath.Join(t.TempDir(), "outbox.db"))
+	store := newStore(t, db, sqlitestore.Config{Lanes: 4})
+	msgs := make([]outbox.Message, 4)
+	for i := range msgs {
+		msgs[i] = outbox.Message{Topic: "t", Key: "k"}
+	}
+	enqueue(t, ctx, db, store, msgs...)
+	lanes := takeAll(t, ctx, store, "a", hour)
+	recs := readLanes(t, ctx, store, lanes, 10)
+	count := func(where string, args ...any) int {
+		t.Helper()
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+store.Table()+" WHERE "+where, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if err := store.Settle(ctx, outbox.SettleParams{Lanes: lanes, Delivered: []string{recs[0].ID}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Settle(ctx, outbox.SettleParams{Lanes: lanes, Delivered: []string{recs[1].ID},
+		Retries: []outbox.Retry{{ID: recs[3].ID, Error: "boom"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Settle(ctx, outbox.SettleParams{Lanes: lanes, Delivered: []string{recs[2].ID}, Retain: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("id IN (?, ?)", recs[0].ID, recs[1].ID); n != 0 {
+		t.Errorf("%d records delivered without Retain are still in the table; want none", n)
+	}
+	if n := count("id = ? AND delivered_at IS NOT NULL", recs[2].ID); n != 1 {
+		t.Errorf("the record delivered with Retain is not kept as delivered")
+	}
+	if n := count("id = ? AND delivered_at IS NULL AND attempts = 1 AND last_error = 'boom'", recs[3].ID); n != 1 {
+		t.Errorf("the retry settled beside the delete was not recorded")
+	}
+	time.Sleep(5 * time.Millisecond)
+	n, err := store.Cleanup(ctx, outbox.CleanupParams{OlderThan: time.Millisecond, Limit: 10})
+	if err != nil || n != 1 || count("1") != 1 {
+		t.Errorf("Cleanup deleted %d records (%v), leaving %d; want the retained one deleted and the retry left", n, err, count("1"))
+	}
+}

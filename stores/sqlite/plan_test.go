@@ -160,3 +160,45 @@ func explain(t *testing.T, db *sql.DB, query string, args ...any) string {
 	}
 	return strings.TrimRight(b.String(), "\n")
 }
+
+// TestSettlePlan: the statements that settle deliveries (the DELETE, and
+// the UPDATE of Retain) find their records by ID in the id index and read
+// the lane list once: no scan of the outbox.
+func TestSettlePlan(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := Open(filepath.Join(t.TempDir(), "outbox.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	store, err := New(db, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := toJSON([]string{outbox.NewID(), outbox.NewID()})
+	lanes, _ := lanePairs([]outbox.Lane{{ID: 0, Epoch: 1}, {ID: 1, Epoch: 1}})
+	for _, c := range []struct {
+		name  string
+		query string
+		args  []any
+	}{
+		{"delete (no Retain)", store.q.deliver, []any{ids, lanes}},
+		{"mark delivered (Retain)", store.q.delivered, []any{int64(1), ids, lanes}},
+	} {
+		plan := explain(t, db, c.query, c.args...)
+		t.Logf("%s: EXPLAIN QUERY PLAN of Settle:\n%s", c.name, plan)
+		if !strings.Contains(plan, "SEARCH o USING INDEX outbox_id (id=?)") {
+			t.Errorf("%s: the plan does not find the records by ID", c.name)
+		}
+		for _, line := range strings.Split(plan, "\n") {
+			line = strings.TrimSpace(line)
+			if strings.HasPrefix(line, "SCAN") && !strings.HasPrefix(line, "SCAN json_each VIRTUAL TABLE") && !strings.HasPrefix(line, "SCAN h VIRTUAL TABLE") {
+				t.Errorf("%s: the plan scans a table: %q", c.name, line)
+			}
+		}
+	}
+}

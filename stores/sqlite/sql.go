@@ -46,6 +46,7 @@ type queries struct {
 	read        string
 	readStrict  string
 	delivered   string
+	deliver     string
 	retry       string
 	deadLetter  string
 
@@ -132,9 +133,14 @@ WHERE owner = ?1 AND lane IN (` + held(2) + `)`)
 	// ?3: the lane IN (...) is a semi-join with the lanes table, evaluated
 	// once per statement.
 	const fenced = ` AND o.delivered_at IS NULL AND o.dead_at IS NULL AND o.lane IN (` + heldLanes + `)`
+	// delivered marks the records delivered (SettleParams.Retain); deliver
+	// deletes them, with the same fence (and no time: ?1 is the IDs).
 	q.delivered = r.Replace(`
 UPDATE {table} AS o SET delivered_at = ?1
 WHERE o.id IN (SELECT value FROM json_each(?2))` + fmt.Sprintf(fenced, 3))
+	q.deliver = r.Replace(`
+DELETE FROM {table} AS o
+WHERE o.id IN (SELECT value FROM json_each(?1))` + fmt.Sprintf(fenced, 2))
 	// Retries and dead letters carry one error (and delay) per record: they
 	// come as a JSON array of objects, joined to the table in one UPDATE.
 	q.retry = r.Replace(`
