@@ -96,8 +96,11 @@ func BenchmarkDrain(b *testing.B) {
 					}
 				}
 				pub := memory.NewPublisher(memory.PublisherConfig{})
-				relay, err := outbox.NewRelay(s, pub, outbox.RelayConfig{BatchSize: batch, Retention: -1,
-					Logger: slog.New(slog.DiscardHandler)})
+				relay, err := outbox.NewRelay(s, pub, outbox.RelayConfig{
+					BatchSize: batch,
+					Retention: 0, // the default: Settle deletes what it delivers
+					Logger:    slog.New(slog.DiscardHandler),
+				})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -50,10 +50,14 @@
 // writes the lane documents, so a settle and a takeover of one lane
 // conflict and one of them waits for or retries after the other. Without
 // transactions (FerretDB, a standalone mongod), the store reads the epochs,
-// then updates only records of the lanes found at theirs: a takeover
-// landing between the two can let a late settle still mark delivered a
-// record that the new owner publishes again (a duplicate), or set a retry
-// delay or a dead letter for it.
+// then writes only records of the lanes found at theirs: a takeover
+// landing between the two can let a late settle still delete (or mark
+// delivered) a record that the new owner publishes again (a duplicate), or
+// set a retry delay or a dead letter for it.
+//
+// Settle deletes delivered records (deleteMany), as the relay's default
+// (Retention 0) asks; with SettleParams.Retain (a positive Retention) it
+// marks them delivered instead, and [Store.Cleanup] deletes them later.
 //
 // # Per-key order
 //

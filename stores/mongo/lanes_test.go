@@ -186,3 +186,48 @@ func TestLaneCountIsFixedByTheFirstMigrate(t *testing.T) {
 		t.Errorf("Validate accepted %d lanes", outbox.MaxLanes+1)
 	}
 }
+
+// TestSettleDeletesUnlessRetained: a delivered settle deletes its records
+// (beside failures settled in the same call); with Retain it marks them
+// delivered, for Cleanup to delete.
+func TestSettleDeletesUnlessRetained(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	s, client := testStore(t, mongostore.Config{Lanes: 4})
+	msgs := []outbox.Message{{Topic: "t", Key: "k"}, {Topic: "t", Key: "k"}, {Topic: "t", Key: "k"}, {Topic: "t", Key: "k"}}
+	writeDirect(t, ctx, s, client, msgs...)
+	lanes := holdAll(t, ctx, s, "a")
+	records := client.Database(s.Config().Database).Collection(s.Config().Collection)
+	count := func(filter bson.D) int64 {
+		t.Helper()
+		n, err := records.CountDocuments(ctx, filter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if err := s.Settle(ctx, outbox.SettleParams{Lanes: lanes, Delivered: []string{msgs[0].ID}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Settle(ctx, outbox.SettleParams{Lanes: lanes, Delivered: []string{msgs[1].ID},
+		Retries: []outbox.Retry{{ID: msgs[3].ID, Error: "boom"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Settle(ctx, outbox.SettleParams{Lanes: lanes, Delivered: []string{msgs[2].ID}, Retain: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: []string{msgs[0].ID, msgs[1].ID}}}}}); n != 0 {
+		t.Errorf("%d records delivered without Retain are still in the collection; want none", n)
+	}
+	if n := count(bson.D{{Key: "_id", Value: msgs[2].ID}, {Key: "state", Value: "delivered"}}); n != 1 {
+		t.Errorf("the record delivered with Retain is not kept as delivered")
+	}
+	if n := count(bson.D{{Key: "_id", Value: msgs[3].ID}, {Key: "state", Value: "pending"}, {Key: "attempts", Value: 1}, {Key: "last_error", Value: "boom"}}); n != 1 {
+		t.Errorf("the retry settled beside the delete was not recorded")
+	}
+	time.Sleep(5 * time.Millisecond)
+	n, err := s.Cleanup(ctx, outbox.CleanupParams{OlderThan: time.Millisecond, Limit: 10})
+	if left := count(bson.D{}); err != nil || n != 1 || left != 1 {
+		t.Errorf("Cleanup deleted %d records (%v), leaving %d; want the retained one deleted and the retry left", n, err, left)
+	}
+}

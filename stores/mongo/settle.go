@@ -24,12 +24,14 @@ import (
 //   - Without transactions (FerretDB, a standalone mongod), a find reads
 //     the epochs, then the updates are restricted to the lanes found at
 //     theirs. A takeover that lands between the two can let this late
-//     settle still mark delivered a record that the new owner publishes
-//     again (a duplicate, which at-least-once allows), or set a retry
-//     delay or a dead letter for it.
+//     settle still delete (or mark delivered) a record that the new owner
+//     publishes again (a duplicate, which at-least-once allows), or set a
+//     retry delay or a dead letter for it.
 //
-// Delivered records take one updateMany (on FerretDB a bulk write of one
-// update per record); retries and dead letters one unordered bulk write.
+// Delivered records take one deleteMany, or with p.Retain one updateMany
+// that marks them delivered for Cleanup (on FerretDB a bulk write of one
+// delete or update per record); retries and dead letters one unordered
+// bulk write.
 // Times count from the server's clock as the store estimates it.
 func (s *Store) Settle(ctx context.Context, p outbox.SettleParams) error {
 	if len(p.Lanes) == 0 || len(p.Delivered)+len(p.Retries)+len(p.Dead) == 0 {
@@ -76,7 +78,12 @@ func (s *Store) settleAt(ctx context.Context, p outbox.SettleParams, now time.Ti
 		lanes[i] = l.ID
 	}
 	fenced := bson.D{inState(statePending), {Key: fLane, Value: bson.D{{Key: "$in", Value: lanes}}}}
-	if len(p.Delivered) > 0 {
+	if len(p.Delivered) > 0 && !p.Retain {
+		if err := s.deleteEach(ctx, p.Delivered, fenced); err != nil {
+			return fail("settle: delete delivered", err)
+		}
+	}
+	if len(p.Delivered) > 0 && p.Retain {
 		err := s.updateEach(ctx, p.Delivered, fenced, bson.D{
 			{Key: "$set", Value: bson.D{inState(stateDelivered), {Key: fDeliveredAt, Value: now}}},
 			{Key: "$unset", Value: bson.D{{Key: fNotBefore, Value: ""}}},
@@ -122,6 +129,25 @@ func (s *Store) updateEach(ctx context.Context, ids []string, filter, update bso
 	models := make([]mongo.WriteModel, len(ids))
 	for i, id := range ids {
 		models[i] = s.updateByID(id, filter, update)
+	}
+	return s.bulkWrite(ctx, models)
+}
+
+// deleteEach deletes the records of ids that match filter: one deleteMany
+// on MongoDB; on FerretDB, for the reason given at updateEach, one bulk
+// write of a delete per _id (a multi-document delete, like updateByID's
+// update, which matches one record at most).
+func (s *Store) deleteEach(ctx context.Context, ids []string, filter bson.D) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if !s.server.isFerret() {
+		_, err := s.records.DeleteMany(ctx, append(bson.D{idsIn(ids)}, filter...))
+		return err
+	}
+	models := make([]mongo.WriteModel, len(ids))
+	for i, id := range ids {
+		models[i] = mongo.NewDeleteManyModel().SetFilter(append(bson.D{{Key: fID, Value: id}}, filter...))
 	}
 	return s.bulkWrite(ctx, models)
 }
