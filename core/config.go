@@ -25,7 +25,9 @@ type RelayConfig struct {
 
 	// Concurrency is how many batches one relay keeps in flight. Per-key
 	// order holds for any value: a key has records in one batch in flight
-	// at a time. Default 4.
+	// at a time. Default 2 (measured: with 4, reads and settles cost more
+	// per batch and several relays on one database drain slower, see
+	// docs/benchmarks.md).
 	Concurrency int
 
 	// PollInterval is the longest wait between reads when the outbox is
@@ -103,7 +105,7 @@ type RelayConfig struct {
 // Defaults of RelayConfig.
 const (
 	DefaultBatchSize       = 500
-	DefaultConcurrency     = 4
+	DefaultConcurrency     = 2
 	DefaultPollInterval    = time.Second
 	DefaultMinPollInterval = 10 * time.Millisecond
 	DefaultLease           = 10 * time.Second
