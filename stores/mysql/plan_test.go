@@ -359,41 +359,6 @@ func explainJSON(t testing.TB, ctx context.Context, db *sql.DB, query string, ar
 	return p
 }
 
-// explain runs an EXPLAIN and returns its rows by column name; MySQL and
-// MariaDB have different columns but share these.
-func explain(t *testing.T, ctx context.Context, db *sql.DB, query string) []map[string]string {
-	t.Helper()
-	rows, err := db.QueryContext(ctx, query)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []map[string]string
-	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		row := make(map[string]string)
-		for i, c := range cols {
-			row[c] = vals[i].String
-		}
-		out = append(out, row)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // handlerReads is the session's count of rows read by the storage engine.
 func handlerReads(t *testing.T, ctx context.Context, db *sql.DB) int64 {
 	t.Helper()

@@ -406,9 +406,9 @@ func TestNoNotices(t *testing.T) {
 	if err := enqueueCommitted(ctx, quiet, qs, msgs...); err != nil {
 		t.Fatal(err)
 	}
-	taken := takeAll(t, ctx, qs, "r", time.Minute, 2)
+	takeAll(t, ctx, qs, "r", time.Minute, 2)
 	expire(t, ctx, pool, s)
-	taken = takeAll(t, ctx, qs, "r2", time.Minute, 2)
+	taken := takeAll(t, ctx, qs, "r2", time.Minute, 2)
 	if _, err := qs.SyncLanes(ctx, outbox.SyncParams{Owner: "r2", Lease: time.Minute, Held: taken}); err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"fmt"
-	"strings"
 )
 
 // checkTargets compares a report with the targets of issue 11. Each target
@@ -93,27 +92,4 @@ func checkTargets(r *Report) []TargetCheck {
 		}
 	}
 	return out
-}
-
-// bestDrain returns the fastest drain of a pair and its relay count.
-func bestDrain(p PairReport) (*DrainResult, int) {
-	var best *DrainResult
-	for i := range p.Drain {
-		d := &p.Drain[i]
-		if d.PerSec.Valid() && (best == nil || d.PerSec.Median > best.PerSec.Median) {
-			best = d
-		}
-	}
-	if best == nil {
-		return nil, 0
-	}
-	return best, best.Relays
-}
-
-func relayCounts(p PairReport) string {
-	var s []string
-	for _, d := range p.Drain {
-		s = append(s, fmt.Sprint(d.Relays))
-	}
-	return strings.Join(s, "/") + " relays"
 }
