@@ -26,6 +26,8 @@ type tally struct {
 	read            int // messages read
 	laneRounds      int
 	taken, held     int
+	maxHeld         int
+	released        int
 	published       int // batches handed to the publisher
 	outcomes        map[outbox.OutcomeStatus]int
 }
@@ -49,7 +51,9 @@ func (t *tally) ObserveLanes(e outbox.LaneEvent) {
 	defer t.mu.Unlock()
 	t.laneRounds++
 	t.taken += e.Taken
+	t.released += e.Released
 	if e.Err == nil {
+		t.maxHeld = max(t.maxHeld, e.Held)
 		t.held = e.Held
 	}
 }
@@ -165,8 +169,9 @@ func TestRelayMetrics(t *testing.T) {
 	if seen.outcomes[outbox.Released] == 0 {
 		t.Fatalf("the follower was never held back behind the poison message")
 	}
-	if seen.taken != lanes || seen.held != lanes {
-		t.Fatalf("the relay took %d lanes and held %d at its last round, want all %d", seen.taken, seen.held, lanes)
+	if seen.taken != lanes || seen.maxHeld != lanes || seen.released != lanes || seen.held != 0 {
+		t.Fatalf("the relay took %d lanes, held up to %d, gave %d back and held %d after stopping; want all %d taken, held and given back, none held",
+			seen.taken, seen.maxHeld, seen.released, seen.held, lanes)
 	}
 
 	for _, c := range []struct {
@@ -181,9 +186,9 @@ func TestRelayMetrics(t *testing.T) {
 		{"txoutbox_relay_lane_errors_total", nil, 0},
 		{"txoutbox_relay_lanes_taken_total", nil, lanes},
 		{"txoutbox_relay_lanes_lost_total", nil, 0},
-		{"txoutbox_relay_lanes_released_total", nil, 0},
-		{"txoutbox_relay_lanes_held", nil, lanes},
-		{"txoutbox_relay_live_relays", nil, 1},
+		{"txoutbox_relay_lanes_released_total", nil, lanes}, // given back at the stop
+		{"txoutbox_relay_lanes_held", nil, 0},
+		{"txoutbox_relay_live_relays", nil, 0}, // the relay left
 		{"txoutbox_relay_published_total", nil, delivered},
 		{"txoutbox_relay_failed_total", []string{"outcome", "retried"}, maxAttempts - 1},
 		{"txoutbox_relay_failed_total", []string{"outcome", "dead_lettered"}, 1},
