@@ -2,8 +2,9 @@
 // from its own tests, against a real server, to prove the promises of
 // package outbox (module github.com/txoutbox/txoutbox/core):
 //
-//   - [RunStoreSuite]: atomicity of Enqueue, claims and leases, per-key
-//     order across concurrent claimers, late commits, retries, dead
+//   - [RunStoreSuite]: atomicity of Enqueue, lane leases and their
+//     epochs (exclusive takes, renewals, fenced settles, takeover
+//     charges), reads in Seq order that see late commits, retries, dead
 //     letters, cleanup and stats.
 //   - [RunPublisherSuite]: delivery with key, headers and ID; per-message
 //     results; per-key order when a message fails; refusals that are

@@ -194,7 +194,7 @@ func relayLongTransaction(t *testing.T, h RelayHarness) {
 	if err := ledger.WaitAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Keep the transaction open for a while as the relay keeps claiming
+	// Keep the transaction open for a while as the relay keeps reading
 	// past its lower sequence numbers.
 	hold := h.holdOpen()
 	for deadline := time.Now().Add(hold); time.Now().Before(deadline); {
@@ -346,7 +346,7 @@ func relayRestart(t *testing.T, h RelayHarness) {
 }
 
 // relayDeepBacklog drains a backlog where every key has many records and a
-// batch could hold every key: a claim must find the next record of each key
+// batch could hold every key: a read must find the next record of each key
 // as soon as its predecessor is delivered, however deep the backlog behind.
 func relayDeepBacklog(t *testing.T, h RelayHarness) {
 	ctx := testContext(t)

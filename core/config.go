@@ -97,7 +97,8 @@ type RelayConfig struct {
 	// are logged once per backoff step, not once per record.
 	Logger *slog.Logger
 
-	// Observer receives claim and batch events for metrics and tracing.
+	// Observer receives read, batch and lane events for metrics and
+	// tracing.
 	// Default none.
 	Observer Observer
 }

@@ -433,7 +433,7 @@ func (r *Relay) process(ctx context.Context, recs []Record, epochs []Lane) ([]Ou
 		case errors.Is(err, ErrNotAttempted), errors.Is(err, ErrUnavailable):
 			// Untried, or the broker is down (which pauses the whole relay
 			// below, even if part of the batch was delivered: records of
-			// an unreachable partition would otherwise be claimed again at
+			// an unreachable partition would otherwise be tried again at
 			// once, in a loop).
 			outcomes[i] = Outcome{Status: Released}
 		case errors.Is(err, ErrTopicUnavailable):

@@ -50,7 +50,7 @@ func replayCommand(a *app.App) *cobra.Command {
 	cmd.Use = "replay [ID...] | --all"
 	cmd.Short = "Publish dead letters again (after fixing their cause)"
 	cmd.Long = `replay makes dead letters pending again with their attempt count reset; the
-relay publishes them at its next claim. Replay once the cause is fixed (the
+relay publishes them at its next read of their lane. Replay once the cause is fixed (the
 topic exists, the broker accepts the size), or they come back as dead letters.
 
 By default (RelayConfig.StrictOrder off) later messages of the same key were
