@@ -143,15 +143,15 @@ func (rn *run) syncLanes(ctx context.Context, start time.Time) (balanced bool, e
 			}
 		}
 	}
-	rn.mu.Unlock()
 
 	// Take free or expired lanes up to the fair share: free ones first.
 	var want []Lane
 	if need := share - count; need > 0 {
 		var free, expired []Lane
 		for _, l := range view.Lanes {
+			_, held := rn.q.lanes[l.ID]
 			switch {
-			case rn.holds(l.ID):
+			case held:
 			case l.Owner == "":
 				free = append(free, l.Lane)
 			case !l.Until.After(view.Now):
@@ -161,6 +161,7 @@ func (rn *run) syncLanes(ctx context.Context, start time.Time) (balanced bool, e
 		want = append(free, expired...)
 		want = want[:min(len(want), need)]
 	}
+	rn.mu.Unlock()
 	if len(want) > 0 {
 		taken, err := r.store.TakeLanes(cctx, TakeParams{
 			Owner: r.cfg.Owner, Lease: r.cfg.Lease, Lanes: want,
@@ -186,15 +187,6 @@ func (rn *run) syncLanes(ctx context.Context, start time.Time) (balanced bool, e
 	rn.mu.Unlock()
 	ev.Relays = len(view.Relays)
 	return balanced, nil
-}
-
-// holds reports whether the relay holds lane id. Called with rn.mu held or
-// from the lane loop, the only writer of lanes besides loseAll.
-func (rn *run) holds(id int) bool {
-	rn.mu.Lock()
-	defer rn.mu.Unlock()
-	_, ok := rn.q.lanes[id]
-	return ok
 }
 
 // activeLanes lists the held lanes not being given back. rn.mu is held.

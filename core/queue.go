@@ -17,9 +17,9 @@ import (
 type queue struct {
 	lanes  map[int]*laneHold
 	keys   map[string]*keyQueue
-	order  []*keyQueue      // keys with records, in the order they appeared
-	known  map[string]int64 // IDs read and not yet settled (queued or in flight), to their Seq
-	queued int              // records in keys' queues (not in flight)
+	order  []*keyQueue         // keys with records, in the order they appeared
+	known  map[string]struct{} // IDs read and not yet settled (queued or in flight)
+	queued int                 // records in keys' queues (not in flight)
 
 	// reading is set while a read is under way, and settledDuring holds
 	// the IDs delivered or dead-lettered meanwhile: the read may have
@@ -65,7 +65,7 @@ func newQueue() *queue {
 	return &queue{
 		lanes:         make(map[int]*laneHold),
 		keys:          make(map[string]*keyQueue),
-		known:         make(map[string]int64),
+		known:         make(map[string]struct{}),
 		settledDuring: make(map[string]struct{}),
 		deadDuring:    make(map[string]struct{}),
 	}
@@ -86,7 +86,7 @@ func queueKey(r *Record) string {
 func (q *queue) add(recs []Record, epochs map[int]int64) int {
 	added := 0
 	for _, rec := range recs {
-		if h := q.lanes[rec.Lane]; h == nil || h.epoch != epochs[rec.Lane] {
+		if h := q.lanes[rec.Lane]; h == nil || h.draining || h.epoch != epochs[rec.Lane] {
 			continue
 		}
 		if _, ok := q.known[rec.ID]; ok {
@@ -98,9 +98,6 @@ func (q *queue) add(recs []Record, epochs map[int]int64) int {
 		if _, ok := q.deadDuring[rec.Key]; ok && rec.Key != "" {
 			continue // its key stopped behind a dead letter after the read began
 		}
-		if h := q.lanes[rec.Lane]; h == nil || h.draining {
-			continue
-		}
 		k := queueKey(&rec)
 		kq := q.keys[k]
 		if kq == nil {
@@ -111,7 +108,7 @@ func (q *queue) add(recs []Record, epochs map[int]int64) int {
 			kq.notBefore = rec.NotBefore // a retry scheduled by a former holder of the lane
 		}
 		kq.recs = append(kq.recs, rec)
-		q.known[rec.ID] = rec.Seq
+		q.known[rec.ID] = struct{}{}
 		q.queued++
 		added++
 		q.list(kq)
