@@ -29,6 +29,7 @@ func RunStoreSuite(t *testing.T, h StoreHarness) {
 		{"Order", orderTests},
 		{"DeadLetters", deadLetterTests},
 		{"Capabilities", capabilityTests},
+		{"Inspect", inspectTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

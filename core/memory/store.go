@@ -67,6 +67,7 @@ var (
 	_ outbox.StatsReader       = (*Store)(nil)
 	_ outbox.DeadLetterStore   = (*Store)(nil)
 	_ outbox.DeadLetterBacklog = (*Store)(nil)
+	_ outbox.Inspector         = (*Store)(nil)
 	_ outbox.Migrator          = (*Store)(nil)
 	_ outbox.Pinger            = (*Store)(nil)
 )
@@ -550,6 +551,38 @@ func (s *Store) WaitingBehindDead(ctx context.Context, p outbox.SelectDead) (out
 	}
 	w.Keys = int64(len(keys))
 	return w, nil
+}
+
+// Inspect implements [outbox.Inspector].
+func (s *Store) Inspect(ctx context.Context, p outbox.InspectParams) ([]outbox.InspectedRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inspected := func(e *entry) outbox.InspectedRecord {
+		return outbox.InspectedRecord{Record: e.snapshot(), DeadAt: e.deadAt, DeliveredAt: e.deliveredAt}
+	}
+	if p.ID != "" {
+		if e, ok := s.byID[p.ID]; ok {
+			return []outbox.InspectedRecord{inspected(e)}, nil
+		}
+		return nil, nil
+	}
+	var out []outbox.InspectedRecord
+	for _, e := range s.pending {
+		if len(out) == limit {
+			break
+		}
+		if e.Key == p.Key && !e.delivered() {
+			out = append(out, inspected(e))
+		}
+	}
+	return out, nil
 }
 
 func (s *Store) eachDead(ctx context.Context, p outbox.SelectDead, do func(*entry)) (int, error) {
