@@ -1,7 +1,9 @@
 package backend
 
 import (
+	"context"
 	"database/sql"
+	"database/sql/driver"
 	"net"
 	"net/url"
 	"strings"
@@ -51,9 +53,29 @@ func openMySQL(raw string, o StoreOptions, bad func(string) error) (*Store, erro
 		Kind:    MySQL,
 		Display: display + " table " + store.Table(),
 		Target: Target{System: systemMySQL, Addr: cfg.Addr, User: cfg.User, Database: cfg.DBName,
-			Table: store.Table(), TableKind: "table", URL: Redact(raw)},
+			Table: store.Table(), TableKind: "table", URL: Redact(raw), server: &serverName{ask: mysqlServer(store, connector)}},
 		closers: []func() error{db.Close},
 	}, nil
+}
+
+// mysqlServer asks the server behind store its name ("MariaDB 10.11.6",
+// the store tells from VERSION()), or through a connection of its own once
+// the command has closed the store: the CLI explains a command's error
+// after the command returned.
+func mysqlServer(store *mysqlstore.Store, connector driver.Connector) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		if name, err := store.Server(ctx); err == nil {
+			return name, nil
+		}
+		db := sql.OpenDB(connector)
+		defer db.Close()
+		db.SetMaxOpenConns(1)
+		alone, err := mysqlstore.New(db, mysqlstore.Config{})
+		if err != nil {
+			return "", err
+		}
+		return alone.Server(ctx)
+	}
 }
 
 // MySQLConfig reads a mysql:// (or mariadb://) URL — mysql://user:password@host:3306/db?param=value,

@@ -22,7 +22,7 @@ func TestTargets(t *testing.T) {
 			Target{System: "PostgreSQL", Addr: "h1:5432,h2:5433", User: "app", Database: "shop", Table: "ob.outbox", TableKind: "table",
 				URL: "postgres://app:xxxxx@h1:5432,h2:5433/shop?sslmode=disable"}},
 		{StoreOptions{URL: "root:s3cret@tcp(db:3306)/shop", Table: "events"},
-			Target{System: "MySQL", Addr: "db:3306", User: "root", Database: "shop", Table: "events", TableKind: "table",
+			Target{System: "MySQL or MariaDB", Addr: "db:3306", User: "root", Database: "shop", Table: "events", TableKind: "table",
 				URL: "root:xxxxx@tcp(db:3306)/shop"}},
 		{StoreOptions{URL: "mongodb://app:s3cret@m1:27017,m2:27017/shop?replicaSet=rs0"},
 			Target{System: "MongoDB", Addr: "m1:27017,m2:27017", User: "app", Database: "shop", Table: "outbox", TableKind: "collection",
@@ -35,7 +35,9 @@ func TestTargets(t *testing.T) {
 		if err != nil {
 			t.Fatalf("OpenStore(%s): %v", tt.o.URL, err)
 		}
-		if s.Target != tt.want {
+		got := s.Target
+		got.server = nil // compared by TestTargetNames
+		if got != tt.want {
 			t.Errorf("OpenStore(%s).Target =\n%+v, want\n%+v", tt.o.URL, s.Target, tt.want)
 		}
 		_ = s.Close()
@@ -53,6 +55,50 @@ func TestTargets(t *testing.T) {
 	_, err = OpenStore(ctx, StoreOptions{URL: "sqlite://" + filepath.Join(t.TempDir(), "no", "app.db")})
 	if te, ok := errors.AsType[*TargetError](err); !ok || te.Target.System != "SQLite" {
 		t.Errorf("OpenStore of a SQLite file in a missing directory = %v; want a TargetError naming the SQLite file", err)
+	}
+}
+
+// TestTargetNames: a mysql:// URL does not say whether MySQL or MariaDB
+// serves it, so messages name the server as it names itself once it has
+// answered, and "MySQL or MariaDB" until then or when it does not answer.
+func TestTargetNames(t *testing.T) {
+	t.Parallel()
+	s, err := OpenStore(context.Background(), StoreOptions{URL: "mysql://root@db:3306/shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Target.server == nil {
+		t.Fatal("a MySQL target cannot ask its server's name")
+	}
+	asked := 0
+	answering := Target{System: s.Target.System, server: &serverName{ask: func(ctx context.Context) (string, error) {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		asked++
+		return "MariaDB 10.11.6", nil
+	}}}
+	silent := Target{System: s.Target.System, server: &serverName{ask: func(ctx context.Context) (string, error) {
+		return "", errors.New("Access denied for user 'root'")
+	}}}
+	for _, tt := range []struct {
+		name string
+		got  func() string
+		want string
+	}{
+		{"known before asking", answering.KnownName, "MySQL or MariaDB"},
+		{"asked", answering.AskName, "MariaDB"},
+		{"known after asking", answering.KnownName, "MariaDB"},
+		{"no answer", silent.AskName, "MySQL or MariaDB"},
+		{"PostgreSQL", Target{System: "PostgreSQL"}.AskName, "PostgreSQL"},
+	} {
+		if got := tt.got(); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	if asked != 1 {
+		t.Errorf("the server was asked %d times, want once", asked)
 	}
 }
 

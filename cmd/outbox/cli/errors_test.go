@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"database/sql"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -42,6 +43,25 @@ func mysqlDSN(t *testing.T, edit func(c *mysql.Config)) (dsn, addr string) {
 	return cfg.FormatDSN(), cfg.Addr
 }
 
+// serverFamily returns "MariaDB" or "MySQL": what the server at dsn is,
+// as VERSION() says.
+func serverFamily(t *testing.T, dsn string) string {
+	t.Helper()
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	flavor, _, _, err := mysqlserver.Version(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if flavor == "mariadb" {
+		return "MariaDB"
+	}
+	return "MySQL"
+}
+
 // closedPort returns 127.0.0.1:port where nothing listens.
 func closedPort(t *testing.T) string {
 	t.Helper()
@@ -73,6 +93,7 @@ func TestFailuresNameTheFix(t *testing.T) {
 	myNoUser, myAddr := mysqlDSN(t, func(c *mysql.Config) { c.User, c.Passwd = nouser, "s3cret" })
 	myNoDB, _ := mysqlDSN(t, func(c *mysql.Config) { c.DBName = nodb })
 	my, name := mysqlserver.Database(t)
+	family := serverFamily(t, my)
 	closed := closedPort(t)
 	sqliteDir := filepath.Join(t.TempDir(), "missing")
 
@@ -95,15 +116,15 @@ func TestFailuresNameTheFix(t *testing.T) {
 		{"postgres schema missing from the environment", map[string]string{"OUTBOX_STORE_URL": pg, "OUTBOX_SCHEMA": noschema}, []string{"dead", "list"},
 			[]string{"the outbox table " + noschema + ".outbox does not exist", "create it with `outbox migrate` (with the same OUTBOX_STORE_URL and OUTBOX_SCHEMA)"}, 1},
 		{"mysql access denied", nil, []string{"status", "--store", myNoUser},
-			[]string{`MySQL at ` + myAddr + ` refused user "` + nouser + `" (Access denied for user '` + nouser + `'@`, "check the user and password in --store (or OUTBOX_STORE_URL)"}, 1},
+			[]string{`MySQL or MariaDB at ` + myAddr + ` refused user "` + nouser + `" (Access denied for user '` + nouser + `'@`, "check the user and password in --store (or OUTBOX_STORE_URL)"}, 1},
 		{"mysql unknown database", nil, []string{"migrate", "--store", myNoDB},
-			[]string{`database "` + nodb + `" does not exist on MySQL at ` + myAddr + `: create it, or fix the database name in --store (or OUTBOX_STORE_URL)`}, 1},
+			[]string{`database "` + nodb + `" does not exist on MySQL or MariaDB at ` + myAddr + `: create it, or fix the database name in --store (or OUTBOX_STORE_URL)`}, 1},
 		{"mysql table missing", nil, []string{"dead", "list", "--store", my, "--table", notable},
-			[]string{`the outbox table ` + notable + ` does not exist in database "` + name + `" on MySQL at ` + myAddr, "create it with `outbox migrate --store ", "--table " + notable + "`"}, 1},
+			[]string{`the outbox table ` + notable + ` does not exist in database "` + name + `" on ` + family + ` at ` + myAddr, "create it with `outbox migrate --store ", "--table " + notable + "`"}, 1},
 		{"nothing listens, once", nil, []string{"status", "--store", "postgres://app:s3cret@" + closed + "/app", "--wait", "0"},
 			[]string{"nothing answers at " + closed + " (PostgreSQL: connection refused): check the host and port in --store (or OUTBOX_STORE_URL), and that the server is running"}, 1},
 		{"nothing listens, for --wait", nil, []string{"migrate", "--store", "mysql://root:s3cret@" + closed + "/app", "--wait", "600ms"},
-			[]string{"nothing answers at " + closed + " (MySQL: connection refused); gave up after ", " (--wait 600ms): check the host and port in --store (or OUTBOX_STORE_URL)"}, 0},
+			[]string{"nothing answers at " + closed + " (MySQL or MariaDB: connection refused); gave up after ", " (--wait 600ms): check the host and port in --store (or OUTBOX_STORE_URL)"}, 0},
 		{"sqlite directory missing", nil, []string{"migrate", "--store", "sqlite://" + filepath.Join(sqliteDir, "app.db")},
 			[]string{"the directory of the SQLite database " + filepath.Join(sqliteDir, "app.db") + " does not exist: create it, or fix the path in --store (or OUTBOX_STORE_URL)"}, 1},
 		{"relay on a schema that is missing", nil, []string{"relay", "--store", pg, "--schema", noschema, "--broker", "kafka://" + closed},

@@ -34,7 +34,7 @@ func openMySQL(ctx context.Context, raw, table string, keys []string) (*store, e
 	}
 	db := sql.OpenDB(connector)
 	if err := db.PingContext(ctx); err != nil {
-		return nil, joinErrors(fmt.Errorf("MySQL at %s does not answer: %w", backend.Redact(raw), err), db.Close)
+		return nil, joinErrors(fmt.Errorf("MySQL or MariaDB at %s does not answer: %w", backend.Redact(raw), err), db.Close)
 	}
 	st, err := mysqlstore.New(db, mysqlstore.Config{Table: table})
 	if err != nil {

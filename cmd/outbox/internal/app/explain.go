@@ -79,7 +79,7 @@ func (a *App) Problem(t backend.Target, err error) string {
 			return fmt.Sprintf("the directory of the SQLite database %s does not exist: create it, or fix the path in %s", t.Addr, a.urlSource(t))
 		}
 		return fmt.Sprintf("database %q does not exist on %s at %s: create it, or fix the database name in %s",
-			t.Database, t.System, t.Addr, a.urlSource(t))
+			t.Database, t.KnownName(), t.Addr, a.urlSource(t))
 	case errors.Is(err, outbox.ErrSchemaMissing) && !t.IsBroker():
 		return fmt.Sprintf("the outbox %s %s does not exist in %s: create it with %s", t.TableKind, t.Table, place(t), a.migrateCommand(t))
 	case errors.Is(err, outbox.ErrUnavailable), gaveUp != "" && errors.Is(err, context.DeadlineExceeded):
@@ -93,7 +93,7 @@ func place(t backend.Target) string {
 	if t.System == "SQLite" {
 		return "the SQLite database " + t.Addr
 	}
-	return fmt.Sprintf("database %q on %s at %s", t.Database, t.System, t.Addr)
+	return fmt.Sprintf("database %q on %s at %s", t.Database, t.AskName(), t.Addr)
 }
 
 // urlSource names where t's URL came from, for a message that says to fix
@@ -126,10 +126,10 @@ func (a *App) accessDenied(t backend.Target, err error) string {
 	case t.System == "Kafka":
 		return fmt.Sprintf("Kafka at %s refused user %q a permission%s: grant it WRITE on the topics and IDEMPOTENT_WRITE on the cluster, or use another user in %s", t.Addr, t.User, says, where)
 	case backend.LoginRefused(err) || t.User == "":
-		return fmt.Sprintf("%s at %s refused user %q%s: check the user and password in %s", t.System, t.Addr, t.User, says, where)
+		return fmt.Sprintf("%s at %s refused user %q%s: check the user and password in %s", t.KnownName(), t.Addr, t.User, says, where)
 	}
 	return fmt.Sprintf("%s at %s denied user %q access%s: grant the user access to the outbox %s %s in database %q (migrate also creates it), or use another user in %s",
-		t.System, t.Addr, t.User, says, t.TableKind, t.Table, t.Database, where)
+		t.AskName(), t.Addr, t.User, says, t.TableKind, t.Table, t.Database, where)
 }
 
 func (a *App) unreachable(t backend.Target, err error, gaveUp string) string {
@@ -138,9 +138,9 @@ func (a *App) unreachable(t backend.Target, err error, gaveUp string) string {
 		return fmt.Sprintf("the SQLite database %s cannot be used now%s: %s", t.Addr, gaveUp, withoutPrefix(err.Error()))
 	}
 	if says := backend.ServerSays(err); says != "" { // it answers, but cannot serve
-		return fmt.Sprintf("%s at %s cannot serve now (%s)%s: try again later, or allow longer with --wait", t.System, t.Addr, says, gaveUp)
+		return fmt.Sprintf("%s at %s cannot serve now (%s)%s: try again later, or allow longer with --wait", t.KnownName(), t.Addr, says, gaveUp)
 	}
-	cause := t.System
+	cause := t.KnownName()
 	if n := backend.NetworkSays(err); n != "" {
 		cause += ": " + n
 	} else if errors.Is(err, context.DeadlineExceeded) {
