@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,7 +21,7 @@ import (
 // after a lost acknowledgement is stored once.
 func Example() {
 	ctx := context.Background()
-	url := natspub.ServerForExamples() // e.g. nats://127.0.0.1:4222
+	url := os.Getenv("NATS_URL") // e.g. nats://127.0.0.1:4222
 	prefix := fmt.Sprintf("example%d", time.Now().UnixNano())
 
 	pub, err := natspub.Connect(ctx, natspub.Connection{URL: url}, natspub.Config{

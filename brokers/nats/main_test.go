@@ -15,21 +15,17 @@ import (
 	"github.com/txoutbox/txoutbox/conformance/servers"
 )
 
-// exampleURL is the server the examples publish to. Examples take no
-// testing.TB, so natsserver.URL cannot find it for them: TestMain uses
-// OUTBOX_TEST_NATS_URL, or starts a throwaway nats-server, or skips the
-// examples that need a server (failing instead under OUTBOX_TEST_REQUIRE).
-var exampleURL string
-
-// ServerForExamples returns exampleURL to the examples of package natspub_test.
-func ServerForExamples() string { return exampleURL }
-
+// TestMain gives the examples their server in NATS_URL, as a service
+// would read it (examples are meant to be copied, so they call no test
+// helper): OUTBOX_TEST_NATS_URL, or a throwaway nats-server, or it skips
+// the examples that need a server (failing instead under
+// OUTBOX_TEST_REQUIRE).
 func TestMain(m *testing.M) {
 	flag.Parse()
-	exampleURL = os.Getenv(servers.EnvNATSURL)
-	if exampleURL == "" {
+	url := os.Getenv(servers.EnvNATSURL)
+	if url == "" {
 		var err error
-		if exampleURL, err = startExampleServer(); err != nil {
+		if url, err = startExampleServer(); err != nil {
 			if servers.Required(servers.NATS) {
 				fmt.Fprintf(os.Stderr, "nats: no server for the examples: %v\n", err)
 				os.Exit(1)
@@ -38,6 +34,7 @@ func TestMain(m *testing.M) {
 			_ = flag.Set("test.skip", "^Example$")
 		}
 	}
+	os.Setenv("NATS_URL", url)
 	os.Exit(servers.Main(m))
 }
 

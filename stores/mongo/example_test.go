@@ -1,14 +1,18 @@
 package mongostore_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	outbox "github.com/txoutbox/txoutbox/core"
 	"github.com/txoutbox/txoutbox/core/memory"
@@ -22,8 +26,12 @@ import (
 // nowhere else.
 func Example() {
 	ctx := context.Background()
-	client, dbName, cleanup := exampleDatabase("Example") // a *mongo.Client and a database of our own
-	defer cleanup()
+	client, err := mongo.Connect(options.Client().ApplyURI(os.Getenv("MONGODB_URI"))) // mongodb://db1,db2,db3/?replicaSet=rs0
+	if err != nil {
+		panic(err)
+	}
+	defer client.Disconnect(ctx)
+	dbName := cmp.Or(os.Getenv("MONGODB_DATABASE"), "app")
 	db := client.Database(dbName)
 
 	store, err := mongostore.New(client, mongostore.Config{Database: dbName})
@@ -125,10 +133,14 @@ func Example() {
 // is not atomic with the business write.
 func ExampleConfig_allowNonTransactional() {
 	ctx := context.Background()
-	client, dbName, cleanup := exampleDatabase("ExampleConfig_allowNonTransactional")
-	defer cleanup()
+	client, err := mongo.Connect(options.Client().ApplyURI(os.Getenv("MONGODB_URI"))) // mongodb://db:27017
+	if err != nil {
+		panic(err)
+	}
+	defer client.Disconnect(ctx)
+	dbName := cmp.Or(os.Getenv("MONGODB_DATABASE"), "app")
 
-	strict, err := mongostore.New(client, mongostore.Config{Database: dbName})
+	strict, err := mongostore.New(client, mongostore.Config{Database: dbName, Collection: "user_events"})
 	if err != nil {
 		panic(err)
 	}
@@ -138,7 +150,7 @@ func ExampleConfig_allowNonTransactional() {
 	err = strict.Enqueue(ctx, outbox.Message{Topic: "user_updated", Key: "user-42"})
 	fmt.Println("without a transaction:", errors.Is(err, mongostore.ErrNoTransaction))
 
-	lenient, err := mongostore.New(client, mongostore.Config{Database: dbName, AllowNonTransactional: true})
+	lenient, err := mongostore.New(client, mongostore.Config{Database: dbName, Collection: "user_events", AllowNonTransactional: true})
 	if err != nil {
 		panic(err)
 	}

@@ -4,9 +4,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"regexp"
+	"strings"
 	"testing"
-
-	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/txoutbox/txoutbox/conformance/servers"
 	"github.com/txoutbox/txoutbox/conformance/servers/mongoserver"
@@ -58,22 +58,28 @@ func skipExamples() {
 	}
 }
 
-// exampleDatabase returns a client on the test server, a database of the
-// example's own, and a function that drops the database. Examples have no
-// testing.T, so a stand-in gives mongoserver what it needs.
-func exampleDatabase(name string) (*mongo.Client, string, func()) {
-	t := &exampleT{name: name}
-	url, db := mongoserver.Database(t)
-	client, err := connect(url)
-	if err != nil {
-		panic(err)
+// prepareExamples gives the examples a database of their own on the test
+// server, in MONGODB_URI and MONGODB_DATABASE, as a service would read
+// them (examples are meant to be copied, so they call no test helper), and
+// returns what drops it. It does nothing when no example will run.
+func prepareExamples() (cleanup func()) {
+	if skip := flag.Lookup("test.skip").Value.String(); skip == "^Example" {
+		return func() {}
 	}
-	return client, db, t.cleanup
+	run := flag.Lookup("test.run").Value.String()
+	if re, err := regexp.Compile(run); run != "" && err == nil && !re.MatchString("Example") && !strings.Contains(run, "Example") {
+		return func() {}
+	}
+	t := &exampleT{name: "Examples"}
+	url, db := mongoserver.Database(t)
+	os.Setenv("MONGODB_URI", url)
+	os.Setenv("MONGODB_DATABASE", db)
+	return t.cleanup
 }
 
 // exampleT is the part of testing.TB that mongoserver uses. Any other
-// method panics (the embedded interface is nil), and so does a failure: an
-// example has no other way to fail than printing the wrong output.
+// method panics (the embedded interface is nil), and so does a failure:
+// TestMain has no other way to report it.
 type exampleT struct {
 	testing.TB
 	name     string

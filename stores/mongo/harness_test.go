@@ -22,7 +22,10 @@ import (
 
 func TestMain(m *testing.M) {
 	skipExamples()
-	os.Exit(servers.Main(m))
+	dropExampleDatabase := prepareExamples()
+	code := servers.Main(m)
+	dropExampleDatabase()
+	os.Exit(code)
 }
 
 // One client per server URL for the whole test binary.

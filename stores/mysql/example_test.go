@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"os"
 	"time"
+
+	_ "github.com/go-sql-driver/mysql" // database/sql driver "mysql"
 
 	outbox "github.com/txoutbox/txoutbox/core"
 	"github.com/txoutbox/txoutbox/core/memory"
@@ -18,7 +21,11 @@ import (
 // the same transaction. The event exists if and only if the rename commits.
 func Example() {
 	ctx := context.Background()
-	db := exampleDB() // sql.Open("mysql", "app:secret@tcp(db:3306)/app?interpolateParams=true")
+	db, err := sql.Open("mysql", os.Getenv("MYSQL_DSN")) // app:secret@tcp(db:3306)/app?interpolateParams=true
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
 
 	store, err := mysqlstore.New(db, mysqlstore.Config{Table: "outbox"})
 	if err != nil {
@@ -28,7 +35,13 @@ func Example() {
 	if err := store.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}
-	createUsers(ctx, db)
+	// The business table.
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS users (user_id INT PRIMARY KEY, name VARCHAR(100) NOT NULL, updated_on DATETIME NOT NULL)`); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT IGNORE INTO users VALUES (42, 'Ada Byron', NOW())`); err != nil {
+		log.Fatal(err)
+	}
 
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -62,15 +75,24 @@ func Example() {
 func Example_relayInProcess() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	db := exampleDB()
-	store, err := mysqlstore.New(db, mysqlstore.Config{})
+	db, err := sql.Open("mysql", os.Getenv("MYSQL_DSN"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	store, err := mysqlstore.New(db, mysqlstore.Config{Table: "user_events"})
 	if err != nil {
 		log.Fatal(err)
 	}
 	if err := store.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}
-	createUsers(ctx, db)
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS users (user_id INT PRIMARY KEY, name VARCHAR(100) NOT NULL, updated_on DATETIME NOT NULL)`); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT IGNORE INTO users VALUES (42, 'Ada Byron', NOW())`); err != nil {
+		log.Fatal(err)
+	}
 
 	// A broker in memory stands in for Kafka or NATS here.
 	broker := memory.NewPublisher(memory.PublisherConfig{})
@@ -121,18 +143,4 @@ func Example_relayInProcess() {
 	// Output:
 	// user_updated key=42 {"name":"Ada King","user_id":42}
 	// user_updated key=42 {"name":"Ada Lovelace","user_id":42}
-}
-
-// createUsers is the example's business table.
-func createUsers(ctx context.Context, db interface {
-	ExecContext(context.Context, string, ...any) (sql.Result, error)
-}) {
-	for _, q := range []string{
-		`CREATE TABLE users (user_id INT PRIMARY KEY, name VARCHAR(100) NOT NULL, updated_on DATETIME NOT NULL)`,
-		`INSERT INTO users VALUES (42, 'Ada Byron', NOW())`,
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			log.Fatal(err)
-		}
-	}
 }

@@ -1,11 +1,11 @@
 package mysqlstore_test
 
 import (
-	"database/sql"
 	"flag"
 	"fmt"
 	"os"
-	"sync"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/txoutbox/txoutbox/conformance/servers"
@@ -14,6 +14,7 @@ import (
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	cleanup := func() {}
 	if reason := noExampleServer(); reason != "" {
 		// Examples cannot skip: leave them out, as the tests skip.
 		skip := "^Example"
@@ -22,10 +23,35 @@ func TestMain(m *testing.M) {
 		}
 		_ = flag.Set("test.skip", skip)
 		fmt.Fprintf(os.Stderr, "mysqlstore: skipping the examples: %s\n", reason)
+	} else if examplesRun() {
+		cleanup = prepareExamples()
 	}
 	code := servers.Main(m)
-	runExampleCleanups()
+	cleanup()
 	os.Exit(code)
+}
+
+// exampleDSNVar is the variable the examples read their server from, as a
+// service would: they are meant to be copied, so they call no test helper.
+const exampleDSNVar = "MYSQL_DSN"
+
+// prepareExamples gives the examples a database of their own on the test
+// server, in MYSQL_DSN, and returns what drops it.
+func prepareExamples() (cleanup func()) {
+	t := &exampleT{name: "Examples"}
+	dsn, _ := mysqlserver.Database(t)
+	os.Setenv(exampleDSNVar, dsn)
+	return t.cleanup
+}
+
+// examplesRun says whether -test.run may select an example.
+func examplesRun() bool {
+	run := flag.Lookup("test.run").Value.String()
+	if run == "" || strings.Contains(run, "Example") {
+		return true
+	}
+	re, err := regexp.Compile(run)
+	return err != nil || re.MatchString("Example")
 }
 
 // noExampleServer says why the examples would find no server, or "" when
@@ -43,37 +69,8 @@ func noExampleServer() string {
 	return "no MySQL or MariaDB: set " + servers.EnvMySQLURL
 }
 
-// exampleDB opens a database of its own on the test server. In a service
-// this is sql.Open("mysql", dsn) with a DSN of your own.
-func exampleDB() *sql.DB {
-	t := &exampleT{name: "Example"}
-	dsn, _ := mysqlserver.Database(t)
-	db, err := sql.Open("mysql", dsn)
-	if err != nil {
-		panic(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	exampleMu.Lock()
-	exampleCleanups = append(exampleCleanups, t.cleanup)
-	exampleMu.Unlock()
-	return db
-}
-
-var (
-	exampleMu       sync.Mutex
-	exampleCleanups []func()
-)
-
-func runExampleCleanups() {
-	exampleMu.Lock()
-	defer exampleMu.Unlock()
-	for _, c := range exampleCleanups {
-		c()
-	}
-}
-
-// exampleT lets examples, which have no *testing.T, use mysqlserver: a
-// failure panics, which fails the example with its message.
+// exampleT lets TestMain, which has no *testing.T, use mysqlserver for the
+// examples: a failure panics with its message.
 type exampleT struct {
 	testing.TB // nil: only the methods below are called
 	name       string
