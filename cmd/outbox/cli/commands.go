@@ -9,6 +9,7 @@ import (
 	"github.com/txoutbox/txoutbox/cmd/outbox/internal/command/migrate"
 	"github.com/txoutbox/txoutbox/cmd/outbox/internal/command/relay"
 	"github.com/txoutbox/txoutbox/cmd/outbox/internal/command/status"
+	"github.com/txoutbox/txoutbox/cmd/outbox/internal/command/ui"
 )
 
 // commands are the subcommands of outbox, in the order help lists them.
@@ -29,5 +30,6 @@ var commands = []func(*app.App) *cobra.Command{
 	migrate.Command,
 	status.Command,
 	dead.Command,
+	ui.Command,
 	demo.Command,
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/txoutbox/txoutbox/cmd/outbox/backend"
 	"github.com/txoutbox/txoutbox/cmd/outbox/internal/app"
+	"github.com/txoutbox/txoutbox/cmd/outbox/internal/ui"
 	outboxprom "github.com/txoutbox/txoutbox/contrib/prometheus"
 	outbox "github.com/txoutbox/txoutbox/core"
 )
@@ -28,6 +29,7 @@ type options struct {
 	healthTimeout time.Duration
 	otel          bool
 	migrate       bool
+	ui            ui.Options
 }
 
 // Command returns `outbox relay`.
@@ -92,12 +94,16 @@ continuing the trace that the writer put in the message headers.`,
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (e.g. :9090); empty serves nothing")
 	fs.DurationVar(&o.healthTimeout, "health-timeout", 2*time.Second, "how long /readyz waits for the store and the broker to answer")
 	fs.BoolVar(&o.otel, "otel", false, "trace publishes with OpenTelemetry (OTLP/HTTP); also on when OTEL_EXPORTER_OTLP_ENDPOINT is set")
+	o.ui.AddFlags(fs, "ui-", "")
 	fs.BoolVar(&o.migrate, "migrate", false, "create or upgrade the outbox tables before relaying (like outbox migrate)")
 	return cmd
 }
 
 func run(ctx context.Context, a *app.App, o options) error {
 	log := a.Logger()
+	if err := checkConsole(a, o.ui); err != nil {
+		return err
+	}
 	st, err := a.OpenStore(ctx, o.store, "relay")
 	if err != nil {
 		return err
@@ -134,9 +140,14 @@ func run(ctx context.Context, a *app.App, o options) error {
 	}
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
+	reported, stopConsole, err := startConsole(ctx, a, o.ui, st, observer)
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.Source("ui-addr"), err)
+	}
+	defer stopConsole()
 	cfg := o.relay
 	cfg.Logger = log
-	cfg.Observer = stopOnRefusal{Observer: observer, stop: stop}
+	cfg.Observer = stopOnRefusal{Observer: reported, stop: stop}
 	relay, err := outbox.NewRelay(st.Outbox, br.Publisher, cfg)
 	if err != nil {
 		return &app.UsageError{Err: flagNames(err)}

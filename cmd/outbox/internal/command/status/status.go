@@ -194,7 +194,7 @@ func (r Report) WriteText(w io.Writer) {
 	fmt.Fprintf(tw, "pending\t%d\t(retrying %d, replayed %d)\n", r.Pending, r.Retrying, r.Replayed)
 	if r.OldestPending != nil {
 		lag := seconds(r.LagSeconds)
-		fmt.Fprintf(tw, "lag\t%s\t(oldest pending enqueued %s)\n", roundDuration(lag), r.OldestPending.Format(time.RFC3339))
+		fmt.Fprintf(tw, "lag\t%s\t(oldest pending enqueued %s)\n", app.RoundDuration(lag), r.OldestPending.Format(time.RFC3339))
 	} else {
 		fmt.Fprintf(tw, "lag\t0s\t(nothing pending)\n")
 	}
@@ -224,7 +224,7 @@ func (r Report) WriteText(w io.Writer) {
 		if owner == "" {
 			owner = "(nobody)"
 		}
-		fmt.Fprintf(tw, "  %d\t%s\t%d\t%s\n", l.Lane, owner, l.Pending, roundDuration(seconds(l.LagSeconds)))
+		fmt.Fprintf(tw, "  %d\t%s\t%d\t%s\n", l.Lane, owner, l.Pending, app.RoundDuration(seconds(l.LagSeconds)))
 	}
 	_ = tw.Flush()
 	if n := len(r.Lagging) - shownLagging; n > 0 {
@@ -253,16 +253,6 @@ func (r Report) relayList() string {
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
-
-func roundDuration(d time.Duration) time.Duration {
-	switch {
-	case d >= time.Minute:
-		return d.Round(time.Second)
-	case d >= time.Second:
-		return d.Round(100 * time.Millisecond)
-	}
-	return d.Round(time.Millisecond)
-}
 
 // clearScreen moves the cursor home and clears a terminal.
 const clearScreen = "\x1b[H\x1b[2J"

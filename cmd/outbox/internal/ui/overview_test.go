@@ -1,0 +1,168 @@
+package ui
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+func TestOverviewShowsBacklogRelaysAndLanes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{})
+	f.write(outbox.Message{Topic: "orders", Key: "a"}, outbox.Message{Topic: "orders", Key: "b"}, outbox.Message{Topic: "users", Key: "c"})
+	dead := f.write(outbox.Message{Topic: "orders", Key: "d"})
+	f.kill(dead[0].ID, "rejected")
+	f.sample()
+
+	code, page := f.get("/")
+	if code != http.StatusOK {
+		t.Fatalf("GET / = %d", code)
+	}
+	mustContain(t, "overview", page, `id="pending" data-k="pending">3<`, `id="dead" data-k="dead">1<`, "relay-1", `src="/assets/console.js"`, `id="chart-lag"`)
+
+	code, raw := f.get("/api/overview")
+	if code != http.StatusOK {
+		t.Fatalf("GET /api/overview = %d", code)
+	}
+	var d overviewData
+	if err := json.Unmarshal([]byte(raw), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Pending != 3 || d.Dead != 1 || d.Lanes != 4 || d.LagSeconds <= 0 || len(d.Relays) != 1 || d.Relays[0].Lanes != 4 {
+		t.Errorf("overview = pending %d dead %d lanes %d lag %v relays %+v; want 3, 1, 4, a lag, relay-1 with 4 lanes", d.Pending, d.Dead, d.Lanes, d.LagSeconds, d.Relays)
+	}
+	if len(d.Lagging) == 0 || d.Lagging[0].Owner != "relay-1" || len(d.Series.Pending) != 1 {
+		t.Errorf("lagging %+v, series %+v; want lanes held by relay-1 and one point", d.Lagging, d.Series)
+	}
+	if d.Rate != nil {
+		t.Errorf("rate %v without a relay in the process; want null", *d.Rate)
+	}
+}
+
+func TestOverviewCountsTheRelaysDeliveries(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{})
+	obs := f.srv.Observer()
+	obs.ObserveRead(outbox.ReadEvent{Owner: "relay-1"})
+	t0 := time.Now()
+	f.srv.sampler.add(sample{Time: t0})
+	recs := []outbox.Record{
+		{Message: outbox.Message{ID: "1", Topic: "orders"}, Lane: 1},
+		{Message: outbox.Message{ID: "2", Topic: "orders"}, Lane: 2},
+		{Message: outbox.Message{ID: "3", Topic: "users"}, Lane: 3},
+	}
+	obs.ObserveBatch(outbox.BatchEvent{Owner: "relay-1", Records: recs, PublishedAt: time.Now(), Outcomes: []outbox.Outcome{
+		{Status: outbox.Delivered}, {Status: outbox.Retried}, {Status: outbox.DeadLettered},
+	}})
+	f.srv.sampler.add(sample{Time: t0.Add(2 * time.Second)})
+	d := f.srv.overviewData()
+	if d.Rate == nil || *d.Rate != 0.5 {
+		t.Fatalf("rate %v after one delivery in 2s; want 0.5/s", d.Rate)
+	}
+	want := []topicRow{{Topic: "orders", Delivered: 1, Retried: 1}, {Topic: "users", Dead: 1}}
+	if len(d.Topics) != 2 || d.Topics[0] != want[0] || d.Topics[1] != want[1] {
+		t.Errorf("topics %+v; want %+v", d.Topics, want)
+	}
+	_, page := f.get("/")
+	mustContain(t, "overview", page, "<td>orders</td><td>1</td><td>1</td><td>0</td>")
+}
+
+// stats builds a sample for the warning tests.
+func at(base time.Time, sec int, st outbox.Stats) sample {
+	return sample{Time: base.Add(time.Duration(sec) * time.Second), Stats: st}
+}
+
+func TestOverviewWarnings(t *testing.T) {
+	t.Parallel()
+	base := time.Now().Add(-time.Hour)
+	relay := func(owners ...string) []outbox.RelayLanes {
+		var rs []outbox.RelayLanes
+		for _, o := range owners {
+			rs = append(rs, outbox.RelayLanes{Owner: o, Lanes: 2})
+		}
+		return rs
+	}
+	lagging := func(oldest time.Time) []outbox.LaneLag {
+		return []outbox.LaneLag{{Lane: 3, Owner: "a", Pending: 5, OldestPending: oldest}}
+	}
+	for _, c := range []struct {
+		name    string
+		samples []sample
+		want    []string // substrings, one per warning, in order
+	}{
+		{"healthy", []sample{at(base, 0, outbox.Stats{Lanes: 4, Relays: relay("a", "b")})}, nil},
+		{"no relay", []sample{at(base, 0, outbox.Stats{Lanes: 4, Pending: 7})}, []string{"No live relay: 7 pending"}},
+		{"unheld lanes", []sample{at(base, 0, outbox.Stats{Lanes: 4, Relays: relay("a")})}, []string{"2 of 4 lanes are held by no relay"}},
+		{"relay gone", []sample{
+			at(base, 0, outbox.Stats{Lanes: 4, Relays: relay("a", "b")}),
+			at(base, 2, outbox.Stats{Lanes: 4, Relays: []outbox.RelayLanes{{Owner: "a", Lanes: 4}}}),
+		}, []string{"Relay b is gone"}},
+		{"lane not moving", []sample{
+			at(base, 0, outbox.Stats{Lanes: 4, Relays: relay("a", "b"), Lagging: lagging(base)}),
+			at(base, 20, outbox.Stats{Lanes: 4, Relays: relay("a", "b"), Lagging: lagging(base)}),
+			at(base, 40, outbox.Stats{Lanes: 4, Relays: relay("a", "b"), Lagging: lagging(base)}),
+		}, []string{"Lane 3 has not moved for 40s"}},
+		{"lane moving", []sample{
+			at(base, 0, outbox.Stats{Lanes: 4, Relays: relay("a", "b"), Lagging: lagging(base)}),
+			at(base, 20, outbox.Stats{Lanes: 4, Relays: relay("a", "b"), Lagging: lagging(base.Add(10 * time.Second))}),
+			at(base, 40, outbox.Stats{Lanes: 4, Relays: relay("a", "b"), Lagging: lagging(base.Add(30 * time.Second))}),
+		}, nil},
+		{"lag growing", func() []sample {
+			var ss []sample
+			for i := range 6 {
+				ss = append(ss, at(base, i*10, outbox.Stats{Lanes: 4, Relays: relay("a", "b"), Pending: 9, OldestPending: base.Add(-5 * time.Second)}))
+			}
+			return ss
+		}(), []string{"The lag keeps growing: from 5s to 55s over the last 50s"}},
+		{"unreadable", []sample{{Time: base, Err: errors.New("connection refused")}}, []string{"Cannot read the statistics: connection refused"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSampler(nil, 2*time.Second, 10*time.Minute)
+			for _, smp := range c.samples {
+				s.add(smp)
+			}
+			ws := s.snapshot().warnings(s.stallAfter())
+			if len(ws) != len(c.want) {
+				t.Fatalf("warnings %+v; want %d: %q", ws, len(c.want), c.want)
+			}
+			for i, w := range c.want {
+				if !strings.Contains(ws[i].Text, w) {
+					t.Errorf("warning %d = %q; want it to say %q", i, ws[i].Text, w)
+				}
+			}
+		})
+	}
+}
+
+func TestSamplesKeepTheWindow(t *testing.T) {
+	t.Parallel()
+	s := newSampler(nil, time.Second, time.Minute)
+	base := time.Now()
+	for i := range 200 {
+		s.add(at(base, i, outbox.Stats{}))
+	}
+	sn := s.snapshot()
+	if n := len(sn.Samples); n != 61 {
+		t.Errorf("kept %d samples of 1 s over a 1 min window; want 61", n)
+	}
+}
+
+func TestAssetsAreEmbeddedAndPagesLockedDown(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{})
+	for _, path := range []string{"/assets/console.js", "/assets/console.css"} {
+		code, b := f.get(path)
+		if code != http.StatusOK || len(b) < 100 {
+			t.Errorf("GET %s = %d, %d bytes; want the embedded file", path, code, len(b))
+		}
+	}
+	rec := f.post("/dead/confirm", nil)
+	if csp := rec.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("Content-Security-Policy %q; want scripts from this origin only and no framing", csp)
+	}
+}
