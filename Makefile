@@ -21,7 +21,7 @@ export OUTBOX_TEST_POSTGRES_URL OUTBOX_TEST_MYSQL_URL OUTBOX_TEST_NATS_URL OUTBO
 
 # Which servers `make services` (and so `make test`) sets up: SERVICES=none
 # when the OUTBOX_TEST_* variables point at servers of your own.
-SERVICES ?= postgres mysql nats kafka mongo
+SERVICES ?= postgres mysql nats kafka mongo chromium
 
 ## test: set up the servers (make services), run every module's tests with -race, and end with a
 ## summary: the server each backend used, every skipped test with its reason

@@ -15,6 +15,9 @@ const (
 	Mongo    = "mongo"
 	Kafka    = "kafka"
 	NATS     = "nats"
+	// Chromium is the browser of the console's end-to-end tests, not a
+	// server; OUTBOX_TEST_REQUIRE names it all the same.
+	Chromium = "chromium"
 )
 
 // Environment variables that point the tests at existing servers.
@@ -24,6 +27,7 @@ const (
 	EnvMongoURL     = "OUTBOX_TEST_MONGO_URL"     // mongodb://host:port/?directConnection=true
 	EnvKafkaBrokers = "OUTBOX_TEST_KAFKA_BROKERS" // host:port[,host:port...]
 	EnvNATSURL      = "OUTBOX_TEST_NATS_URL"      // nats://host:port
+	EnvChromium     = "OUTBOX_TEST_CHROMIUM"      // path of a chromium binary
 	EnvRequire      = "OUTBOX_TEST_REQUIRE"       // backends whose absence fails the tests, or "all"
 )
 
@@ -39,6 +43,7 @@ var backends = map[string]backend{
 	Mongo:    {EnvMongoURL, "install MongoDB"},
 	Kafka:    {EnvKafkaBrokers, "run scripts/services kafka (Apache Kafka from Maven Central, for throwaway nodes)"},
 	NATS:     {EnvNATSURL, "install nats-server"},
+	Chromium: {EnvChromium, "run scripts/services start chromium (Debian's chromium package)"},
 }
 
 // Required reports whether OUTBOX_TEST_REQUIRE names backend (or says "all"),
@@ -69,8 +74,8 @@ func Unavailable(t testing.TB, backend, reason string) {
 	t.Helper()
 	for _, w := range requireList() {
 		if _, ok := backends[w]; !ok && w != "all" {
-			t.Fatalf("%s=%q: unknown backend %q: use a list of %s, %s, %s, %s, %s, or all",
-				EnvRequire, os.Getenv(EnvRequire), w, Postgres, MySQL, Mongo, Kafka, NATS)
+			t.Fatalf("%s=%q: unknown backend %q: use a list of %s, %s, %s, %s, %s, %s, or all",
+				EnvRequire, os.Getenv(EnvRequire), w, Postgres, MySQL, Mongo, Kafka, NATS, Chromium)
 			return
 		}
 	}

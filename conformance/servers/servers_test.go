@@ -157,7 +157,7 @@ func TestUnavailable(t *testing.T) {
 		},
 		{
 			"postgress", Postgres, "x",
-			"", `OUTBOX_TEST_REQUIRE="postgress": unknown backend "postgress": use a list of postgres, mysql, mongo, kafka, nats, or all`,
+			"", `OUTBOX_TEST_REQUIRE="postgress": unknown backend "postgress": use a list of postgres, mysql, mongo, kafka, nats, chromium, or all`,
 		},
 	}
 	for _, tt := range tests {
