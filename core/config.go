@@ -37,7 +37,11 @@ type RelayConfig struct {
 
 	// MinPollInterval is the first wait after a read found nothing new;
 	// the wait doubles up to PollInterval while the outbox stays idle and
-	// goes back to MinPollInterval as soon as work appears. Default 10ms.
+	// goes back to MinPollInterval as soon as work appears. A wake-up
+	// (a store notification, Notify) that comes soon after the start of a
+	// read that was not full waits until half of MinPollInterval, at most
+	// 5ms, has passed since then, so that a burst of commits costs one
+	// read rather than one per commit. Default 10ms.
 	MinPollInterval time.Duration
 
 	// Lease is how long the relay's lane leases and membership last

@@ -163,6 +163,7 @@ func (rn *run) readLoop(ctx context.Context) {
 	r := rn.r
 	idle := 0
 	ahead := r.cfg.BatchSize * max(1, r.cfg.Concurrency/2) // records queued ahead of the workers
+	var lastRead time.Time
 	for {
 		if r.storeDown.wait(ctx) != nil {
 			return
@@ -190,6 +191,7 @@ func (rn *run) readLoop(ctx context.Context) {
 			continue
 		}
 		slices.Sort(lanes)
+		lastRead = time.Now()
 		recs, err := rn.read(ctx, ReadParams{
 			Lanes: lanes, Limit: r.cfg.BatchSize,
 			SkipIDs: skipIDs, SkipKeys: skipKeys, StrictOrder: r.cfg.StrictOrder,
@@ -228,8 +230,18 @@ func (rn *run) readLoop(ctx context.Context) {
 		if !rn.idle(ctx, nil, wait) {
 			return
 		}
+		// A wake-up soon after a read waits for the rest of the coalescing
+		// window, so that a burst of commits, each waking the relay, costs
+		// the store one read (and one settle) rather than one per commit.
+		if d := min(r.cfg.MinPollInterval/2, maxCoalesce) - time.Since(lastRead); d > 0 && sleep(ctx, d) != nil {
+			return
+		}
 	}
 }
+
+// maxCoalesce bounds the wait of a wake-up that comes soon after a read
+// (see readLoop): the longest delay that coalescing adds to an event.
+const maxCoalesce = 5 * time.Millisecond
 
 // maxSkipKeys bounds the keys a read leaves out. Past it, the later
 // records of the keys held back beyond it are read and queued behind their

@@ -18,9 +18,11 @@ import (
 
 // Enqueue writes msgs to the outbox within tx, the caller's pgx transaction
 // (from pool.Begin, conn.Begin or pgx.BeginFunc), in one statement (pgx
-// prepares it once per connection, on first use), and with them a
-// notification (unless Config.DisableNotify) that PostgreSQL delivers to
-// listening relays only if the transaction commits. It never commits, never
+// prepares it once per connection, on first use), and wakes listening
+// relays: with a notification that PostgreSQL delivers only if the
+// transaction commits, or, when another Enqueue of this Store notified
+// less than Config.NotifyInterval ago, with one notification sent when that
+// interval ends (unless Config.DisableNotify). It never commits, never
 // begins a transaction and never creates tables: the messages exist if and
 // only if the caller's transaction commits.
 //
@@ -137,7 +139,7 @@ func (s *Store) enqueueStatement(ctx context.Context, msgs []outbox.Message, arr
 		return "", nil, err
 	}
 	channel := s.names.channel
-	if s.cfg.DisableNotify {
+	if s.cfg.DisableNotify || !s.notify.inTx() {
 		channel = "" // the statement skips pg_notify
 	}
 	headers := func(m *outbox.Message) (string, error) {

@@ -503,22 +503,30 @@ func TestUnreachableServerIsUnavailable(t *testing.T) {
 	}
 }
 
+// listenOn takes a connection of pool for the test and listens on channel
+// with it.
+func listenOn(ctx context.Context, t *testing.T, pool *pgxpool.Pool, channel string) *pgx.Conn {
+	t.Helper()
+	pc, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listener := pc.Hijack()
+	t.Cleanup(func() { listener.Close(context.Background()) })
+	if _, err := listener.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	return listener
+}
+
 // The notification is sent by the commit, not by Enqueue: PostgreSQL
 // delivers notifications in commit order, so a marker notified (and
 // committed) after Enqueue but before the writer's commit arrives first.
 func TestNotifyOnlyOnCommit(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	s, pool := testStore(t, Config{})
-	pc, err := pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	listener := pc.Hijack()
-	defer listener.Close(ctx)
-	if _, err := listener.Exec(ctx, "LISTEN "+pgx.Identifier{s.Channel()}.Sanitize()); err != nil {
-		t.Fatal(err)
-	}
+	s, pool := testStore(t, Config{NotifyInterval: -1}) // every Enqueue notifies in its transaction
+	listener := listenOn(ctx, t, pool, s.Channel())
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)

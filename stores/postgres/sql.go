@@ -68,7 +68,7 @@ func (n names) index(suffix string) string {
 // statements are the SQL texts of a store, built once so that pgx caches
 // their prepared forms per connection.
 type statements struct {
-	insertOne, insertMany, notify, laneCount string
+	insertOne, insertMany, notify, notifyNow, laneCount string
 
 	planGuard string
 
@@ -143,6 +143,12 @@ WITH inserted AS (
 SELECT pg_notify($7::text, '') WHERE $7::text <> ''`),
 
 		notify: `SELECT pg_notify($1::text, '')`,
+
+		// The notification at the end of a NotifyInterval, in a
+		// transaction of its own: set_config(..., true) lasts until that
+		// transaction's commit, which then does not wait for the WAL
+		// flush.
+		notifyNow: `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1::text, '')`,
 
 		laneCount: sql(`SELECT count(*) FROM {lanes}`),
 

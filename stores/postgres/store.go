@@ -22,6 +22,7 @@ type Store struct {
 	names  names
 	sql    statements
 	listen listenConfig
+	notify *notifier
 
 	// lanes is the lane count of the table, read once (laneTotal) and
 	// cached; zero until then.
@@ -52,13 +53,15 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	n := newNames(cfg.Schema, cfg.Table)
-	return &Store{
+	s := &Store{
 		pool:   pool,
 		cfg:    cfg,
 		names:  n,
 		sql:    newStatements(n),
 		listen: defaultListenConfig,
-	}, nil
+	}
+	s.notify = &notifier{interval: cfg.NotifyInterval, send: s.notifyNow}
+	return s, nil
 }
 
 // Config returns the store's configuration with defaults filled in.

@@ -137,7 +137,7 @@ clone of the repository: go run ./cmd/outbox-bench …`,
 	fs.DurationVar(&cfg.LatencyDuration, "latency-duration", 0, "how long each latency measurement writes (default 20s)")
 	fs.DurationVar(&cfg.LatencyWarmup, "latency-warmup", 0, "start of each latency measurement left out of the percentiles (default 2s)")
 	fs.DurationVar(&cfg.SimplePoll, "simple-poll", 0, "the simple relay's sleep after an empty claim (default 10ms)")
-	fs.Var(newNotifyValue(&cfg.Notify), "pg-notify", "how PostgreSQL writers wake relays in the latency measurement: in-tx (pgstore's default), none (DisableNotify) or after-commit (an experiment)")
+	fs.Var(newNotifyValue(&cfg.Notify), "pg-notify", "how PostgreSQL writers wake relays in the latency measurement: interval (pgstore's default, Config.NotifyInterval), every-tx (a NOTIFY in every transaction) or none (DisableNotify)")
 	fs.IntVar(&cfg.Writers, "writers", 0, "concurrent writers of the enqueue measurement (default 8)")
 	fs.DurationVar(&cfg.EnqueueDuration, "enqueue-duration", 0, "how long each enqueue case runs per round (default 3s)")
 	fs.IntVar(&cfg.Retained, "retained", 0, "delivered records the table-growth measurement retains (default 1,000,000)")
@@ -224,7 +224,7 @@ func newNotifyValue(n *Notify) notifyValue { return notifyValue{n} }
 
 func (v notifyValue) String() string {
 	if v.n == nil || *v.n == "" {
-		return string(NotifyInTx)
+		return string(NotifyInterval)
 	}
 	return string(*v.n)
 }

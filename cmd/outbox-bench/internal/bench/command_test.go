@@ -76,7 +76,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--store", "oracle://db"}, "postgres://"},
 		{[]string{"--store", "memory", "--broker", "rabbitmq://mq"}, "kfake"},
 		{[]string{"--store", "memory", "--broker", "memory", "--skip", "warp"}, "unknown scenario"},
-		{[]string{"--store", "memory", "--broker", "memory", "--pg-notify", "sometimes"}, "after-commit"},
+		{[]string{"--store", "memory", "--broker", "memory", "--pg-notify", "sometimes"}, "every-tx"},
 		{[]string{"--quik"}, "unknown flag: --quik"},
 	} {
 		code, _, stderr := run(t, tc.args...)

@@ -65,7 +65,7 @@ type Config struct {
 	SimplePoll time.Duration
 
 	// Notify is how the writers of the latency measurement wake the relays
-	// on PostgreSQL. Default NotifyInTx (pgstore's default).
+	// on PostgreSQL. Default NotifyInterval (pgstore's default).
 	Notify Notify
 
 	// Writers is how many concurrent writers the enqueue measurement
@@ -169,7 +169,7 @@ func (c Config) withDefaults() (Config, error) {
 	setDur(&c.SimplePoll, 10*time.Millisecond)
 	setInt(&c.Writers, 8)
 	if c.Notify == "" {
-		c.Notify = NotifyInTx
+		c.Notify = NotifyInterval
 	}
 	setDur(&c.EnqueueDuration, pickD(3*time.Second, 200*time.Millisecond))
 	setInt(&c.Retained, pick(1_000_000, 10_000))
@@ -195,9 +195,9 @@ func (c Config) withDefaults() (Config, error) {
 		return bad("the latency duration (%v) must be longer than its warm-up (%v)", c.LatencyDuration, c.LatencyWarmup)
 	}
 	switch c.Notify {
-	case NotifyInTx, NotifyNone, NotifyAfterCommit:
+	case NotifyInterval, NotifyEveryTx, NotifyNone:
 	default:
-		return bad("unknown notify mode %q; use %s, %s or %s", c.Notify, NotifyInTx, NotifyNone, NotifyAfterCommit)
+		return bad("unknown notify mode %q; use %s, %s or %s", c.Notify, NotifyInterval, NotifyEveryTx, NotifyNone)
 	}
 	for _, n := range c.Relays {
 		if n < 1 {

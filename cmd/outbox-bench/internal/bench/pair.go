@@ -464,7 +464,7 @@ func (b *bencher) latency(ctx context.Context, s storeTarget, br brokerTarget, e
 					}
 				}
 				msg := outbox.Message{ID: outbox.NewID(), Topic: t.name(), Key: keyOf(i, c.Keys), Payload: b.payload}
-				if err := o.order(ctx, []outbox.Message{msg}, c.Notify); err != nil {
+				if err := o.business(ctx, []outbox.Message{msg}, c.Notify); err != nil {
 					failures.Add(1)
 					once.Do(func() { firstErr = err })
 					continue

@@ -129,8 +129,8 @@ type EnqueueResult struct {
 type EnqueueCase struct {
 	Name     string `json:"name"`
 	Messages int    `json:"messages"`
-	// Notify is how PostgreSQL writers woke the relays (in-tx, none,
-	// after-commit); empty for other stores.
+	// Notify is how PostgreSQL writers woke the relay (interval,
+	// every-tx, none); empty for other stores.
 	Notify Notify `json:"notify,omitempty"`
 	// TxPerSec is the transactions committed per second by all writers.
 	TxPerSec Measure `json:"tx_per_sec"`

@@ -36,7 +36,7 @@ func (o *memOutbox) relayStore(context.Context) (outbox.Store, func(), error) {
 	return o.store, func() {}, nil
 }
 
-func (o *memOutbox) order(ctx context.Context, msgs []outbox.Message, _ Notify) error {
+func (o *memOutbox) business(ctx context.Context, msgs []outbox.Message, _ Notify) error {
 	tx := o.store.Begin()
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 	if len(msgs) > 0 {
@@ -48,7 +48,7 @@ func (o *memOutbox) order(ctx context.Context, msgs []outbox.Message, _ Notify) 
 }
 
 func (o *memOutbox) enqueue(ctx context.Context, msgs []outbox.Message) error {
-	return o.order(ctx, msgs, NotifyNone)
+	return o.business(ctx, msgs, NotifyNone)
 }
 
 func (o *memOutbox) retain(context.Context, int, int) error {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -135,7 +136,7 @@ func (s *myStore) newOutbox(ctx context.Context, tag string, writers int) (outbo
 		return nil, err
 	}
 	o := &myOutbox{s: s, db: db, table: "outbox_bench_" + tag}
-	o.orders = quoteMy(o.table + "_orders")
+	o.users = quoteMy(o.table + "_users")
 	fail := func(err error) (outboxTarget, error) {
 		_ = o.drop(context.WithoutCancel(ctx))
 		return nil, err
@@ -146,20 +147,37 @@ func (s *myStore) newOutbox(ctx context.Context, tag string, writers int) (outbo
 	if err := o.store.Migrate(ctx); err != nil {
 		return fail(err)
 	}
-	if _, err := db.ExecContext(ctx, "CREATE TABLE "+o.orders+
-		" (order_id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, customer VARCHAR(64) NOT NULL, amount_cents BIGINT NOT NULL, created_at DATETIME(6) NOT NULL) ENGINE=InnoDB"); err != nil {
+	if _, err := db.ExecContext(ctx, "CREATE TABLE "+o.users+
+		" (user_id BIGINT NOT NULL PRIMARY KEY, name VARCHAR(64) NOT NULL, balance_cents BIGINT NOT NULL, updated_at DATETIME(6) NOT NULL) ENGINE=InnoDB"); err != nil {
 		return fail(err)
+	}
+	// Rows of 1,000 per statement: a recursive CTE would stop at the
+	// server's recursion limit (1,000 on MariaDB and on MySQL).
+	for first := 1; first <= businessUsers; first += 1_000 {
+		var q strings.Builder
+		args := make([]any, 0, 1_000)
+		q.WriteString("INSERT INTO " + o.users + " (user_id, name, balance_cents, updated_at) VALUES ")
+		for id := first; id < first+1_000 && id <= businessUsers; id++ {
+			if id > first {
+				q.WriteByte(',')
+			}
+			q.WriteString("(?, CONCAT('user-', user_id), 0, UTC_TIMESTAMP(6))")
+			args = append(args, id)
+		}
+		if _, err := db.ExecContext(ctx, q.String(), args...); err != nil {
+			return fail(err)
+		}
 	}
 	return o, nil
 }
 
 // myOutbox is the outbox outbox_bench_<tag>.
 type myOutbox struct {
-	s      *myStore
-	db     *sql.DB
-	table  string
-	orders string
-	store  *mysqlstore.Store
+	s     *myStore
+	db    *sql.DB
+	table string
+	users string // the business table
+	store *mysqlstore.Store
 }
 
 func (o *myOutbox) relayStore(context.Context) (outbox.Store, func(), error) {
@@ -175,9 +193,10 @@ func (o *myOutbox) relayStore(context.Context) (outbox.Store, func(), error) {
 	return st, func() { _ = db.Close() }, nil
 }
 
-func (o *myOutbox) order(ctx context.Context, msgs []outbox.Message, _ Notify) error {
+func (o *myOutbox) business(ctx context.Context, msgs []outbox.Message, _ Notify) error {
 	return inTx(ctx, o.db, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, "INSERT INTO "+o.orders+" (customer, amount_cents, created_at) VALUES (?, ?, UTC_TIMESTAMP(6))", "customer-42", 4200); err != nil {
+		if _, err := tx.ExecContext(ctx, "UPDATE "+o.users+" SET balance_cents = balance_cents + 1, updated_at = UTC_TIMESTAMP(6) WHERE user_id = ?",
+			1+rand.IntN(businessUsers)); err != nil {
 			return err
 		}
 		if len(msgs) == 0 {
@@ -243,7 +262,7 @@ func (o *myOutbox) settle(ctx context.Context) error {
 func (o *myOutbox) simple() (simpleOutbox, error) { return mySimple{o}, nil }
 
 func (o *myOutbox) drop(ctx context.Context) error {
-	names := []string{o.table, o.table + "_lanes", o.table + "_relays", o.table + "_migrations", o.table + "_orders", o.table + "_digits"}
+	names := []string{o.table, o.table + "_lanes", o.table + "_relays", o.table + "_migrations", o.table + "_users", o.table + "_digits"}
 	for i, n := range names {
 		names[i] = quoteMy(n)
 	}

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -124,15 +125,24 @@ func (s *pgStore) newOutbox(ctx context.Context, tag string, writers int) (outbo
 	if o.store, err = pgstore.New(pool, pgstore.Config{Schema: schema}); err != nil {
 		return fail(err)
 	}
+	if o.every, err = pgstore.New(pool, pgstore.Config{Schema: schema, NotifyInterval: -1}); err != nil {
+		return fail(err)
+	}
 	if o.quiet, err = pgstore.New(pool, pgstore.Config{Schema: schema, DisableNotify: true}); err != nil {
 		return fail(err)
 	}
 	if err := o.store.Migrate(ctx); err != nil {
 		return fail(err)
 	}
-	o.orders = pgx.Identifier{schema, "orders"}.Sanitize()
-	if _, err := pool.Exec(ctx, "CREATE TABLE "+o.orders+
-		" (order_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, customer text NOT NULL, amount_cents bigint NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"); err != nil {
+	o.users = pgx.Identifier{schema, "users"}.Sanitize()
+	if _, err := pool.Exec(ctx, "CREATE TABLE "+o.users+
+		" (user_id bigint PRIMARY KEY, name text NOT NULL, balance_cents bigint NOT NULL, updated_at timestamptz NOT NULL)"); err != nil {
+		return fail(err)
+	}
+	if _, err := pool.Exec(ctx, "INSERT INTO "+o.users+" SELECT g, 'user-' || g, 0, now() FROM generate_series(1, $1::integer) AS g", businessUsers); err != nil {
+		return fail(err)
+	}
+	if _, err := pool.Exec(ctx, "VACUUM ANALYZE "+o.users); err != nil {
 		return fail(err)
 	}
 	return o, nil
@@ -143,9 +153,10 @@ type pgOutbox struct {
 	s      *pgStore
 	schema string
 	pool   *pgxpool.Pool
-	store  *pgstore.Store
+	store  *pgstore.Store // pgstore's defaults
+	every  *pgstore.Store // the same outbox, a NOTIFY in every transaction
 	quiet  *pgstore.Store // the same outbox with DisableNotify
-	orders string
+	users  string         // the business table
 }
 
 func (o *pgOutbox) relayStore(ctx context.Context) (outbox.Store, func(), error) {
@@ -161,31 +172,29 @@ func (o *pgOutbox) relayStore(ctx context.Context) (outbox.Store, func(), error)
 	return st, pool.Close, nil
 }
 
-func (o *pgOutbox) order(ctx context.Context, msgs []outbox.Message, notify Notify) error {
+func (o *pgOutbox) business(ctx context.Context, msgs []outbox.Message, notify Notify) error {
 	tx, err := o.pool.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
-	if _, err := tx.Exec(ctx, "INSERT INTO "+o.orders+" (customer, amount_cents) VALUES ($1, $2)", "customer-42", 4200); err != nil {
+	if _, err := tx.Exec(ctx, "UPDATE "+o.users+" SET balance_cents = balance_cents + 1, updated_at = now() WHERE user_id = $1",
+		1+rand.IntN(businessUsers)); err != nil {
 		return err
 	}
 	if len(msgs) > 0 {
 		st := o.store
-		if notify != NotifyInTx {
+		switch notify {
+		case NotifyEveryTx:
+			st = o.every
+		case NotifyNone:
 			st = o.quiet
 		}
 		if err := st.Enqueue(ctx, tx, msgs...); err != nil {
 			return err
 		}
 	}
-	if err := tx.Commit(ctx); err != nil || notify != NotifyAfterCommit || len(msgs) == 0 {
-		return err
-	}
-	b := &pgx.Batch{}
-	b.Queue("SET LOCAL synchronous_commit = off")
-	b.Queue("SELECT pg_notify($1, '')", o.store.Channel())
-	return o.pool.SendBatch(ctx, b).Close()
+	return tx.Commit(ctx)
 }
 
 func (o *pgOutbox) enqueue(ctx context.Context, msgs []outbox.Message) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,7 +113,11 @@ func (s *liteStore) newOutbox(ctx context.Context, tag string, _ int) (outboxTar
 	if err := o.store.Migrate(ctx); err != nil {
 		return fail(err)
 	}
-	if _, err := o.db.ExecContext(ctx, "CREATE TABLE orders (order_id INTEGER PRIMARY KEY AUTOINCREMENT, customer TEXT NOT NULL, amount_cents INTEGER NOT NULL, created_at INTEGER NOT NULL) STRICT"); err != nil {
+	if _, err := o.db.ExecContext(ctx, "CREATE TABLE users (user_id INTEGER PRIMARY KEY, name TEXT NOT NULL, balance_cents INTEGER NOT NULL, updated_at INTEGER NOT NULL) STRICT"); err != nil {
+		return fail(err)
+	}
+	if _, err := o.db.ExecContext(ctx, "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < ?) INSERT INTO users SELECT n, 'user-' || n, 0, ? FROM g",
+		businessUsers, time.Now().UnixMicro()); err != nil {
 		return fail(err)
 	}
 	return o, nil
@@ -138,9 +143,10 @@ func (o *liteOutbox) relayStore(context.Context) (outbox.Store, func(), error) {
 	return st, func() { _ = st.Close(); _ = db.Close() }, nil
 }
 
-func (o *liteOutbox) order(ctx context.Context, msgs []outbox.Message, _ Notify) error {
+func (o *liteOutbox) business(ctx context.Context, msgs []outbox.Message, _ Notify) error {
 	return inTx(ctx, o.db, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, "INSERT INTO orders (customer, amount_cents, created_at) VALUES (?, ?, ?)", "customer-42", 4200, time.Now().UnixMicro()); err != nil {
+		if _, err := tx.ExecContext(ctx, "UPDATE users SET balance_cents = balance_cents + 1, updated_at = ? WHERE user_id = ?",
+			time.Now().UnixMicro(), 1+rand.IntN(businessUsers)); err != nil {
 			return err
 		}
 		if len(msgs) == 0 {

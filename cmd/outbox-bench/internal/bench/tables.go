@@ -105,7 +105,7 @@ func (r *Report) latencyTable() table {
 
 func (r *Report) enqueueTable() table {
 	t := table{
-		title:  fmt.Sprintf("Enqueue overhead: a business transaction (INSERT of an order row, COMMIT) alone and with outbox messages, %d concurrent writers", r.Settings.Writers),
+		title:  fmt.Sprintf("Enqueue overhead: a business transaction (UPDATE of a users row, COMMIT) alone and with outbox messages, %d concurrent writers", r.Settings.Writers),
 		header: []string{"store", "transaction", "tx/s (median)", "rounds (min–max)", "time × alone"},
 	}
 	for _, s := range r.Stores {

@@ -48,11 +48,11 @@ type outboxTarget interface {
 	// relayStore returns a store handle with connections of its own, as a
 	// relay in a process of its own would have, and how to close it.
 	relayStore(ctx context.Context) (outbox.Store, func(), error)
-	// order runs one business transaction: it inserts an order row and,
-	// in the same transaction, enqueues msgs (none: the transaction
-	// alone). notify says how relays are woken; stores without
-	// notifications ignore it.
-	order(ctx context.Context, msgs []outbox.Message, notify Notify) error
+	// business runs one business transaction: it updates a users row
+	// (one of businessUsers, at random) and, in the same transaction,
+	// enqueues msgs (none: the transaction alone). notify says how relays
+	// are woken; stores without notifications ignore it.
+	business(ctx context.Context, msgs []outbox.Message, notify Notify) error
 	// enqueue writes msgs in one transaction of their own (the backlog).
 	enqueue(ctx context.Context, msgs []outbox.Message) error
 	// retain adds n delivered records spread over keys keys, as a busy
@@ -128,19 +128,24 @@ type Notify string
 
 // Ways to wake the relays.
 const (
-	// NotifyInTx is pgstore's default: Enqueue queues a NOTIFY in the
-	// writer's transaction, delivered at commit. PostgreSQL serializes
-	// the commits of notifying transactions database-wide, each holding a
-	// lock through its WAL flush.
-	NotifyInTx Notify = "in-tx"
+	// NotifyInterval is pgstore's default (Config.NotifyInterval, 5ms):
+	// the first Enqueue of an interval notifies in its transaction, the
+	// later ones are woken by one notification at the end of the
+	// interval, sent outside any transaction.
+	NotifyInterval Notify = "interval"
+	// NotifyEveryTx queues a NOTIFY in every writer's transaction
+	// (NotifyInterval < 0). PostgreSQL serializes the commits of
+	// notifying transactions database-wide, each holding a lock through
+	// its WAL flush.
+	NotifyEveryTx Notify = "every-tx"
 	// NotifyNone is pgstore's DisableNotify: relays poll.
 	NotifyNone Notify = "none"
-	// NotifyAfterCommit is an experiment: Enqueue without NOTIFY, then,
-	// after the commit, pg_notify in a transaction of its own with
-	// synchronous_commit off, so that the lock is never held through a
-	// WAL flush.
-	NotifyAfterCommit Notify = "after-commit"
 )
+
+// businessUsers is the number of rows of the business table that the
+// writers update, one at random per transaction: enough that concurrent
+// writers rarely wait for each other's row lock.
+const businessUsers = 10_000
 
 // Component describes a store or broker in the report.
 type Component struct {
