@@ -57,6 +57,21 @@ func (b *bencher) storeAlone(ctx context.Context, s storeTarget, sr *StoreReport
 			b.progress.done("+1 message: %.2f×, +10 messages: %.2f×", res.Cases[1].Ratio, res.Cases[2].Ratio)
 		}
 	}
+	if c.runs(ScenarioIdle) {
+		b.progress.step("%s: an idle relay's store calls, %v on an empty outbox", sr.Kind, c.IdleDuration)
+		res, err := b.idle(ctx, s)
+		switch {
+		case skip(&sr.Skipped, ScenarioIdle, err):
+			b.progress.done("skipped: %s", sr.Skipped[ScenarioIdle])
+		case err != nil:
+			if err := b.failed(ctx, sr.Kind+" idle relay", err); err != nil {
+				return err
+			}
+		default:
+			sr.Idle = res
+			b.progress.done("%.2f store calls/s (%.2f reads, %.2f lane calls)", res.CallsPerSec, res.ReadsPerSec, res.LanesPerSec)
+		}
+	}
 	if c.runs(ScenarioGrowth) {
 		b.progress.step("%s: read + settle with 0 and %s retained delivered records", sr.Kind, number(float64(c.Retained)))
 		res, err := b.growth(ctx, s)
@@ -139,6 +154,66 @@ func (b *bencher) enqueue(ctx context.Context, s storeTarget, kind string) (*Enq
 		res.Cases[i].Ratio = ratio(res.Cases[0].TxPerSec.Median, res.Cases[i].TxPerSec.Median)
 	}
 	return res, nil
+}
+
+// idle runs one relay, with the configured settings, on an empty outbox
+// and counts its store calls over IdleDuration, starting once the relay
+// holds every lane (its first lease round is not what an idle relay costs).
+func (b *bencher) idle(ctx context.Context, s storeTarget) (*IdleResult, error) {
+	o, err := s.newOutbox(ctx, tag("idle"), 1)
+	if err != nil {
+		return nil, err
+	}
+	defer o.drop(context.WithoutCancel(ctx)) //nolint:errcheck // best effort
+	t, err := newMemoryBroker().newTopic(ctx, tag("idle"))
+	if err != nil {
+		return nil, err
+	}
+	lanes := make(chan struct{}, 1)
+	relay, err := b.prepareRelays(ctx, o, t, 1, laneObserver{lanes})
+	if err != nil {
+		return nil, err
+	}
+	relay.start(ctx)
+	defer relay.stop()
+	select {
+	case <-lanes:
+	case err := <-relay.failed:
+		return nil, err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	reads0, settles0, lanes0 := relay.timings.calls()
+	start := time.Now()
+	if err := sleep(ctx, b.cfg.IdleDuration); err != nil {
+		return nil, err
+	}
+	reads, settles, laneCalls := relay.timings.calls()
+	elapsed := time.Since(start).Seconds()
+	select {
+	case err := <-relay.failed:
+		return nil, err
+	default:
+	}
+	res := &IdleResult{Seconds: elapsed,
+		ReadsPerSec: float64(reads-reads0) / elapsed, LanesPerSec: float64(laneCalls-lanes0) / elapsed}
+	res.CallsPerSec = res.ReadsPerSec + res.LanesPerSec + float64(settles-settles0)/elapsed
+	return res, nil
+}
+
+// laneObserver signals once the relay holds every lane (the bench's
+// outboxes have the default lane count).
+type laneObserver struct{ took chan struct{} }
+
+func (laneObserver) ObserveRead(outbox.ReadEvent)   {}
+func (laneObserver) ObserveBatch(outbox.BatchEvent) {}
+func (o laneObserver) ObserveLanes(ev outbox.LaneEvent) {
+	if ev.Held >= outbox.DefaultLanes {
+		select {
+		case o.took <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // transactions runs transactions of one case from c.Writers writers for d

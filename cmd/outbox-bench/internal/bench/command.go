@@ -64,7 +64,8 @@ func Command(stdout, stderr io.Writer) *cobra.Command {
 		Long: `outbox-bench measures txoutbox on each --store, each --broker and each store × broker pair,
 and in the same run the ceilings and the baseline its figures are read against:
 
-  enqueue   a business transaction alone, then with 1 and 10 outbox messages (8 writers)
+  enqueue   a business transaction (an UPDATE) alone, then with 1 and 10 outbox messages
+            (8 writers), a relay running beside them
   insert    the store's raw batched INSERT rate (a ceiling)
   growth    Read + Settle with 0 and 1,000,000 retained delivered records
   produce   the broker's own async producer (kgo Produce, JetStream PublishAsync; a ceiling)
@@ -73,6 +74,7 @@ and in the same run the ceilings and the baseline its figures are read against:
   drain     a backlog of 100,000 messages (256 bytes, 1,000 keys) moved by 1, 2 and 4 relays,
             timed until a consumer has seen them all
   latency   commit → broker ack, p50/p99/p999, at 1,000 and 5,000 events/s for 20 s
+  idle      the store calls per second of one relay on an empty outbox
 
 Each measurement works in a schema, table, topic or stream of its own, created
 for it and dropped at its end. Stores: postgres://…, mysql://… (or a
@@ -140,9 +142,10 @@ clone of the repository: go run ./cmd/outbox-bench …`,
 	fs.Var(newNotifyValue(&cfg.Notify), "pg-notify", "how PostgreSQL writers wake relays in the latency measurement: interval (pgstore's default, Config.NotifyInterval), every-tx (a NOTIFY in every transaction) or none (DisableNotify)")
 	fs.IntVar(&cfg.Writers, "writers", 0, "concurrent writers of the enqueue measurement (default 8)")
 	fs.DurationVar(&cfg.EnqueueDuration, "enqueue-duration", 0, "how long each enqueue case runs per round (default 3s)")
+	fs.DurationVar(&cfg.IdleDuration, "idle-duration", 0, "how long the idle measurement counts one relay's store calls (default 30s)")
 	fs.IntVar(&cfg.Retained, "retained", 0, "delivered records the table-growth measurement retains (default 1,000,000)")
 	fs.IntVar(&cfg.ReadRounds, "read-rounds", 0, "reads (each with the settle of what it read) timed per table-growth round (default 20)")
-	fs.StringSliceVar(&cfg.Skip, "skip", nil, "scenarios to leave out: enqueue, insert, growth, produce, simple, drain, latency")
+	fs.StringSliceVar(&cfg.Skip, "skip", nil, "scenarios to leave out: enqueue, insert, growth, idle, produce, simple, drain, latency")
 	fs.IntVar(&cfg.Relay.BatchSize, "batch-size", 0, "txoutbox relays' batch size (default: the relay's, 500)")
 	fs.IntVar(&cfg.Relay.Concurrency, "concurrency", 0, "txoutbox relays' concurrent batches (default: the relay's, 4)")
 	fs.DurationVar(&cfg.Relay.PollInterval, "poll-interval", 0, "txoutbox relays' longest idle wait (default: the relay's, 1s)")

@@ -75,6 +75,11 @@ type Config struct {
 	// Default 3s (200ms when Quick).
 	EnqueueDuration time.Duration
 
+	// IdleDuration is how long the idle measurement watches a relay on
+	// an empty outbox, after its first lease round. Default 30s (1s when
+	// Quick).
+	IdleDuration time.Duration
+
 	// Retained is how many delivered records the table-growth measurement
 	// keeps in the outbox. Default 1,000,000 (10,000 when Quick).
 	Retained int
@@ -113,10 +118,11 @@ const (
 	ScenarioDrain   = "drain"
 	ScenarioSimple  = "simple"
 	ScenarioLatency = "latency"
+	ScenarioIdle    = "idle"
 )
 
 var scenarios = []string{ScenarioEnqueue, ScenarioInsert, ScenarioGrowth, ScenarioProduce,
-	ScenarioDrain, ScenarioSimple, ScenarioLatency}
+	ScenarioDrain, ScenarioSimple, ScenarioLatency, ScenarioIdle}
 
 // withDefaults fills the zero fields of c and checks the others.
 func (c Config) withDefaults() (Config, error) {
@@ -172,6 +178,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Notify = NotifyInterval
 	}
 	setDur(&c.EnqueueDuration, pickD(3*time.Second, 200*time.Millisecond))
+	setDur(&c.IdleDuration, pickD(30*time.Second, time.Second))
 	setInt(&c.Retained, pick(1_000_000, 10_000))
 	setInt(&c.ReadRounds, pick(20, 5))
 	if c.Progress == nil {

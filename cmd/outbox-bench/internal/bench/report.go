@@ -114,6 +114,8 @@ type StoreReport struct {
 	Enqueue *EnqueueResult `json:"enqueue,omitempty"`
 	// Growth is the read and settle cost with and without retained records.
 	Growth *GrowthResult `json:"growth,omitempty"`
+	// Idle is what a relay with nothing to do asks of the store.
+	Idle *IdleResult `json:"idle,omitempty"`
 	// Skipped names measurements that do not apply, with the reason.
 	Skipped map[string]string `json:"skipped,omitempty"`
 }
@@ -123,6 +125,17 @@ type StoreReport struct {
 type EnqueueResult struct {
 	Writers int           `json:"writers"`
 	Cases   []EnqueueCase `json:"cases"`
+}
+
+// IdleResult counts the store calls of one relay on an empty outbox, each
+// one round trip (a statement, or statements sent together), per second.
+type IdleResult struct {
+	Seconds     float64 `json:"seconds"`
+	CallsPerSec float64 `json:"calls_per_sec"`
+	// ReadsPerSec and LanesPerSec split CallsPerSec into reads of the
+	// lanes (polls) and lane leases (heartbeats, takes, releases).
+	ReadsPerSec float64 `json:"reads_per_sec"`
+	LanesPerSec float64 `json:"lanes_per_sec"`
 }
 
 // EnqueueCase is one kind of transaction.

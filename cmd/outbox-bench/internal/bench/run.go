@@ -144,6 +144,7 @@ func (b *bencher) steps(stores, brokers int) int {
 	count(ScenarioInsert, stores)
 	count(ScenarioEnqueue, stores)
 	count(ScenarioGrowth, stores)
+	count(ScenarioIdle, stores)
 	count(ScenarioProduce, brokers)
 	pairs := stores * brokers
 	count(ScenarioSimple, pairs*c.Rounds)

@@ -27,6 +27,13 @@ type timings struct {
 	reads, emptyReads, read, readNs atomic.Int64
 	publishes, publishNs            atomic.Int64
 	settles, settleNs               atomic.Int64
+	laneCalls                       atomic.Int64 // SyncLanes, TakeLanes, ReleaseLanes
+}
+
+// calls returns how many store calls the relays made: reads, settles and
+// lane calls.
+func (t *timings) calls() (reads, settles, lanes int64) {
+	return t.reads.Load(), t.settles.Load(), t.laneCalls.Load()
 }
 
 func (t *timings) breakdown() *Breakdown {
@@ -69,6 +76,21 @@ func (s timedStore) Settle(ctx context.Context, p outbox.SettleParams) error {
 	s.t.settleNs.Add(int64(time.Since(start)))
 	s.t.settles.Add(1)
 	return err
+}
+
+func (s timedStore) SyncLanes(ctx context.Context, p outbox.SyncParams) (outbox.LaneView, error) {
+	s.t.laneCalls.Add(1)
+	return s.Store.SyncLanes(ctx, p)
+}
+
+func (s timedStore) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.Lane, error) {
+	s.t.laneCalls.Add(1)
+	return s.Store.TakeLanes(ctx, p)
+}
+
+func (s timedStore) ReleaseLanes(ctx context.Context, p outbox.ReleaseLanesParams) error {
+	s.t.laneCalls.Add(1)
+	return s.Store.ReleaseLanes(ctx, p)
 }
 
 // timedListener is a timedStore over a store that sends wake-ups: the
