@@ -32,8 +32,10 @@
 // scan of a partial index of pending records), and settles them fenced by
 // each lane's epoch, which changes whenever the lane changes hands: a relay
 // that lost a lane changes nothing of its records. Enqueue sends a NOTIFY
-// that PostgreSQL delivers on commit, which [Store.Listen] turns into
-// wake-ups; the relay polls as well. The module's README.md describes the
+// that PostgreSQL delivers on commit, at most one per
+// [Config.NotifyInterval] (the calls after it within the interval are woken
+// by one notification when the interval ends), which [Store.Listen] turns
+// into wake-ups; the relay polls as well. The module's README.md describes the
 // tables, the lanes, their cost, and benchmarks.
 //
 // The store uses the database clock (now()) for lane leases and retries, so
