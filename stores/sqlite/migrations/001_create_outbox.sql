@@ -6,7 +6,7 @@
 -- Times are INTEGER microseconds since the Unix epoch, so they round-trip
 -- exactly.
 CREATE TABLE {table} (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT, -- write order; never reused
+    seq          INTEGER PRIMARY KEY,               -- write order (the rowid)
     id           TEXT    NOT NULL,                  -- UUID, lowercase
     topic        TEXT    NOT NULL,
     key          TEXT    NOT NULL DEFAULT '',       -- '' = unordered
