@@ -130,6 +130,36 @@ func TestEnqueueNeedsATransaction(t *testing.T) {
 	}
 }
 
+// Enqueue runs its INSERT as the store's prepared statement in a
+// transaction of the store's *sql.DB, and as a plain statement in one of
+// another *sql.DB on the same file; both write, and repeatedly (the
+// prepared statement is reused).
+func TestEnqueueInTransactionsOfAnyHandle(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	db, other := openDB(t, path), openDB(t, path)
+	store := newStore(t, db, sqlitestore.Config{})
+	for round := range 3 {
+		for name, h := range map[string]*sql.DB{"the store's *sql.DB": db, "another *sql.DB": other} {
+			tx, err := h.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := store.Enqueue(ctx, tx, outbox.Message{Topic: "t"}, outbox.Message{Topic: "t"}); err != nil {
+				_ = tx.Rollback()
+				t.Fatalf("round %d, a transaction of %s: %v", round, name, err)
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if st, err := store.Stats(ctx); err != nil || st.Pending != 12 {
+		t.Fatalf("Stats = %+v, %v; want the 12 records of 6 transactions pending", st, err)
+	}
+}
+
 func TestEnqueueRejectsRepeatedIDWithoutWriting(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
