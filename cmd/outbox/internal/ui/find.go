@@ -113,10 +113,9 @@ func (s *Server) explain(rec outbox.InspectedRecord, earlier []outbox.InspectedR
 			return "waiting", fmt.Sprintf("Waits behind %s, an earlier pending message of its key (per-key order: one message of a key at a time).", e.ID)
 		}
 	}
-	if len(earlier) > 0 && !earlier[len(earlier)-1].DeadAt.IsZero() {
-		defer func() {
-			why += fmt.Sprintf(" An earlier message of its key, %s, is a dead letter: with --strict-order this one waits until it is replayed or purged.", earlier[len(earlier)-1].ID)
-		}()
+	if len(earlier) > 0 && !earlier[len(earlier)-1].DeadAt.IsZero() && rec.Attempts == 0 {
+		return "pending", fmt.Sprintf("An earlier message of its key, %s, is a dead letter. If the relay runs with --strict-order, this one waits until that one is replayed or purged; if not, the relay holding lane %d publishes it at its next read.",
+			earlier[len(earlier)-1].ID, rec.Lane)
 	}
 	switch {
 	case rec.NotBefore.After(now):

@@ -19,7 +19,8 @@ type overviewData struct {
 	Replayed   int64      `json:"replayed"`
 	Dead       int64      `json:"dead"`
 	LagSeconds float64    `json:"lag_seconds"`
-	Rate       *float64   `json:"rate"` // delivered per second; null without a relay in this process
+	Rate       *float64   `json:"rate"`     // delivered per second; null without a relay in this process
+	Observed   bool       `json:"observed"` // a relay in this process reports to the console
 	Lanes      int        `json:"lanes"`
 	Relays     []relayRow `json:"relays"`
 	Lagging    []laneRow  `json:"lagging"`
@@ -63,7 +64,7 @@ type series struct {
 
 func (s *Server) overviewData() overviewData {
 	sn := s.sampler.snapshot()
-	d := overviewData{Available: s.stats != nil, Interval: s.cfg.Interval.Seconds(),
+	d := overviewData{Available: s.stats != nil, Interval: s.cfg.Interval.Seconds(), Observed: sn.Observed,
 		Relays: []relayRow{}, Lagging: []laneRow{}, Topics: []topicRow{}, Warnings: sn.warnings(s.sampler.stallAfter())}
 	if d.Warnings == nil {
 		d.Warnings = []warning{}

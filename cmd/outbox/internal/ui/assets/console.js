@@ -70,6 +70,7 @@
     text("lag", fmt(d.lag_seconds, 1) + "s");
     document.getElementById("lag").dataset.seconds = d.lag_seconds;
     text("rate", fmt(d.rate, 1));
+    if (d.observed) text("rate-note", "by the relay of this process");
     text("dead", d.dead);
     text("time", d.time ? d.time.replace("T", " ").replace(/\.\d+Z$/, "Z") : "not yet");
     document.querySelector('[data-k="lanes"]').textContent = d.lanes;
