@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 
 	outbox "github.com/txoutbox/txoutbox/core"
 )
@@ -66,7 +67,7 @@ func (s *Store) Enqueue(ctx context.Context, tx Execer, msgs ...outbox.Message) 
 	}
 	for start := 0; start < len(msgs); {
 		query, args, n := s.insert(msgs[start:], lanes)
-		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+		if err := s.execInsert(ctx, tx, query, args, n); err != nil {
 			if code, ok := serverError(err); ok && code == erDupEntry {
 				return fmt.Errorf("mysqlstore: enqueue: a message with one of these IDs is already in the outbox: %w", err)
 			}
@@ -111,3 +112,67 @@ func (s *Store) insert(msgs []outbox.Message, lanes int) (query string, args []a
 	}
 	return b.String(), args, n
 }
+
+// execInsert runs one INSERT of Enqueue in tx. In a *sql.Tx of the store's
+// own *sql.DB, an INSERT of up to preparedRows rows runs as a server-side
+// prepared statement of the store, which database/sql keeps prepared on
+// each connection: one round trip and no parsing of the statement, where a
+// plain Exec is parsed at every call (and, without interpolateParams, is
+// prepared and closed around every call). Any other transaction runs it as
+// a plain Exec.
+func (s *Store) execInsert(ctx context.Context, tx Execer, query string, args []any, rows int) error {
+	if t, ok := tx.(*sql.Tx); ok && rows <= preparedRows {
+		st, err := s.stmt(ctx, query)
+		if err != nil {
+			return err
+		}
+		_, err = t.StmtContext(ctx, st).ExecContext(ctx, args...)
+		if err == nil || err.Error() != errOtherDB {
+			return err
+		}
+	}
+	_, err := tx.ExecContext(ctx, query, args...)
+	return err
+}
+
+// preparedRows is the largest INSERT that Enqueue keeps prepared: one
+// statement per row count up to it, so at most that many prepared
+// statements per connection of the store's *sql.DB.
+const preparedRows = 16
+
+// errOtherDB is database/sql's error for a statement of one *sql.DB used in
+// a transaction of another (it has no exported value).
+const errOtherDB = "sql: Tx.Stmt: statement from different database used"
+
+// stmt returns the prepared statement for query on the store's *sql.DB,
+// preparing it on first use. The statements are shared by every Store on
+// one *sql.DB, so that a program that makes a Store per request does not
+// prepare more of them per connection (MySQL refuses to keep more than
+// max_prepared_stmt_count, 16,382 by default, server-wide).
+func (s *Store) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	k := stmtKey{s.db, query}
+	if st, ok := preparedInserts.Load(k); ok {
+		return st.(*sql.Stmt), nil
+	}
+	preparing.Lock()
+	defer preparing.Unlock()
+	if st, ok := preparedInserts.Load(k); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	preparedInserts.Store(k, st)
+	return st, nil
+}
+
+type stmtKey struct {
+	db    *sql.DB
+	query string
+}
+
+var (
+	preparedInserts sync.Map   // stmtKey → *sql.Stmt
+	preparing       sync.Mutex // one PrepareContext at a time, so each statement is prepared once
+)
