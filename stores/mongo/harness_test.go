@@ -158,7 +158,7 @@ func testStore(t testing.TB, cfg mongostore.Config) (*mongostore.Store, *mongo.C
 // calling it, naming the capability.
 func storeHarness(t *testing.T) conformance.StoreHarness {
 	return harness(t, func(t *testing.T, s *mongostore.Store, why string) outbox.Store {
-		return skipListen{withoutListener{s, s, s, s, s, s, s}, t, why}
+		return skipListen{withoutListener{s, s, s, s, s, s, s, s}, t, why}
 	})
 }
 
@@ -166,7 +166,7 @@ func storeHarness(t *testing.T) conformance.StoreHarness {
 // streams, the store is offered without Listen: the relay polls.
 func relayHarness(t *testing.T) conformance.StoreHarness {
 	return harness(t, func(_ *testing.T, s *mongostore.Store, _ string) outbox.Store {
-		return withoutListener{s, s, s, s, s, s, s}
+		return withoutListener{s, s, s, s, s, s, s, s}
 	})
 }
 
@@ -221,6 +221,7 @@ type withoutListener struct {
 	outbox.StatsReader
 	outbox.DeadLetterStore
 	outbox.DeadLetterBacklog
+	outbox.Inspector
 	outbox.Migrator
 	outbox.Pinger
 }

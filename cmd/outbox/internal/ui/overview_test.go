@@ -1,10 +1,12 @@
 package ui
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,5 +166,38 @@ func TestAssetsAreEmbeddedAndPagesLockedDown(t *testing.T) {
 	rec := f.post("/dead/confirm", nil)
 	if csp := rec.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") {
 		t.Errorf("Content-Security-Policy %q; want scripts from this origin only and no framing", csp)
+	}
+}
+
+// countingStats counts the statistics reads that reach the store.
+type countingStats struct {
+	outbox.StatsReader
+	calls atomic.Int64
+}
+
+func (c *countingStats) Stats(ctx context.Context) (outbox.Stats, error) {
+	c.calls.Add(1)
+	return c.StatsReader.Stats(ctx)
+}
+
+// A refresh of the overview, by any number of browsers, reads the
+// sampler's memory: the store sees one Stats call per sample, none per
+// page view (the cost docs/console.md states).
+func TestOverviewRefreshesCostTheStoreNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{})
+	counter := &countingStats{StatsReader: f.store}
+	f.srv.sampler.stats = counter
+	f.sample()
+	for range 50 {
+		if code, _ := f.get("/"); code != http.StatusOK {
+			t.Fatalf("GET / = %d", code)
+		}
+		if code, _ := f.get("/api/overview"); code != http.StatusOK {
+			t.Fatalf("GET /api/overview = %d", code)
+		}
+	}
+	if n := counter.calls.Load(); n != 1 {
+		t.Errorf("100 page views after 1 sample made %d Stats calls; want 1 (the sample's)", n)
 	}
 }
