@@ -46,53 +46,83 @@ func (r Result) OK() bool {
 type scenario struct {
 	name string
 	run  func(s *session) (skip string)
+	// alone: the scenario stops the broker, which a pair's targets may
+	// share (one Kafka node for all its topics), so no other scenario of
+	// the pair runs meanwhile.
+	alone bool
 }
 
 var scenarios = []scenario{
-	{"relay killed", func(s *session) string { return s.killRelays(1) }},
-	{"2 relays, one killed", func(s *session) string { return s.killRelays(2) }},
-	{"3 relays, one killed", func(s *session) string { return s.killRelays(3) }},
-	{"broker outage", (*session).brokerOutage},
-	{"db connections killed", (*session).connectionLoss},
-	{"writers fail", (*session).writersFail},
-	{"poison message", (*session).poison},
-	{"late commit", (*session).lateCommit},
-	{"relays join and leave", (*session).joinAndLeave},
-	{"zombie relay", (*session).zombie},
-	{"shared keys, late commits", (*session).sharedKeys},
+	{name: "relay killed", run: func(s *session) string { return s.killRelays(1) }},
+	{name: "2 relays, one killed", run: func(s *session) string { return s.killRelays(2) }},
+	{name: "3 relays, one killed", run: func(s *session) string { return s.killRelays(3) }},
+	{name: "broker outage", run: (*session).brokerOutage, alone: true},
+	{name: "db connections killed", run: (*session).connectionLoss},
+	{name: "writers fail", run: (*session).writersFail},
+	{name: "poison message", run: (*session).poison},
+	{name: "late commit", run: (*session).lateCommit},
+	{name: "relays join and leave", run: (*session).joinAndLeave},
+	{name: "zombie relay", run: (*session).zombie},
+	{name: "shared keys, late commits", run: (*session).sharedKeys},
 }
 
 // Run runs every scenario against fresh targets of one pair, each as a
-// subtest of t (one after the other: faults and timings of one must not
-// disturb another), and returns the results in order. A subtest fails when
-// its scenario breaks a promise.
+// subtest of t, and returns the results in order. A subtest fails when its
+// scenario breaks a promise. Up to o.Parallel scenarios run at once (each
+// on targets of its own: its own relays, outbox, topic and connections),
+// except the broker outage, which runs alone since targets may share their
+// broker. The faults of one scenario then never reach another; its timings
+// (the Recovery of the results) are only shared with the machine.
 func Run(t *testing.T, pair string, newTarget NewTarget, o Options) []Result {
-	var results []Result
-	for _, sc := range scenarios {
-		res := Result{Pair: pair, Scenario: sc.name}
-		t.Run(strings.ReplaceAll(sc.name, " ", "_"), func(t *testing.T) {
-			defer func() { res.Failed = t.Failed() }() // also when t.Fatal stopped the scenario early
-			ctx, cancel := context.WithTimeout(t.Context(), o.Timeout)
-			defer cancel()
-			tg := newTarget(t)
-			s := &session{t: t, ctx: ctx, tg: tg, o: o, ledger: conformance.NewLedger(), res: &res}
-			conformance.ConsumeInto(t, ctx, tg.Broker, s.ledger, tg.Topic)
-			if skip := sc.run(s); skip != "" {
-				res.Skipped = skip
-				t.Skip(skip)
+	results := make([]Result, len(scenarios))
+	slots := make(chan struct{}, max(o.Parallel, 1))
+	var broker sync.RWMutex // held exclusively by a scenario that stops the broker
+	var wg sync.WaitGroup
+	for i, sc := range scenarios {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			if sc.alone {
+				broker.Lock()
+				defer broker.Unlock()
+			} else {
+				broker.RLock()
+				defer broker.RUnlock()
 			}
-			s.stopRelays()
-			res.Report = s.ledger.Report()
-			spec := relaySpec("")
-			res.DuplicateBound = max(res.Faults, 1) * max(res.Relays, 1) * spec.BatchSize * spec.Concurrency
-			t.Logf("%s: %s faults=%d relays=%d recovery=%s", sc.name, res.Report, res.Faults, res.Relays, res.Recovery.Round(time.Millisecond))
-			if !res.OK() {
-				t.Errorf("%s broke a promise: %s (duplicate bound %d)", sc.name, res.Report, res.DuplicateBound)
-			}
+			results[i] = runScenario(t, pair, sc, newTarget, o)
 		})
-		results = append(results, res)
+		if o.Parallel <= 1 {
+			wg.Wait() // in order, one after the other
+		}
 	}
+	wg.Wait()
 	return results
+}
+
+// runScenario runs sc as a subtest of t and returns its result.
+func runScenario(t *testing.T, pair string, sc scenario, newTarget NewTarget, o Options) Result {
+	res := Result{Pair: pair, Scenario: sc.name}
+	t.Run(strings.ReplaceAll(sc.name, " ", "_"), func(t *testing.T) {
+		defer func() { res.Failed = t.Failed() }() // also when t.Fatal stopped the scenario early
+		ctx, cancel := context.WithTimeout(t.Context(), o.Timeout)
+		defer cancel()
+		tg := newTarget(t)
+		s := &session{t: t, ctx: ctx, tg: tg, o: o, ledger: conformance.NewLedger(), res: &res}
+		conformance.ConsumeInto(t, ctx, tg.Broker, s.ledger, tg.Topic)
+		if skip := sc.run(s); skip != "" {
+			res.Skipped = skip
+			t.Skip(skip)
+		}
+		s.stopRelays()
+		res.Report = s.ledger.Report()
+		spec := relaySpec("")
+		res.DuplicateBound = max(res.Faults, 1) * max(res.Relays, 1) * spec.BatchSize * spec.Concurrency
+		t.Logf("%s: %s faults=%d relays=%d recovery=%s", sc.name, res.Report, res.Faults, res.Relays, res.Recovery.Round(time.Millisecond))
+		if !res.OK() {
+			t.Errorf("%s broke a promise: %s (duplicate bound %d)", sc.name, res.Report, res.DuplicateBound)
+		}
+	})
+	return res
 }
 
 // session is one scenario run.

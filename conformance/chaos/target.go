@@ -105,16 +105,21 @@ type Options struct {
 	ConnectionKills int
 	// Timeout bounds each scenario (a deadlock guard, not a speed goal).
 	Timeout time.Duration
+	// Parallel is how many scenarios of a pair run at once (0 or 1: one
+	// after the other). Most of a scenario is waiting: for leases to
+	// expire, for paced writers, for an outage or a held transaction.
+	Parallel int
 }
 
 // Short is the CI version: a few faults, small counts.
 func Short() Options {
 	return Options{Events: 1500, Rate: 1000, Writers: 4, Keys: 100, Kills: 4, Outage: 2 * time.Second,
-		Hold: 2 * time.Second, ConnectionKills: 4, Timeout: 2 * time.Minute}
+		Hold: 2 * time.Second, ConnectionKills: 4, Timeout: 2 * time.Minute, Parallel: 3}
 }
 
 // Long is the full version: 20,000 events, 20 kills, a 6-second outage, a
-// 10-second late commit.
+// 10-second late commit, one scenario at a time (its table reports recovery
+// times, which scenarios running beside it would stretch).
 func Long() Options {
 	return Options{Events: 20000, Rate: 800, Writers: 8, Keys: 1000, Kills: 20, Outage: 6 * time.Second,
 		Hold: 10 * time.Second, ConnectionKills: 20, Timeout: 10 * time.Minute}
