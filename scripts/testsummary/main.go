@@ -150,7 +150,14 @@ func skipReason(lines []string) string {
 	}
 	if len(msg) == 0 {
 		// The message comes before "--- SKIP" when the test logged it
-		// with t.Skip from a helper; take the last logged line.
+		// with t.Skip from a helper; take the last line the test logged
+		// (indented, after its file:line), not what a driver's logger
+		// wrote to the process's output meanwhile, then any last line.
+		for i := len(lines) - 1; i >= 0; i-- {
+			if strings.HasPrefix(lines[i], "    ") && location.MatchString(strings.TrimSpace(lines[i])) {
+				return stripLocation(strings.TrimSpace(lines[i]))
+			}
+		}
 		for i := len(lines) - 1; i >= 0; i-- {
 			if t := strings.TrimSpace(lines[i]); t != "" && !strings.HasPrefix(t, "--- ") && !strings.HasPrefix(t, "=== ") {
 				return stripLocation(t)
