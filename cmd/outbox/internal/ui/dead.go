@@ -108,7 +108,8 @@ func (s *Server) deadList(w http.ResponseWriter, r *http.Request) {
 type letterData struct {
 	Letter  outbox.DeadLetter
 	Hex     bool
-	Text    string // payload as text, when it is text
+	IsText  bool   // the payload reads as text
+	Text    string // payload as text, when it is text and asked for
 	HexDump string
 }
 
@@ -127,8 +128,8 @@ func (s *Server) deadShow(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusNotFound, fmt.Sprintf("%s is not a dead letter (replayed, purged, delivered, or never dead). Look it up under \"Where is my event?\".", id))
 		return
 	}
-	d := letterData{Letter: list[0], Hex: r.URL.Query().Get("as") == "hex"}
-	if isText(d.Letter.Payload) && !d.Hex {
+	d := letterData{Letter: list[0], Hex: r.URL.Query().Get("as") == "hex", IsText: isText(list[0].Payload)}
+	if d.IsText && !d.Hex {
 		d.Text = string(d.Letter.Payload)
 	} else {
 		d.Hex = true

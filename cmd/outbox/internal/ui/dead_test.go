@@ -61,7 +61,8 @@ func TestDeadLetterShowsPayloadAndHeaders(t *testing.T) {
 	_, page = f.get("/dead/" + text + "?as=hex")
 	mustContain(t, "text dead letter as hex", page, "7b 22 6f 72 64 65 72 22")
 	_, page = f.get("/dead/" + binary)
-	mustContain(t, "binary dead letter", page, "00 01 02 ff", "As hex")
+	mustContain(t, "binary dead letter", page, "00 01 02 ff", "As hex. Not text")
+	mustNotContain(t, "binary dead letter", page, ">as text<")
 	if code, _ := f.get("/dead/0190aaaa-0000-7000-8000-000000000000"); code != http.StatusNotFound {
 		t.Errorf("GET an unknown dead letter = %d; want 404", code)
 	}
