@@ -142,6 +142,7 @@ clone of the repository: go run ./cmd/outbox-bench …`,
 	fs.Var(newNotifyValue(&cfg.Notify), "pg-notify", "how PostgreSQL writers wake relays in the latency measurement: interval (pgstore's default, Config.NotifyInterval), every-tx (a NOTIFY in every transaction) or none (DisableNotify)")
 	fs.IntVar(&cfg.Writers, "writers", 0, "concurrent writers of the enqueue measurement (default 8)")
 	fs.DurationVar(&cfg.EnqueueDuration, "enqueue-duration", 0, "how long each enqueue case runs per round (default 3s)")
+	fs.DurationVar(&cfg.PGNotifyInterval, "pg-notify-interval", 0, "pgstore's NotifyInterval for the PostgreSQL writers (default pgstore's, 5ms)")
 	fs.DurationVar(&cfg.IdleDuration, "idle-duration", 0, "how long the idle measurement counts one relay's store calls (default 30s)")
 	fs.IntVar(&cfg.Retained, "retained", 0, "delivered records the table-growth measurement retains (default 1,000,000)")
 	fs.IntVar(&cfg.ReadRounds, "read-rounds", 0, "reads (each with the settle of what it read) timed per table-growth round (default 20)")

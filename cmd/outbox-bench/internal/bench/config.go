@@ -64,6 +64,10 @@ type Config struct {
 	// found nothing. Default 10ms.
 	SimplePoll time.Duration
 
+	// PGNotifyInterval is pgstore.Config.NotifyInterval of the PostgreSQL
+	// writers (zero: pgstore's default).
+	PGNotifyInterval time.Duration
+
 	// Notify is how the writers of the latency measurement wake the relays
 	// on PostgreSQL. Default NotifyInterval (pgstore's default).
 	Notify Notify

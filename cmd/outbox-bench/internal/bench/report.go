@@ -67,6 +67,8 @@ type Settings struct {
 	// PGNotify is how PostgreSQL writers woke the relays in the latency
 	// measurement.
 	PGNotify Notify `json:"pg_notify"`
+	// PGNotifyIntervalMs is pgstore's NotifyInterval of the writers.
+	PGNotifyIntervalMs float64 `json:"pg_notify_interval_ms"`
 }
 
 // Measure is a figure measured Rounds times.

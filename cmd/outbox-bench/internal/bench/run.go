@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	outbox "github.com/txoutbox/txoutbox/core"
+	pgstore "github.com/txoutbox/txoutbox/stores/postgres"
 )
 
 // simpleBatchSize is the LIMIT of the simple relay's SELECT.
@@ -69,7 +71,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}()
 	for _, spec := range cfg.Stores {
-		s, err := openStore(ctx, spec, dir)
+		s, err := openStore(ctx, spec, dir, b.cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -128,7 +130,7 @@ func (b *bencher) settings() Settings {
 		Retained: c.Retained, ReadRounds: c.ReadRounds,
 		RelayBatchSize: b.relay.BatchSize, RelayWorkers: b.relay.Concurrency,
 		RelayMinPollMs: ms(b.relay.MinPollInterval), RelayMaxPollMs: ms(b.relay.PollInterval),
-		SimpleBatchSize: simpleBatchSize, PGNotify: c.Notify,
+		SimpleBatchSize: simpleBatchSize, PGNotify: c.Notify, PGNotifyIntervalMs: ms(cmp.Or(c.PGNotifyInterval, pgstore.DefaultNotifyInterval)),
 	}
 }
 

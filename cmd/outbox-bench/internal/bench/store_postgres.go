@@ -20,11 +20,12 @@ var redact = backend.Redact
 // pgStore is a PostgreSQL database. Each outbox lives in a schema of its
 // own, dropped with everything in it.
 type pgStore struct {
-	url   string
-	admin *pgxpool.Pool
+	url    string
+	admin  *pgxpool.Pool
+	notify time.Duration // pgstore.Config.NotifyInterval; zero: its default
 }
 
-func openPostgres(ctx context.Context, url string) (*pgStore, error) {
+func openPostgres(ctx context.Context, url string, notifyInterval time.Duration) (*pgStore, error) {
 	admin, err := newPGPool(ctx, url, 2)
 	if err != nil {
 		return nil, err
@@ -33,7 +34,7 @@ func openPostgres(ctx context.Context, url string) (*pgStore, error) {
 		admin.Close()
 		return nil, fmt.Errorf("PostgreSQL at %s does not answer: %w", redact(url), err)
 	}
-	return &pgStore{url: url, admin: admin}, nil
+	return &pgStore{url: url, admin: admin, notify: notifyInterval}, nil
 }
 
 // newPGPool returns a pool of at most conns connections to url.
@@ -122,7 +123,7 @@ func (s *pgStore) newOutbox(ctx context.Context, tag string, writers int) (outbo
 		_ = o.drop(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	if o.store, err = pgstore.New(pool, pgstore.Config{Schema: schema}); err != nil {
+	if o.store, err = pgstore.New(pool, pgstore.Config{Schema: schema, NotifyInterval: s.notify}); err != nil {
 		return fail(err)
 	}
 	if o.every, err = pgstore.New(pool, pgstore.Config{Schema: schema, NotifyInterval: -1}); err != nil {

@@ -101,8 +101,8 @@ func (r *Report) latencyTable() table {
 			pair = ""
 		}
 	}
-	t.notes = append(t.notes, fmt.Sprintf("The txoutbox relay: min poll %v ms, poll %v ms, woken by the store's notifications where it has them (PostgreSQL LISTEN/NOTIFY, SQLite and memory in-process).",
-		r.Settings.RelayMinPollMs, r.Settings.RelayMaxPollMs))
+	t.notes = append(t.notes, fmt.Sprintf("The txoutbox relay: min poll %v ms, poll %v ms, woken by the store's notifications where it has them (PostgreSQL LISTEN/NOTIFY, SQLite and memory in-process); PostgreSQL writers: --pg-notify %s, NotifyInterval %v ms.",
+		r.Settings.RelayMinPollMs, r.Settings.RelayMaxPollMs, r.Settings.PGNotify, r.Settings.PGNotifyIntervalMs))
 	return t
 }
 

@@ -173,7 +173,7 @@ func (c Component) Label() string {
 }
 
 // openStore returns the target a store spec names.
-func openStore(ctx context.Context, spec string, dir string) (storeTarget, error) {
+func openStore(ctx context.Context, spec string, dir string, cfg Config) (storeTarget, error) {
 	lower := strings.ToLower(spec)
 	switch {
 	case lower == "memory":
@@ -181,7 +181,7 @@ func openStore(ctx context.Context, spec string, dir string) (storeTarget, error
 	case lower == "sqlite":
 		return newSQLiteStore(dir)
 	case strings.HasPrefix(lower, "postgres://"), strings.HasPrefix(lower, "postgresql://"):
-		return openPostgres(ctx, spec)
+		return openPostgres(ctx, spec, cfg.PGNotifyInterval)
 	case strings.HasPrefix(lower, "mysql://"), strings.HasPrefix(lower, "mariadb://"),
 		strings.Contains(spec, "@tcp("), strings.Contains(spec, "@unix("):
 		return openMySQL(ctx, spec)
