@@ -129,8 +129,10 @@ func TestNotifierInTx(t *testing.T) {
 	if !n.inTx() {
 		t.Fatal("the first Enqueue of a store notifies in its transaction")
 	}
-	if n.inTx() || n.inTx() {
-		t.Fatal("Enqueues within the interval notify in their transactions")
+	for i := range 2 {
+		if n.inTx() {
+			t.Fatalf("Enqueue %d within the interval notifies in its transaction", i+2)
+		}
 	}
 	n.mu.Lock()
 	due := n.trailing
