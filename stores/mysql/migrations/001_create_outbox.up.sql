@@ -30,13 +30,12 @@ CREATE TABLE IF NOT EXISTS {outbox} (
   -- Settles find their records by ID.
   UNIQUE KEY by_id (id),
   -- Read: pending records (state 0) in seq order, the lane filtered in the
-  -- index; ListDead: dead letters (state 1) in seq order.
+  -- index; ListDead: dead letters (state 1) in seq order; Cleanup:
+  -- retained deliveries (state 2) in seq order.
   KEY state_order (state, seq, lane),
   -- Strict order: the dead letters of a key, in seq order. Every other
   -- record has NULL here, so a write appends to the NULL part.
-  KEY dead_keys (dead_key, seq),
-  -- Cleanup deletes the oldest deliveries first.
-  KEY cleanup (delivered_at)
+  KEY dead_keys (dead_key, seq)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 -- One row per lane, 0 to the lane count minus one, inserted by Migrate.
