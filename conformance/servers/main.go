@@ -22,7 +22,13 @@ var mainRunning atomic.Bool
 //
 // An interrupt (SIGINT, SIGTERM) during the tests also stops them before the
 // binary exits.
-func Main(m *testing.M) int {
+func Main(m *testing.M) int { return MainFunc(m, nil) }
+
+// MainFunc is Main for a package that prepares something on the test
+// servers before its tests run, such as a database for its examples: setup
+// (when not nil) runs once throwaway servers may be started, and the
+// cleanup it returns runs after the tests, before those servers stop.
+func MainFunc(m *testing.M, setup func() (cleanup func())) int {
 	mainRunning.Store(true)
 
 	interrupt := make(chan os.Signal, 1)
@@ -38,7 +44,12 @@ func Main(m *testing.M) int {
 		}
 	}()
 
+	cleanup := func() {}
+	if setup != nil {
+		cleanup = setup()
+	}
 	code := m.Run()
+	cleanup()
 	signal.Stop(interrupt)
 	close(done)
 	runAtExit()

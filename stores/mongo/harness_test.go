@@ -22,10 +22,7 @@ import (
 
 func TestMain(m *testing.M) {
 	skipExamples()
-	dropExampleDatabase := prepareExamples()
-	code := servers.Main(m)
-	dropExampleDatabase()
-	os.Exit(code)
+	os.Exit(servers.MainFunc(m, prepareExamples))
 }
 
 // One client per server URL for the whole test binary.

@@ -14,7 +14,7 @@ import (
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	cleanup := func() {}
+	var setup func() func()
 	if reason := noExampleServer(); reason != "" {
 		// Examples cannot skip: leave them out, as the tests skip.
 		skip := "^Example"
@@ -24,11 +24,9 @@ func TestMain(m *testing.M) {
 		_ = flag.Set("test.skip", skip)
 		fmt.Fprintf(os.Stderr, "mysqlstore: skipping the examples: %s\n", reason)
 	} else if examplesRun() {
-		cleanup = prepareExamples()
+		setup = prepareExamples
 	}
-	code := servers.Main(m)
-	cleanup()
-	os.Exit(code)
+	os.Exit(servers.MainFunc(m, setup))
 }
 
 // exampleDSNVar is the variable the examples read their server from, as a

@@ -17,12 +17,7 @@ import (
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
-func TestMain(m *testing.M) {
-	dropExampleDatabase := prepareExamples()
-	code := servers.Main(m)
-	dropExampleDatabase()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(servers.MainFunc(m, prepareExamples)) }
 
 // testStore returns a migrated store in a schema of t's own, and its pool.
 // The pool's connections have an empty search_path, so a statement that
