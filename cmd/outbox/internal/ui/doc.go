@@ -13,5 +13,5 @@
 //
 // The statistics come from one sampler per process, so the database sees
 // one [outbox.StatsReader.Stats] call per sample interval however many
-// browsers watch.
+// browsers watch, and one every 30 seconds when nobody does.
 package ui

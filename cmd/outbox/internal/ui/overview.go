@@ -63,6 +63,7 @@ type series struct {
 }
 
 func (s *Server) overviewData() overviewData {
+	s.sampler.viewed(time.Now())
 	sn := s.sampler.snapshot()
 	d := overviewData{Available: s.stats != nil, Interval: s.cfg.Interval.Seconds(), Observed: sn.Observed,
 		Relays: []relayRow{}, Lagging: []laneRow{}, Topics: []topicRow{}, Warnings: sn.warnings(s.sampler.stallAfter())}

@@ -201,3 +201,33 @@ func TestOverviewRefreshesCostTheStoreNothing(t *testing.T) {
 		t.Errorf("100 page views after 1 sample made %d Stats calls; want 1 (the sample's)", n)
 	}
 }
+
+// The sampler reads the statistics at every tick while someone watches,
+// and every 30 s when nobody has looked for two minutes.
+func TestSamplingSlowsDownWhenNobodyWatches(t *testing.T) {
+	t.Parallel()
+	base := time.Now()
+	for _, c := range []struct {
+		name               string
+		lastView, lastTake time.Duration // before now; negative: never
+		want               bool
+	}{
+		{"first sample", -1, -1, true},
+		{"watched", time.Second, time.Second, true},
+		{"watched a minute ago", time.Minute, 2 * time.Second, true},
+		{"unwatched, sampled 10s ago", 3 * time.Minute, 10 * time.Second, false},
+		{"unwatched, sampled 29s ago", 3 * time.Minute, 29 * time.Second, true},
+		{"never watched, sampled 5s ago", -1, 5 * time.Second, false},
+	} {
+		s := newSampler(nil, 2*time.Second, 10*time.Minute)
+		if c.lastView >= 0 {
+			s.viewed(base.Add(-c.lastView))
+		}
+		if c.lastTake >= 0 {
+			s.lastTake = base.Add(-c.lastTake)
+		}
+		if got := s.due(base); got != c.want {
+			t.Errorf("%s: due = %v; want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	outbox "github.com/txoutbox/txoutbox/core"
@@ -27,13 +28,24 @@ type topicCounts struct {
 	Delivered, Retried, Dead int64
 }
 
-// sampler reads the statistics every interval and keeps a window of them,
-// and counts what a relay in the same process reports. It is the relay's
-// observer when the console runs beside one.
+// idleAfter is how long after the last page view the console counts as
+// unwatched; idleInterval is how often it samples then, to keep a coarse
+// history for the charts at a fraction of the cost.
+const (
+	idleAfter    = 2 * time.Minute
+	idleInterval = 30 * time.Second
+)
+
+// sampler reads the statistics every interval while someone watches (every
+// idleInterval otherwise) and keeps a window of them, and counts what a
+// relay in the same process reports. It is the relay's observer when the
+// console runs beside one.
 type sampler struct {
 	stats    outbox.StatsReader
 	interval time.Duration
 	window   time.Duration
+	lastView atomic.Int64 // UnixNano of the last page view
+	lastTake time.Time    // of the run loop only
 
 	mu       sync.Mutex
 	samples  []sample
@@ -64,13 +76,28 @@ func (s *sampler) run(ctx context.Context) {
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
 	for {
-		s.take(ctx)
+		if now := time.Now(); s.due(now) {
+			s.lastTake = now
+			s.take(ctx)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// viewed notes that someone looks at the overview.
+func (s *sampler) viewed(now time.Time) { s.lastView.Store(now.UnixNano()) }
+
+// due reports whether the loop should sample at now: at every tick while
+// a page was viewed within idleAfter, every idleInterval otherwise.
+func (s *sampler) due(now time.Time) bool {
+	if s.lastTake.IsZero() || now.Sub(time.Unix(0, s.lastView.Load())) < idleAfter {
+		return true
+	}
+	return now.Sub(s.lastTake) >= idleInterval-s.interval/2
 }
 
 // take reads the statistics once and records them.

@@ -26,8 +26,9 @@ ID or the messages of a key, with their state and what they wait for) and the
 dead letters (filter, inspect payload and headers, replay or purge after a
 confirmation that says what replay holds back).
 
-It reads the statistics once every 2 seconds, whoever watches: one
-statistics query, as "outbox status --watch 2s". Deliveries per second and per
+It reads the statistics every 2 seconds while someone watches, however many
+browsers do, as "outbox status --watch 2s" does (every 30 seconds once nobody has
+looked for two minutes); page refreshes make no query. Deliveries per second and per
 topic are known to a console served by the relay itself (outbox relay
 --ui-addr).
 
