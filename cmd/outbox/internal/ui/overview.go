@@ -48,10 +48,13 @@ type laneRow struct {
 }
 
 type topicRow struct {
-	Topic     string `json:"topic"`
-	Delivered int64  `json:"delivered"`
-	Retried   int64  `json:"retried"`
-	Dead      int64  `json:"dead"`
+	Topic     string  `json:"topic"`
+	Delivered int64   `json:"delivered"`
+	Rate      float64 `json:"rate"` // delivered per second between the last two samples
+	// LagSeconds is the commit-to-publish lag of its last delivered batch.
+	LagSeconds float64 `json:"lag_seconds"`
+	Retried    int64   `json:"retried"`
+	Dead       int64   `json:"dead"`
 }
 
 // series are the charts' points, oldest first; T in Unix seconds.
@@ -102,7 +105,7 @@ func (s *Server) overviewData() overviewData {
 		d.Lagging = append(d.Lagging, row)
 	}
 	for topic, c := range sn.Topics {
-		d.Topics = append(d.Topics, topicRow{Topic: topic, Delivered: c.Delivered, Retried: c.Retried, Dead: c.Dead})
+		d.Topics = append(d.Topics, topicRow{Topic: topic, Delivered: c.Delivered, Rate: c.Rate, LagSeconds: c.Lag.Seconds(), Retried: c.Retried, Dead: c.Dead})
 	}
 	slices.SortFunc(d.Topics, func(a, b topicRow) int { return cmp.Compare(a.Topic, b.Topic) })
 	var prev *sample

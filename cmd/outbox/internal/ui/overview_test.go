@@ -54,11 +54,11 @@ func TestOverviewCountsTheRelaysDeliveries(t *testing.T) {
 	t0 := time.Now()
 	f.srv.sampler.add(sample{Time: t0})
 	recs := []outbox.Record{
-		{Message: outbox.Message{ID: "1", Topic: "orders"}, Lane: 1},
+		{Message: outbox.Message{ID: "1", Topic: "orders", CreatedAt: t0.Add(500 * time.Millisecond)}, Lane: 1},
 		{Message: outbox.Message{ID: "2", Topic: "orders"}, Lane: 2},
 		{Message: outbox.Message{ID: "3", Topic: "users"}, Lane: 3},
 	}
-	obs.ObserveBatch(outbox.BatchEvent{Owner: "relay-1", Records: recs, PublishedAt: time.Now(), Outcomes: []outbox.Outcome{
+	obs.ObserveBatch(outbox.BatchEvent{Owner: "relay-1", Records: recs, PublishedAt: t0.Add(2 * time.Second), Outcomes: []outbox.Outcome{
 		{Status: outbox.Delivered}, {Status: outbox.Retried}, {Status: outbox.DeadLettered},
 	}})
 	f.srv.sampler.add(sample{Time: t0.Add(2 * time.Second)})
@@ -66,12 +66,12 @@ func TestOverviewCountsTheRelaysDeliveries(t *testing.T) {
 	if d.Rate == nil || *d.Rate != 0.5 {
 		t.Fatalf("rate %v after one delivery in 2s; want 0.5/s", d.Rate)
 	}
-	want := []topicRow{{Topic: "orders", Delivered: 1, Retried: 1}, {Topic: "users", Dead: 1}}
+	want := []topicRow{{Topic: "orders", Delivered: 1, Rate: 0.5, LagSeconds: 1.5, Retried: 1}, {Topic: "users", Dead: 1}}
 	if len(d.Topics) != 2 || d.Topics[0] != want[0] || d.Topics[1] != want[1] {
 		t.Errorf("topics %+v; want %+v", d.Topics, want)
 	}
 	_, page := f.get("/")
-	mustContain(t, "overview", page, "<td>orders</td><td>1</td><td>1</td><td>0</td>")
+	mustContain(t, "overview", page, "<td>orders</td><td>1</td><td>0.5</td><td>1.50s</td><td>1</td><td>0</td>")
 }
 
 // stats builds a sample for the warning tests.

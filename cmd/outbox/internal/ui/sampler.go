@@ -26,6 +26,13 @@ type sample struct {
 // topicCounts are the relay's outcomes of one topic so far.
 type topicCounts struct {
 	Delivered, Retried, Dead int64
+	// Rate is the deliveries per second between the last two samples.
+	Rate float64
+	// Lag is the commit-to-publish lag of the last batch delivered: its
+	// PublishedAt minus the oldest CreatedAt among its records of the topic.
+	Lag time.Duration
+
+	atSample int64 // Delivered at the last sample
 }
 
 // idleAfter is how long after the last page view the console counts as
@@ -118,6 +125,13 @@ func (s *sampler) add(smp sample) {
 	if s.observed {
 		smp.Delivered = s.delivered
 	}
+	if n := len(s.samples); n > 0 && smp.Time.After(s.samples[n-1].Time) {
+		dt := smp.Time.Sub(s.samples[n-1].Time).Seconds()
+		for _, c := range s.topics {
+			c.Rate = float64(c.Delivered-c.atSample) / dt
+			c.atSample = c.Delivered
+		}
+	}
 	if smp.Err == nil {
 		s.trackLocked(smp)
 	}
@@ -182,6 +196,7 @@ func (s *sampler) ObserveBatch(e outbox.BatchEvent) {
 	if e.SettleErr != nil {
 		return
 	}
+	lagged := map[string]bool{}
 	for i, r := range e.Records {
 		if i >= len(e.Outcomes) {
 			break
@@ -194,6 +209,10 @@ func (s *sampler) ObserveBatch(e outbox.BatchEvent) {
 		switch e.Outcomes[i].Status {
 		case outbox.Delivered:
 			c.Delivered++
+			if lag := e.PublishedAt.Sub(r.CreatedAt); !lagged[r.Topic] || lag > c.Lag {
+				c.Lag = lag
+				lagged[r.Topic] = true
+			}
 			s.delivered++
 			s.laneMoved[r.Lane] = e.PublishedAt
 			s.ownerLast[e.Owner] = e.PublishedAt

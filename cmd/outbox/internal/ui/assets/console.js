@@ -52,7 +52,7 @@
     body.textContent = "";
     if (!items.length) {
       const tr = body.insertRow(), td = tr.insertCell();
-      td.colSpan = 5;
+      td.colSpan = 6;
       td.className = "note";
       td.textContent = empty;
       return;
@@ -94,7 +94,9 @@
       return [l.lane, l.owner || "nobody", l.pending, fmt(l.lag_seconds, 1) + "s", ago(l.moved_seconds_ago)];
     }, "No lane has pending messages.");
     if (d.topics.length) {
-      rows("topics", d.topics, function (t) { return [t.topic, t.delivered, t.retried, t.dead]; }, "");
+      rows("topics", d.topics, function (t) {
+        return [t.topic, t.delivered, fmt(t.rate, 1), fmt(t.lag_seconds, 2) + "s", t.retried, t.dead];
+      }, "");
     }
   }
 
