@@ -50,7 +50,6 @@ func TestOverviewCountsTheRelaysDeliveries(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, Config{})
 	obs := f.srv.Observer()
-	obs.ObserveRead(outbox.ReadEvent{Owner: "relay-1"})
 	t0 := time.Now()
 	f.srv.sampler.add(sample{Time: t0})
 	recs := []outbox.Record{

@@ -108,8 +108,14 @@ func New(cfg Config) (*Server, error) {
 
 // Observer returns the observer a relay in the same process reports to,
 // so the overview shows deliveries per second and per topic, and when each
-// of its lanes last delivered.
-func (s *Server) Observer() outbox.Observer { return s.sampler }
+// of its lanes last delivered. Ask for it before serving: from then on
+// the samples count deliveries (from zero).
+func (s *Server) Observer() outbox.Observer {
+	s.sampler.mu.Lock()
+	s.sampler.observed = true
+	s.sampler.mu.Unlock()
+	return s.sampler
+}
 
 // Run reads the statistics every Interval until ctx ends.
 func (s *Server) Run(ctx context.Context) { s.sampler.run(ctx) }

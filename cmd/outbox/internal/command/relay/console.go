@@ -38,11 +38,12 @@ func startConsole(ctx context.Context, a *app.App, o ui.Options, st *backend.Sto
 	if err != nil {
 		return nil, nil, err
 	}
+	reported := observers{metrics, s.Observer()}
 	stop, _, err := ui.Serve(ctx, o.Addr, s)
 	if err != nil {
 		return nil, nil, err
 	}
-	return observers{metrics, s.Observer()}, stop, nil
+	return reported, stop, nil
 }
 
 // observers reports every event to each observer in turn.
