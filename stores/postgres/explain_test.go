@@ -294,3 +294,71 @@ func epochsOf(ids []int) []outbox.Lane {
 	}
 	return out
 }
+
+// Stats reads no delivered record: with 50,000 retained deliveries beside a
+// small backlog and a few dead letters, under statistics taken on the empty
+// table and under fresh ones, its plan scans the partial indexes of pending
+// records and of dead letters, never the table (before statsGuard, the
+// whole table was read: 290–400 ms with 1.1 million rows); and its counts
+// are right.
+func TestStatsReadsNoDelivery(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	s, pool := testStore(t, Config{})
+	for _, stmt := range []string{
+		"ALTER TABLE " + s.Table() + " SET (autovacuum_enabled = false)",
+		"ANALYZE " + s.Table(),
+	} {
+		if _, err := pool.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fill(t, ctx, pool, s, 50_000, 1000, 64, true)
+	fill(t, ctx, pool, s, 300, 100, 64, false)
+	if _, err := pool.Exec(ctx, "UPDATE "+s.Table()+" SET dead_at = now(), last_error = 'x' WHERE seq IN (SELECT seq FROM "+s.Table()+
+		" WHERE delivered_at IS NULL ORDER BY seq LIMIT 7)"); err != nil {
+		t.Fatal(err)
+	}
+	scan := "Seq Scan on " + s.names.table
+	for _, stats := range []string{"stale", "fresh"} {
+		if stats == "fresh" {
+			analyze(t, ctx, pool, s)
+		}
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, s.sql.statsGuard); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := tx.Query(ctx, "EXPLAIN "+s.sql.stats)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		_ = tx.Rollback(ctx)
+		c.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan := strings.Join(lines, "\n")
+		t.Logf("Stats plan, %s statistics:\n%s", stats, plan)
+		// Both partial indexes of dead letters (dead_idx, dead_key_idx) hold
+		// them alone; either will do.
+		if strings.Contains(plan, scan) || !strings.Contains(plan, s.names.table+"_pending_idx") ||
+			!strings.Contains(plan, s.names.table+"_dead_idx") && !strings.Contains(plan, s.names.table+"_dead_key_idx") {
+			t.Errorf("Stats, %s statistics: the plan does not count through the partial indexes of pending records and dead letters alone", stats)
+		}
+		st, err := s.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Pending != 293 || st.Dead != 7 || st.OldestPending.IsZero() {
+			t.Errorf("Stats, %s statistics: pending %d, dead %d, oldest %v; want 293, 7 and a time", stats, st.Pending, st.Dead, st.OldestPending)
+		}
+	}
+}

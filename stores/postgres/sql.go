@@ -79,7 +79,7 @@ type statements struct {
 
 	delivered, deleteDelivered, failed string
 
-	cleanup, stats, statsRelays, statsLagging string
+	cleanup, statsGuard, stats, statsRelays, statsLagging string
 
 	listDead, replayDead, purgeDead, waitingBehindDead string
 
@@ -314,15 +314,24 @@ WHERE id IN (
 	LIMIT $2::integer
 	FOR UPDATE SKIP LOCKED)`),
 
+		// Stats: the pending and the dead records, each counted under the
+		// predicate of its partial index (pending_idx, dead_idx), so that
+		// no retained delivery is read; after statsGuard, in the same
+		// implicit transaction, so that stale statistics cannot turn
+		// either into a sequential scan of the table.
+		statsGuard: `SELECT set_config('enable_seqscan', 'off', true)`,
 		stats: sql(`
-SELECT count(*) FILTER (WHERE dead_at IS NULL),
-	count(*) FILTER (WHERE dead_at IS NULL AND attempts > 0),
-	count(*) FILTER (WHERE dead_at IS NULL AND attempts = 0 AND last_error <> ''),
-	count(*) FILTER (WHERE dead_at IS NOT NULL),
-	min(created_at) FILTER (WHERE dead_at IS NULL),
-	(SELECT count(*) FROM {lanes})
-FROM {table}
-WHERE delivered_at IS NULL`),
+SELECT p.n, p.retrying, p.replayed, d.n, p.oldest, (SELECT count(*) FROM {lanes})
+FROM (
+	SELECT count(*) AS n, count(*) FILTER (WHERE attempts > 0) AS retrying,
+		count(*) FILTER (WHERE attempts = 0 AND last_error <> '') AS replayed, min(created_at) AS oldest
+	FROM {table}
+	WHERE delivered_at IS NULL AND dead_at IS NULL
+) p, (
+	SELECT count(*) AS n
+	FROM {table}
+	WHERE dead_at IS NOT NULL AND delivered_at IS NULL
+) d`),
 
 		statsRelays: sql(`
 SELECT r.owner, count(l.lane), r.lease_until

@@ -11,12 +11,14 @@ import (
 
 // Stats reports the backlog, the dead letters, the live relays with the
 // lanes they hold, and the lanes that lag most, in one round trip. It reads
-// every undelivered record (through the partial indexes, never the
-// delivered ones), so its cost grows with the backlog, not with the
-// retained history. It implements [outbox.StatsReader].
+// every undelivered record through the partial indexes of pending records
+// and of dead letters, never a delivered one, so its cost grows with the
+// backlog, not with the retained history (TestStatsReadsNoDelivery). It
+// implements [outbox.StatsReader].
 func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 	var st outbox.Stats
 	b := &pgx.Batch{}
+	b.Queue(s.sql.statsGuard)
 	b.Queue(s.sql.stats).QueryRow(func(row pgx.Row) error {
 		var oldest *time.Time
 		if err := row.Scan(&st.Pending, &st.Retrying, &st.Replayed, &st.Dead, &oldest, &st.Lanes); err != nil {
