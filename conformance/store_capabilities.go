@@ -3,6 +3,9 @@ package conformance
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -243,6 +246,81 @@ var capabilityTests = []storeTest{
 			t.Fatalf("after a replay Stats = pending %d dead %d retrying %d replayed %d; want 7, 0, 1, 1", st.Pending, st.Dead, st.Retrying, st.Replayed)
 		}
 	}},
+	{"StatsPerTopic", func(t *testing.T, h StoreHarness) {
+		ctx := testContext(t)
+		ob := h.New(t, OutboxOptions{})
+		sr := needCapability[outbox.StatsReader](t, ob.Store, "StatsReader")
+		if st, err := sr.Stats(ctx); err != nil || len(st.Topics) != 0 {
+			t.Fatalf("Stats of an empty outbox lists topics %+v, %v", st.Topics, err)
+		}
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		at := func(ago time.Duration) time.Time { return now.Add(-ago) }
+		// Delivered records older than every pending one, in the topics
+		// with a backlog and in a topic of their own: none may be counted,
+		// nor be the oldest pending record of its topic.
+		write(t, ctx, ob,
+			outbox.Message{Topic: "a", Key: "a-delivered", CreatedAt: at(3 * time.Hour)},
+			outbox.Message{Topic: "b", Key: "b-delivered", CreatedAt: at(3 * time.Hour)},
+			outbox.Message{Topic: "delivered", Key: "d-1", CreatedAt: at(3 * time.Hour)},
+			outbox.Message{Topic: "delivered", Key: "d-2"},
+			// Topic a: three pending, one an hour younger than the oldest,
+			// one retrying (still pending).
+			outbox.Message{Topic: "a", Key: "a-1", CreatedAt: at(2 * time.Hour)},
+			outbox.Message{Topic: "a", Key: "a-2", CreatedAt: at(time.Hour)},
+			outbox.Message{Topic: "a", Key: "a-retry"},
+			// Topic b: one pending, one dead letter older than it.
+			outbox.Message{Topic: "b", Key: "b-1", CreatedAt: at(time.Hour)},
+			outbox.Message{Topic: "b", Key: "b-dead", CreatedAt: at(4 * time.Hour)},
+			// Topics c and e: dead letters only, two and one.
+			outbox.Message{Topic: "c", Key: "c-dead-1"},
+			outbox.Message{Topic: "c", Key: "c-dead-2"},
+			outbox.Message{Topic: "e", Key: "e-dead"},
+		)
+		a := hold(t, ctx, ob.Store, "a", hour)
+		for _, r := range a.read(20) {
+			switch {
+			case strings.HasSuffix(r.Key, "-delivered") || r.Topic == "delivered":
+				a.deliver(r)
+			case strings.Contains(r.Key, "-dead"):
+				a.dead("x", r)
+			case r.Key == "a-retry":
+				a.retry("x", hour, r)
+			}
+		}
+		st, err := sr.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []outbox.TopicStats{
+			{Topic: "a", Pending: 3, OldestPending: at(2 * time.Hour)},
+			{Topic: "b", Pending: 1, Dead: 1, OldestPending: at(time.Hour)},
+			{Topic: "c", Dead: 2},
+			{Topic: "e", Dead: 1},
+		}
+		if !sameTopicStats(st.Topics, want) {
+			t.Fatalf("Stats.Topics = %+v\nwant %+v (pending topics oldest first, then most dead letters first; no delivered record counted)", st.Topics, want)
+		}
+
+		// More topics than the cap, each with one record pending and
+		// younger than a's and b's: the list keeps the oldest pending
+		// topics and leaves out those with dead letters only, while the
+		// totals still count every topic.
+		var more []outbox.Message
+		for i := range outbox.MaxStatsTopics {
+			more = append(more, outbox.Message{Topic: fmt.Sprintf("m%03d", i), Key: fmt.Sprintf("m-%d", i), CreatedAt: at(time.Duration(outbox.MaxStatsTopics-i) * time.Second)})
+		}
+		write(t, ctx, ob, more...)
+		if st, err = sr.Stats(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Topics) != outbox.MaxStatsTopics || st.Topics[0].Topic != "a" || st.Topics[1].Topic != "b" ||
+			st.Topics[2].Topic != "m000" || st.Topics[len(st.Topics)-1].Topic != fmt.Sprintf("m%03d", outbox.MaxStatsTopics-3) {
+			t.Fatalf("with %d topics, Stats.Topics = %+v; want %d of them: a, b, then m000 onwards", outbox.MaxStatsTopics+4, st.Topics, outbox.MaxStatsTopics)
+		}
+		if st.Pending != 4+int64(outbox.MaxStatsTopics) || st.Dead != 4 {
+			t.Fatalf("with more topics than listed, Stats = pending %d dead %d; want %d, 4", st.Pending, st.Dead, 4+outbox.MaxStatsTopics)
+		}
+	}},
 	{"ListenWakesOnCommit", func(t *testing.T, h StoreHarness) {
 		ctx := testContext(t)
 		ob := h.New(t, OutboxOptions{})
@@ -342,4 +420,14 @@ func skipUnsupported(t *testing.T, err error) {
 	if errors.Is(err, outbox.ErrUnsupported) {
 		t.Skipf("the deployment does not support it: %v", err)
 	}
+}
+
+// sameTopicStats tells whether got lists the topics of want in its order
+// with its counts, each oldest pending record within a millisecond (the
+// precision of the stores' clocks).
+func sameTopicStats(got, want []outbox.TopicStats) bool {
+	return slices.EqualFunc(got, want, func(g, w outbox.TopicStats) bool {
+		return g.Topic == w.Topic && g.Pending == w.Pending && g.Dead == w.Dead &&
+			g.OldestPending.IsZero() == w.OldestPending.IsZero() && g.OldestPending.Sub(w.OldestPending).Abs() <= time.Millisecond
+	})
 }

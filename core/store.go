@@ -1,7 +1,10 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -299,6 +302,51 @@ type Stats struct {
 	// Lagging lists the lanes with pending records, the oldest pending
 	// record first, at most 10 of them.
 	Lagging []LaneLag
+	// Topics lists the topics that have pending records or dead letters,
+	// at most [MaxStatsTopics] of them: those with pending records first,
+	// the oldest pending record first, then those with dead letters only,
+	// most dead letters first; ties by topic name in byte order. Topics
+	// whose records are all delivered are not listed, and a store counts
+	// them without reading a delivered record.
+	Topics []TopicStats
+}
+
+// MaxStatsTopics caps [Stats.Topics], so that the statistics of an outbox
+// with thousands of topics stay small. The topics left out are the ones
+// that lag least; Stats.Pending and Stats.Dead still count all of them.
+const MaxStatsTopics = 50
+
+// TopicStats describes the backlog and the dead letters of one topic.
+type TopicStats struct {
+	Topic string
+	// Pending counts its records not yet delivered and not dead.
+	Pending int64
+	// Dead counts its dead letters.
+	Dead int64
+	// OldestPending is the CreatedAt of its oldest pending record, zero
+	// when none is pending. time.Since(OldestPending) is its lag.
+	OldestPending time.Time
+}
+
+// SortTopicStats sorts topics in the order of [Stats.Topics] and keeps the
+// first [MaxStatsTopics]; stores that aggregate in Go use it.
+func SortTopicStats(topics []TopicStats) []TopicStats {
+	slices.SortFunc(topics, func(a, b TopicStats) int {
+		return cmp.Or(
+			cmp.Compare(boolRank(a.OldestPending.IsZero()), boolRank(b.OldestPending.IsZero())),
+			a.OldestPending.Compare(b.OldestPending),
+			cmp.Compare(b.Dead, a.Dead),
+			strings.Compare(a.Topic, b.Topic))
+	})
+	return topics[:min(len(topics), MaxStatsTopics)]
+}
+
+// boolRank puts false before true.
+func boolRank(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // RelayLanes tells how many lanes one live relay holds.

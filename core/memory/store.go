@@ -426,15 +426,26 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 	now := time.Now()
 	st := outbox.Stats{Lanes: len(s.lanes)}
 	lag := make(map[int]*outbox.LaneLag)
+	topics := make(map[string]*outbox.TopicStats)
 	for _, e := range s.pending {
-		switch {
-		case e.delivered():
+		if e.delivered() {
 			continue
-		case e.dead():
+		}
+		t := topics[e.Topic]
+		if t == nil {
+			t = &outbox.TopicStats{Topic: e.Topic}
+			topics[e.Topic] = t
+		}
+		if e.dead() {
 			st.Dead++
+			t.Dead++
 			continue
 		}
 		st.Pending++
+		t.Pending++
+		if t.OldestPending.IsZero() || e.CreatedAt.Before(t.OldestPending) {
+			t.OldestPending = e.CreatedAt
+		}
 		if st.OldestPending.IsZero() || e.CreatedAt.Before(st.OldestPending) {
 			st.OldestPending = e.CreatedAt
 		}
@@ -461,6 +472,10 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 		return cmp.Or(a.OldestPending.Compare(b.OldestPending), cmp.Compare(a.Lane, b.Lane))
 	})
 	st.Lagging = st.Lagging[:min(len(st.Lagging), 10)]
+	for _, t := range topics {
+		st.Topics = append(st.Topics, *t)
+	}
+	st.Topics = outbox.SortTopicStats(st.Topics)
 	for owner, until := range s.relays {
 		if !now.Before(until) {
 			continue
