@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // notifier decides which Enqueue calls carry a NOTIFY in their transaction
@@ -25,6 +27,27 @@ type notifier struct {
 	sending  bool      // send is running
 	again    bool      // fire came while send was running: send once more
 }
+
+// sharedNotifier returns the notifier of the Stores on pool that notify
+// channel with interval, making it on first use: a program that makes a
+// Store per request still notifies in a transaction at most once per
+// interval.
+func sharedNotifier(pool *pgxpool.Pool, channel string, interval time.Duration, send func()) *notifier {
+	k := notifierKey{pool, channel, interval}
+	if n, ok := notifiers.Load(k); ok {
+		return n.(*notifier)
+	}
+	n, _ := notifiers.LoadOrStore(k, &notifier{interval: interval, send: send})
+	return n.(*notifier)
+}
+
+type notifierKey struct {
+	pool     *pgxpool.Pool
+	channel  string
+	interval time.Duration
+}
+
+var notifiers sync.Map // notifierKey → *notifier
 
 // inTx reports whether the Enqueue about to run notifies in its
 // transaction. When it does not, a notification is sent at the end of the

@@ -69,6 +69,18 @@ func TestNotifyIntervalLeavesLaterWakeUpsToOneNotification(t *testing.T) {
 	marker()
 	next("marker", "Enqueues within the interval leave their wake-up to the end of the interval")
 
+	// A Store made per request shares the interval: its first Enqueue
+	// does not notify in its transaction either.
+	again, err := New(pool, Config{Schema: s.Config().Schema, NotifyInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := enqueueCommitted(ctx, pool, again, outbox.Message{Topic: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	marker()
+	next("marker", "a second Store on the same pool and table shares the interval")
+
 	// The end of the interval sends one notification, outside any
 	// transaction.
 	s.notify.mu.Lock()

@@ -60,7 +60,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		sql:    newStatements(n),
 		listen: defaultListenConfig,
 	}
-	s.notify = &notifier{interval: cfg.NotifyInterval, send: s.notifyNow}
+	s.notify = sharedNotifier(pool, n.channel, cfg.NotifyInterval, s.notifyNow)
 	return s, nil
 }
 
