@@ -3,9 +3,12 @@ package pgstore
 import (
 	"fmt"
 	"hash/fnv"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	outbox "github.com/txoutbox/txoutbox/core"
 )
 
 // names are the identifiers a store uses, derived from its Config once.
@@ -79,7 +82,7 @@ type statements struct {
 
 	delivered, deleteDelivered, failed string
 
-	cleanup, statsGuard, stats, statsRelays, statsLagging string
+	cleanup, statsGuard, stats, statsTopics, statsRelays, statsLagging string
 
 	listDead, replayDead, purgeDead, waitingBehindDead string
 
@@ -332,6 +335,26 @@ FROM (
 	FROM {table}
 	WHERE dead_at IS NOT NULL AND delivered_at IS NULL
 ) d`),
+
+		// The topics with a backlog: the pending records and the dead
+		// letters grouped each under its partial index's predicate, like
+		// stats, in the order of outbox.Stats.Topics.
+		statsTopics: sql(`
+SELECT topic, sum(pending)::bigint, sum(dead)::bigint, min(oldest)
+FROM (
+	SELECT topic, count(*) AS pending, 0 AS dead, min(created_at) AS oldest
+	FROM {table}
+	WHERE delivered_at IS NULL AND dead_at IS NULL
+	GROUP BY topic
+	UNION ALL
+	SELECT topic, 0, count(*), NULL
+	FROM {table}
+	WHERE dead_at IS NOT NULL AND delivered_at IS NULL
+	GROUP BY topic
+) t
+GROUP BY topic
+ORDER BY min(oldest) NULLS LAST, sum(dead) DESC, topic COLLATE "C"
+LIMIT ` + strconv.Itoa(outbox.MaxStatsTopics)),
 
 		statsRelays: sql(`
 SELECT r.owner, count(l.lane), r.lease_until

@@ -9,8 +9,9 @@ import (
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
-// Stats reports the backlog, the dead letters, the live relays with the
-// lanes they hold, and the lanes that lag most, in one round trip. It reads
+// Stats reports the backlog, the dead letters, both per topic too, the live
+// relays with the lanes they hold, and the lanes that lag most, in one round
+// trip. It reads
 // every undelivered record through the partial indexes of pending records
 // and of dead letters, never a delivered one, so its cost grows with the
 // backlog, not with the retained history (TestStatsReadsNoDelivery). It
@@ -28,6 +29,21 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 			st.OldestPending = oldest.UTC()
 		}
 		return nil
+	})
+	b.Queue(s.sql.statsTopics).Query(func(rows pgx.Rows) error {
+		var err error
+		st.Topics, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (outbox.TopicStats, error) {
+			var ts outbox.TopicStats
+			var oldest *time.Time
+			if err := row.Scan(&ts.Topic, &ts.Pending, &ts.Dead, &oldest); err != nil {
+				return ts, err
+			}
+			if oldest != nil {
+				ts.OldestPending = oldest.UTC()
+			}
+			return ts, nil
+		})
+		return err
 	})
 	b.Queue(s.sql.statsRelays).Query(func(rows pgx.Rows) error {
 		var err error
