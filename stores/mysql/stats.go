@@ -4,13 +4,15 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"strconv"
 
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
 // Stats implements [outbox.StatsReader]. It reads the pending and dead
 // records (the state 0 and 1 ranges of state_order, never the delivered
-// ones) grouped by lane, the lanes table and the relays table.
+// ones) grouped by lane and then by topic, the lanes table and the relays
+// table.
 func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 	var st outbox.Stats
 	err := s.withRetry(ctx, "stats", func(ctx context.Context) error {
@@ -64,6 +66,10 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 		})
 		st.Lagging = st.Lagging[:min(len(st.Lagging), 10)]
 
+		if st.Topics, err = s.topicStats(ctx); err != nil {
+			return err
+		}
+
 		relays, err := s.db.QueryContext(ctx, "SELECT owner, lease_until FROM "+s.relays+" WHERE lease_until > "+datetime(now))
 		if err != nil {
 			return err
@@ -92,4 +98,28 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 		return nil
 	})
 	return st, err
+}
+
+// topicStats reads the pending and dead records grouped by topic, in the
+// order of [outbox.Stats.Topics] and as many as it lists.
+func (s *Store) topicStats(ctx context.Context) ([]outbox.TopicStats, error) {
+	const oldest = "MIN(CASE WHEN state = 0 THEN created_at END)"
+	rows, err := s.db.QueryContext(ctx, "SELECT topic, COALESCE(SUM(state = 0), 0), COALESCE(SUM(state = 1), 0), "+oldest+
+		" FROM "+s.table+" FORCE INDEX (state_order) WHERE state IN (0, 1) GROUP BY topic"+
+		" ORDER BY "+oldest+" IS NULL, "+oldest+", SUM(state = 1) DESC, topic LIMIT "+strconv.Itoa(outbox.MaxStatsTopics))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var topics []outbox.TopicStats
+	for rows.Next() {
+		var ts outbox.TopicStats
+		var oldest utcTime
+		if err := rows.Scan(&ts.Topic, &ts.Pending, &ts.Dead, &oldest); err != nil {
+			return nil, err
+		}
+		ts.OldestPending = oldest.Time
+		topics = append(topics, ts)
+	}
+	return topics, rows.Err()
 }

@@ -3,7 +3,10 @@ package sqlitestore
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
+
+	outbox "github.com/txoutbox/txoutbox/core"
 )
 
 // tableName is what Config.Table accepts: an SQL identifier that needs no
@@ -53,6 +56,7 @@ type queries struct {
 	cleanup      string
 	statsPending string
 	statsDead    string
+	statsTopics  string
 	statsRelays  string
 	statsLanes   string
 	listDead     string
@@ -166,6 +170,25 @@ FROM {table} INDEXED BY {table_pending}
 WHERE delivered_at IS NULL AND dead_at IS NULL
 GROUP BY lane`)
 	q.statsDead = r.Replace(`SELECT count(*) FROM {table} INDEXED BY {table_dead} WHERE dead_at IS NOT NULL`)
+	// The topics with a backlog, the pending records and the dead letters
+	// each grouped through its partial index, in the order of
+	// outbox.Stats.Topics.
+	q.statsTopics = r.Replace(`
+SELECT topic, sum(pending), sum(dead), min(oldest)
+FROM (
+	SELECT topic, count(*) AS pending, 0 AS dead, min(created_at) AS oldest
+	FROM {table} INDEXED BY {table_pending}
+	WHERE delivered_at IS NULL AND dead_at IS NULL
+	GROUP BY topic
+	UNION ALL
+	SELECT topic, 0, count(*), NULL
+	FROM {table} INDEXED BY {table_dead}
+	WHERE dead_at IS NOT NULL
+	GROUP BY topic
+)
+GROUP BY topic
+ORDER BY min(oldest) IS NULL, min(oldest), sum(dead) DESC, topic
+LIMIT ` + strconv.Itoa(outbox.MaxStatsTopics))
 	// The lanes are counted by owner in one pass, then joined to the live
 	// relays.
 	q.statsRelays = r.Replace(`

@@ -11,7 +11,8 @@ import (
 
 // Stats implements [outbox.StatsReader]. It reads one snapshot (a read
 // transaction takes no lock in WAL mode) and counts the pending records by
-// lane, which costs time in proportion to the backlog.
+// lane and by topic, and the dead letters by topic, through their partial
+// indexes, which costs time in proportion to the backlog.
 func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 	var st outbox.Stats
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
@@ -76,6 +77,9 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 	if err := tx.QueryRowContext(ctx, s.q.statsDead).Scan(&st.Dead); err != nil {
 		return st, translate("Stats", err)
 	}
+	if st.Topics, err = topicStats(ctx, tx, s.q.statsTopics); err != nil {
+		return st, translate("Stats", err)
+	}
 	rows, err = tx.QueryContext(ctx, s.q.statsRelays, now)
 	if err != nil {
 		return st, translate("Stats", err)
@@ -91,4 +95,26 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 		st.Relays = append(st.Relays, rl)
 	}
 	return st, translate("Stats", rows.Err())
+}
+
+// topicStats runs the statsTopics query in tx.
+func topicStats(ctx context.Context, tx *sql.Tx, query string) ([]outbox.TopicStats, error) {
+	rows, err := tx.QueryContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var topics []outbox.TopicStats
+	for rows.Next() {
+		var ts outbox.TopicStats
+		var oldest sql.NullInt64
+		if err := rows.Scan(&ts.Topic, &ts.Pending, &ts.Dead, &oldest); err != nil {
+			return nil, err
+		}
+		if oldest.Valid {
+			ts.OldestPending = micros(oldest.Int64)
+		}
+		topics = append(topics, ts)
+	}
+	return topics, rows.Err()
 }
