@@ -19,9 +19,10 @@ const maxLagging = 10
 
 // Stats implements [outbox.StatsReader]: four counts (pending, retrying,
 // replayed, dead), the oldest pending record by CreatedAt, one aggregation
-// of the pending records by lane, the lanes and the live relays. Finding
-// the oldest CreatedAt and grouping by lane read every pending record: the
-// cost grows with the backlog.
+// of the pending records by lane, one of the pending records and one of
+// the dead letters by topic, the lanes and the live relays. Finding the
+// oldest CreatedAt and grouping read every pending record and dead letter,
+// never a delivered one: the cost grows with the backlog.
 func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 	ctx = withoutSession(ctx)
 	var st outbox.Stats
@@ -85,6 +86,9 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 		return cmp.Or(cmp.Compare(b.Lanes, a.Lanes), cmp.Compare(a.Owner, b.Owner))
 	})
 
+	if st.Topics, err = s.topicStats(ctx); err != nil {
+		return st, err
+	}
 	lag, err := s.lagging(ctx)
 	if err != nil {
 		return st, err
@@ -158,4 +162,93 @@ func (s *Store) lagging(ctx context.Context) ([]laneLag, error) {
 	}
 	slices.SortFunc(lag, func(a, b laneLag) int { return cmp.Or(a.Oldest.Compare(b.Oldest), cmp.Compare(a.Lane, b.Lane)) })
 	return lag[:min(len(lag), maxLagging)], nil
+}
+
+// topicCount is the records of one topic in one state.
+type topicCount struct {
+	Topic  string    `bson:"_id"`
+	N      int64     `bson:"n"`
+	Oldest time.Time `bson:"oldest"`
+}
+
+// topicStats groups the pending records and the dead letters by topic, each
+// state matched alone so that each aggregation reads its records only, and
+// keeps the topics that [outbox.Stats.Topics] lists.
+func (s *Store) topicStats(ctx context.Context) ([]outbox.TopicStats, error) {
+	byTopic := make(map[string]*outbox.TopicStats)
+	for _, state := range []string{statePending, stateDead} {
+		counts, err := s.countByTopic(ctx, state)
+		if err != nil {
+			return nil, fail("stats: topics", err)
+		}
+		for _, c := range counts {
+			ts := byTopic[c.Topic]
+			if ts == nil {
+				ts = &outbox.TopicStats{Topic: c.Topic}
+				byTopic[c.Topic] = ts
+			}
+			if state == stateDead {
+				ts.Dead = c.N
+				continue
+			}
+			ts.Pending, ts.OldestPending = c.N, c.Oldest.UTC()
+		}
+	}
+	topics := make([]outbox.TopicStats, 0, len(byTopic))
+	for _, ts := range byTopic {
+		topics = append(topics, *ts)
+	}
+	return outbox.SortTopicStats(topics), nil
+}
+
+// countByTopic counts the records in state by topic, with the oldest
+// CreatedAt of each: one aggregation, or, on servers without the $min
+// accumulator (FerretDB 1.x), a find of the topic and CreatedAt of each.
+func (s *Store) countByTopic(ctx context.Context, state string) ([]topicCount, error) {
+	cur, err := s.records.Aggregate(ctx, mongo.Pipeline{
+		{{Key: "$match", Value: bson.D{inState(state)}}},
+		{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$" + fTopic},
+			{Key: "n", Value: bson.D{{Key: "$sum", Value: 1}}},
+			{Key: "oldest", Value: bson.D{{Key: "$min", Value: "$" + fCreatedAt}}}}}},
+	})
+	if err == nil {
+		var counts []topicCount
+		return counts, cur.All(ctx, &counts)
+	}
+	if !hasCode(err, codeNotImplemented) {
+		return nil, err
+	}
+	cur, err = s.records.Find(ctx, bson.D{inState(state)},
+		options.Find().SetProjection(bson.D{{Key: fTopic, Value: 1}, {Key: fCreatedAt, Value: 1}}))
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = cur.Close(ctx) }()
+	byTopic := make(map[string]*topicCount)
+	for cur.Next(ctx) {
+		var d struct {
+			Topic     string    `bson:"topic"`
+			CreatedAt time.Time `bson:"created_at"`
+		}
+		if err := cur.Decode(&d); err != nil {
+			return nil, err
+		}
+		c := byTopic[d.Topic]
+		if c == nil {
+			c = &topicCount{Topic: d.Topic, Oldest: d.CreatedAt}
+			byTopic[d.Topic] = c
+		}
+		c.N++
+		if d.CreatedAt.Before(c.Oldest) {
+			c.Oldest = d.CreatedAt
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return nil, err
+	}
+	counts := make([]topicCount, 0, len(byTopic))
+	for _, c := range byTopic {
+		counts = append(counts, *c)
+	}
+	return counts, nil
 }
