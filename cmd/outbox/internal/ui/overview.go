@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"slices"
 	"time"
+
+	outbox "github.com/txoutbox/txoutbox/core"
 )
 
 // overviewData is the overview, as the page renders it and as
@@ -28,6 +30,7 @@ type overviewData struct {
 	Warnings   []warning  `json:"warnings"`
 	Series     series     `json:"series"`
 	Interval   float64    `json:"interval_seconds"`
+	MaxTopics  int        `json:"max_topics"` // the most topics the store lists
 }
 
 type relayRow struct {
@@ -47,14 +50,22 @@ type laneRow struct {
 	MovedSecondsAgo *float64 `json:"moved_seconds_ago"`
 }
 
+// topicRow merges the store's figures of a topic (outbox.Stats.Topics:
+// its backlog and dead letters) with the outcomes the relay of this process
+// reported for it (zero without one).
 type topicRow struct {
-	Topic     string  `json:"topic"`
-	Delivered int64   `json:"delivered"`
-	Rate      float64 `json:"rate"` // delivered per second between the last two samples
-	// LagSeconds is the commit-to-publish lag of its last delivered batch.
+	Topic   string `json:"topic"`
+	Pending int64  `json:"pending"`
+	// LagSeconds is the age of its oldest pending record.
 	LagSeconds float64 `json:"lag_seconds"`
-	Retried    int64   `json:"retried"`
-	Dead       int64   `json:"dead"`
+	Dead       int64   `json:"dead"` // its dead letters in the store
+	Delivered  int64   `json:"delivered"`
+	Rate       float64 `json:"rate"` // delivered per second between the last two samples
+	// PublishLagSeconds is the commit-to-publish lag of its last delivered
+	// batch.
+	PublishLagSeconds float64 `json:"publish_lag_seconds"`
+	Retried           int64   `json:"retried"`
+	DeadLettered      int64   `json:"dead_lettered"` // by the relay of this process
 }
 
 // series are the charts' points, oldest first; T in Unix seconds.
@@ -68,7 +79,7 @@ type series struct {
 func (s *Server) overviewData() overviewData {
 	s.sampler.viewed(time.Now())
 	sn := s.sampler.snapshot()
-	d := overviewData{Available: s.stats != nil, Interval: s.cfg.Interval.Seconds(), Observed: sn.Observed,
+	d := overviewData{Available: s.stats != nil, Interval: s.cfg.Interval.Seconds(), Observed: sn.Observed, MaxTopics: outbox.MaxStatsTopics,
 		Relays: []relayRow{}, Lagging: []laneRow{}, Topics: []topicRow{}, Warnings: sn.warnings(s.sampler.stallAfter())}
 	if d.Warnings == nil {
 		d.Warnings = []warning{}
@@ -104,10 +115,7 @@ func (s *Server) overviewData() overviewData {
 		}
 		d.Lagging = append(d.Lagging, row)
 	}
-	for topic, c := range sn.Topics {
-		d.Topics = append(d.Topics, topicRow{Topic: topic, Delivered: c.Delivered, Rate: c.Rate, LagSeconds: c.Lag.Seconds(), Retried: c.Retried, Dead: c.Dead})
-	}
-	slices.SortFunc(d.Topics, func(a, b topicRow) int { return cmp.Compare(a.Topic, b.Topic) })
+	d.Topics = topicRows(last, sn.Topics)
 	var prev *sample
 	for i := range sn.Samples {
 		smp := &sn.Samples[i]
@@ -130,6 +138,41 @@ func (s *Server) overviewData() overviewData {
 		prev = smp
 	}
 	return d
+}
+
+// topicRows merges the store's per-topic figures of the sample with the
+// relay's, the oldest backlog first, then the most dead letters, then by
+// name.
+func topicRows(last sample, relayed map[string]topicCounts) []topicRow {
+	rows := make(map[string]*topicRow)
+	row := func(topic string) *topicRow {
+		r := rows[topic]
+		if r == nil {
+			r = &topicRow{Topic: topic}
+			rows[topic] = r
+		}
+		return r
+	}
+	for _, t := range last.Stats.Topics {
+		r := row(t.Topic)
+		r.Pending, r.Dead = t.Pending, t.Dead
+		if !t.OldestPending.IsZero() {
+			r.LagSeconds = max(0, last.Time.Sub(t.OldestPending).Seconds())
+		}
+	}
+	for topic, c := range relayed {
+		r := row(topic)
+		r.Delivered, r.Rate, r.PublishLagSeconds, r.Retried, r.DeadLettered = c.Delivered, c.Rate, c.Lag.Seconds(), c.Retried, c.Dead
+	}
+	out := make([]topicRow, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, *r)
+	}
+	slices.SortFunc(out, func(a, b topicRow) int {
+		return cmp.Or(cmp.Compare(min(b.Pending, 1), min(a.Pending, 1)), cmp.Compare(b.LagSeconds, a.LagSeconds),
+			cmp.Compare(b.Dead, a.Dead), cmp.Compare(a.Topic, b.Topic))
+	})
+	return out
 }
 
 func (s *Server) overview(w http.ResponseWriter, r *http.Request) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -44,6 +45,14 @@ func TestOverviewShowsBacklogRelaysAndLanes(t *testing.T) {
 	if d.Rate != nil {
 		t.Errorf("rate %v without a relay in the process; want null", *d.Rate)
 	}
+	// Per topic, from the store: orders has the oldest backlog (or as old
+	// as users', and a dead letter) and comes first.
+	if len(d.Topics) != 2 || d.Topics[0].Topic != "orders" || d.Topics[0].Pending != 2 || d.Topics[0].Dead != 1 || d.Topics[0].LagSeconds <= 0 ||
+		d.Topics[1].Topic != "users" || d.Topics[1].Pending != 1 || d.Topics[1].Dead != 0 || d.Topics[1].LagSeconds <= 0 {
+		t.Errorf("topics %+v; want orders with 2 pending and 1 dead letter, then users with 1 pending, each with a lag", d.Topics)
+	}
+	// Without a relay in the process, the relay's columns say so.
+	mustContain(t, "overview", page, "<td>orders</td><td>2</td>", "<td>1</td><td>–</td><td>–</td><td>–</td><td>–</td><td>–</td></tr>")
 }
 
 func TestOverviewCountsTheRelaysDeliveries(t *testing.T) {
@@ -60,17 +69,26 @@ func TestOverviewCountsTheRelaysDeliveries(t *testing.T) {
 	obs.ObserveBatch(outbox.BatchEvent{Owner: "relay-1", Records: recs, PublishedAt: t0.Add(2 * time.Second), Outcomes: []outbox.Outcome{
 		{Status: outbox.Delivered}, {Status: outbox.Retried}, {Status: outbox.DeadLettered},
 	}})
-	f.srv.sampler.add(sample{Time: t0.Add(2 * time.Second)})
+	// The store's figures of the same moment: orders' backlog merges with
+	// the relay's outcomes; billing has dead letters only.
+	f.srv.sampler.add(sample{Time: t0.Add(2 * time.Second), Stats: outbox.Stats{Topics: []outbox.TopicStats{
+		{Topic: "orders", Pending: 4, Dead: 2, OldestPending: t0},
+		{Topic: "billing", Dead: 3},
+	}}})
 	d := f.srv.overviewData()
 	if d.Rate == nil || *d.Rate != 0.5 {
 		t.Fatalf("rate %v after one delivery in 2s; want 0.5/s", d.Rate)
 	}
-	want := []topicRow{{Topic: "orders", Delivered: 1, Rate: 0.5, LagSeconds: 1.5, Retried: 1}, {Topic: "users", Dead: 1}}
-	if len(d.Topics) != 2 || d.Topics[0] != want[0] || d.Topics[1] != want[1] {
+	want := []topicRow{
+		{Topic: "orders", Pending: 4, LagSeconds: 2, Dead: 2, Delivered: 1, Rate: 0.5, PublishLagSeconds: 1.5, Retried: 1},
+		{Topic: "billing", Dead: 3},
+		{Topic: "users", DeadLettered: 1},
+	}
+	if !slices.Equal(d.Topics, want) {
 		t.Errorf("topics %+v; want %+v", d.Topics, want)
 	}
 	_, page := f.get("/")
-	mustContain(t, "overview", page, "<td>orders</td><td>1</td><td>0.5</td><td>1.50s</td><td>1</td><td>0</td>")
+	mustContain(t, "overview", page, "<td>orders</td><td>4</td><td>2.0s</td><td>2</td><td>1</td><td>0.5</td><td>1.50s</td><td>1</td><td>0</td>")
 }
 
 // stats builds a sample for the warning tests.

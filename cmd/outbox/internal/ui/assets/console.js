@@ -52,7 +52,7 @@
     body.textContent = "";
     if (!items.length) {
       const tr = body.insertRow(), td = tr.insertCell();
-      td.colSpan = 6;
+      td.colSpan = document.querySelectorAll("#" + tableId + " thead th").length;
       td.className = "note";
       td.textContent = empty;
       return;
@@ -93,11 +93,11 @@
     rows("lagging", d.lagging, function (l) {
       return [l.lane, l.owner || "nobody", l.pending, fmt(l.lag_seconds, 1) + "s", ago(l.moved_seconds_ago)];
     }, "No lane has pending messages.");
-    if (d.topics.length) {
-      rows("topics", d.topics, function (t) {
-        return [t.topic, t.delivered, fmt(t.rate, 1), fmt(t.lag_seconds, 2) + "s", t.retried, t.dead];
-      }, "");
-    }
+    rows("topics", d.topics, function (t) {
+      const store = [t.topic, t.pending, fmt(t.lag_seconds, 1) + "s", t.dead];
+      if (!d.observed) return store.concat(["–", "–", "–", "–", "–"]);
+      return store.concat([t.delivered, fmt(t.rate, 1), fmt(t.publish_lag_seconds, 2) + "s", t.retried, t.dead_lettered]);
+    }, "No topic has pending messages or dead letters" + (d.observed ? ", and the relay of this process has delivered none yet." : "."));
   }
 
   const every = Math.max(1, Number(document.getElementById("interval").textContent) || 2) * 1000;
