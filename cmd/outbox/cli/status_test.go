@@ -3,6 +3,7 @@ package cli_test
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,8 @@ import (
 )
 
 // TestStatusReplayedAndRelays: a dead letter replayed is shown as
-// replayed, not retrying, until a relay tries it again; with no live relay
+// replayed, not retrying, until a relay tries it again; the topic's row
+// counts it pending beside the other dead letter; with no live relay
 // status says that nothing is published, and with one it lists it with its
 // lanes, idle or not.
 func TestStatusReplayedAndRelays(t *testing.T) {
@@ -43,12 +45,16 @@ func TestStatusReplayedAndRelays(t *testing.T) {
 		"dead letters 1",
 		"lanes 256 (held by nobody)",
 		"relays 0 (no live relay: nothing is published)",
+		"TOPIC PENDING LAG DEAD",
 		"LAGGING LANE OWNER PENDING OLDEST",
 		fmt.Sprintf(" %d (nobody) 1 ", lane),
 	} {
 		if code != 0 || !strings.Contains(squeeze(stdout), want) {
 			t.Errorf("status: exit %d, no %q in\n%s", code, want, stdout)
 		}
+	}
+	if row := regexp.MustCompile(`TOPIC PENDING LAG DEAD cli\.status 1 \S+ 1 `); !row.MatchString(squeeze(stdout)) {
+		t.Errorf("status: no row of topic cli.status with 1 pending, a lag and 1 dead letter in\n%s", stdout)
 	}
 	var report struct {
 		Retrying, Replayed int64
@@ -59,12 +65,18 @@ func TestStatusReplayedAndRelays(t *testing.T) {
 			Owner   string
 			Pending int64
 		}
+		Topics []struct {
+			Topic         string
+			Pending, Dead int64
+			OldestPending *time.Time `json:"oldest_pending"`
+		}
 	}
 	stdout, _, _ = run(t, env, "", false, "status", "--json")
 	if err := json.Unmarshal([]byte(stdout), &report); err != nil || report.Retrying != 0 || report.Replayed != 1 ||
 		report.Lanes != outbox.DefaultLanes || report.Relays == nil || len(report.Lagging) != 1 ||
-		report.Lagging[0].Lane != lane || report.Lagging[0].Owner != "" || report.Lagging[0].Pending != 1 {
-		t.Errorf("status --json = %s (%v); want retrying 0, replayed 1, 256 lanes, relays [], lane %d lagging with 1 pending", stdout, err, lane)
+		report.Lagging[0].Lane != lane || report.Lagging[0].Owner != "" || report.Lagging[0].Pending != 1 ||
+		len(report.Topics) != 1 || report.Topics[0].Topic != "cli.status" || report.Topics[0].Pending != 1 || report.Topics[0].Dead != 1 || report.Topics[0].OldestPending == nil {
+		t.Errorf("status --json = %s (%v); want retrying 0, replayed 1, 256 lanes, relays [], lane %d lagging with 1 pending, topic cli.status with 1 pending since a time and 1 dead", stdout, err, lane)
 	}
 
 	// A relay takes the lanes, reads the replayed message and fails again:

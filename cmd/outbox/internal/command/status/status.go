@@ -32,8 +32,9 @@ func Command(a *app.App) *cobra.Command {
 		Long: `status reads the outbox's statistics: messages pending (and how many of them
 failed at least once and wait for a retry, or were replayed from the dead
 letters and not tried since), the age of the oldest pending message (the relay
-lag), dead letters, the lane count, each live relay with the lanes it holds,
-and the lanes that lag most.
+lag), dead letters, the same per topic for the topics with pending messages
+or dead letters (the oldest backlog first, at most 50), the lane count, each
+live relay with the lanes it holds, and the lanes that lag most.
 
 Relays share the outbox by lanes: every message belongs to one lane (a hash of
 its key), and each live relay holds a fair share of them. A relay is live from
@@ -122,6 +123,10 @@ type Report struct {
 	// Lagging lists the lanes with pending messages, the oldest pending
 	// message first (at most 10).
 	Lagging []LaneLag `json:"lagging"`
+	// Topics lists the topics with pending messages or dead letters: those
+	// with pending messages first, the oldest pending message first, then
+	// the most dead letters first (at most 50).
+	Topics []Topic `json:"topics"`
 	// Error is set, and the numbers are zero, when a --watch refresh could
 	// not read the statistics.
 	Error string `json:"error,omitempty"`
@@ -148,6 +153,19 @@ type LaneLag struct {
 	LagSeconds float64 `json:"lag_seconds"`
 }
 
+// Topic is the backlog and the dead letters of one topic.
+type Topic struct {
+	Topic   string `json:"topic"`
+	Pending int64  `json:"pending"`
+	// OldestPending is the enqueue time of its oldest pending message,
+	// null when none is pending.
+	OldestPending *time.Time `json:"oldest_pending"`
+	// LagSeconds is the report's Time minus OldestPending, 0 when none is
+	// pending.
+	LagSeconds float64 `json:"lag_seconds"`
+	Dead       int64   `json:"dead"`
+}
+
 // NewReport builds the report of stats read at now.
 func NewReport(store string, s outbox.Stats, now time.Time) Report {
 	r := Report{
@@ -160,6 +178,7 @@ func NewReport(store string, s outbox.Stats, now time.Time) Report {
 		Lanes:    s.Lanes,
 		Relays:   []Relay{},
 		Lagging:  []LaneLag{},
+		Topics:   []Topic{},
 	}
 	if !s.OldestPending.IsZero() {
 		t := s.OldestPending.UTC()
@@ -173,6 +192,15 @@ func NewReport(store string, s outbox.Stats, now time.Time) Report {
 		r.Lagging = append(r.Lagging, LaneLag{Lane: l.Lane, Owner: l.Owner, Pending: l.Pending,
 			OldestPending: l.OldestPending.UTC(), LagSeconds: max(0, now.Sub(l.OldestPending).Seconds())})
 	}
+	for _, ts := range s.Topics {
+		t := Topic{Topic: ts.Topic, Pending: ts.Pending, Dead: ts.Dead}
+		if !ts.OldestPending.IsZero() {
+			oldest := ts.OldestPending.UTC()
+			t.OldestPending = &oldest
+			t.LagSeconds = max(0, now.Sub(oldest).Seconds())
+		}
+		r.Topics = append(r.Topics, t)
+	}
 	return r
 }
 
@@ -180,6 +208,7 @@ func NewReport(store string, s outbox.Stats, now time.Time) Report {
 const (
 	shownRelays  = 4
 	shownLagging = 5
+	shownTopics  = 10
 )
 
 // WriteText writes the report for people.
@@ -213,6 +242,7 @@ func (r Report) WriteText(w io.Writer) {
 	}
 	fmt.Fprintf(tw, "relays\t%d\t%s\n", len(r.Relays), r.relayList())
 	_ = tw.Flush()
+	r.writeTopics(w)
 	if len(r.Lagging) == 0 {
 		return
 	}
@@ -229,6 +259,24 @@ func (r Report) WriteText(w io.Writer) {
 	_ = tw.Flush()
 	if n := len(r.Lagging) - shownLagging; n > 0 {
 		fmt.Fprintf(w, "  … and %d more lagging lanes (--json lists them)\n", n)
+	}
+}
+
+// writeTopics writes the table of the topics with a backlog or dead
+// letters, if any.
+func (r Report) writeTopics(w io.Writer) {
+	if len(r.Topics) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  TOPIC\tPENDING\tLAG\tDEAD\n")
+	for _, t := range r.Topics[:min(len(r.Topics), shownTopics)] {
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%d\n", t.Topic, t.Pending, app.RoundDuration(seconds(t.LagSeconds)), t.Dead)
+	}
+	_ = tw.Flush()
+	if n := len(r.Topics) - shownTopics; n > 0 {
+		fmt.Fprintf(w, "  … and %d more topics (--json lists them)\n", n)
 	}
 }
 
@@ -271,7 +319,7 @@ func watchLoop(ctx context.Context, a *app.App, store string, sr outbox.StatsRea
 		}
 		r := NewReport(store, stats, time.Now())
 		if err != nil {
-			r = Report{Time: time.Now().UTC(), Store: store, Relays: []Relay{}, Lagging: []LaneLag{}, Error: a.Explain(err)}
+			r = Report{Time: time.Now().UTC(), Store: store, Relays: []Relay{}, Lagging: []LaneLag{}, Topics: []Topic{}, Error: a.Explain(err)}
 		}
 		switch {
 		case asJSON:
