@@ -231,7 +231,12 @@ func (q *queue) settled(recs []Record, outcomes []Outcome, epochs []Lane, strict
 		kq.busy = false
 		if h := q.lanes[kq.lane]; h == nil || h.draining || dropKey[kq] {
 			// Lost or given back, or (strict order) the key waits for
-			// its dead letter: what was read of it is read again later.
+			// its dead letter: what was read of it is read again later,
+			// the batch's records that would have gone back to the key
+			// among them, so none of them stays held.
+			for _, r := range back[kq] {
+				delete(q.known, r.ID)
+			}
 			q.forget(kq)
 			continue
 		}
