@@ -72,6 +72,12 @@ var mutants = map[string]mutant{
 	"watermark": {"TestMutant/Order/LateCommitLeavesNoGap", func(t *testing.T) {
 		conformance.RunStoreSuite(t, wrapStore(func(s *memory.Store) outbox.Store { return &watermark{Store: s} }))
 	}},
+	// Stats groups the topics' undelivered records without telling pending
+	// records from dead letters (a forgotten "and not dead"): each topic's
+	// dead letters count as pending too.
+	"topic-stats-count-dead-as-pending": {"TestMutant/Capabilities/StatsPerTopic", func(t *testing.T) {
+		conformance.RunStoreSuite(t, wrapStore(func(s *memory.Store) outbox.Store { return deadAsPending{s} }))
+	}},
 	// Enqueue writes outside the caller's transaction: a rollback keeps the
 	// message.
 	"enqueue-outside-transaction": {"TestMutant/Atomicity/RollbackLeavesNothing", func(t *testing.T) {
@@ -282,3 +288,14 @@ func (a autocommitTx) Enqueue(ctx context.Context, msgs ...outbox.Message) error
 }
 func (autocommitTx) Commit(context.Context) error   { return nil }
 func (autocommitTx) Rollback(context.Context) error { return nil }
+
+// deadAsPending counts each topic's dead letters as pending too.
+type deadAsPending struct{ *memory.Store }
+
+func (s deadAsPending) Stats(ctx context.Context) (outbox.Stats, error) {
+	st, err := s.Store.Stats(ctx)
+	for i := range st.Topics {
+		st.Topics[i].Pending += st.Topics[i].Dead
+	}
+	return st, err
+}
