@@ -42,7 +42,7 @@ func openMySQL(ctx context.Context, spec string) (*myStore, error) {
 	}
 	if err := s.admin.PingContext(ctx); err != nil {
 		_ = s.admin.Close()
-		return nil, fmt.Errorf("MySQL at %s does not answer: %w", cfg.Addr, err)
+		return nil, fmt.Errorf("MySQL or MariaDB at %s does not answer: %w", cfg.Addr, err)
 	}
 	return s, nil
 }
@@ -66,7 +66,7 @@ func (s *myStore) info(ctx context.Context) Component {
 	err := s.admin.QueryRowContext(ctx, `SELECT VERSION(), @@innodb_flush_log_at_trx_commit, @@sync_binlog, @@innodb_buffer_pool_size`).
 		Scan(&version, &flush, &syncBinlog, &pool)
 	if err != nil {
-		c.Server = "MySQL (version unknown: " + err.Error() + ")"
+		c.Server = "MySQL or MariaDB (version unknown: " + err.Error() + ")"
 		return c
 	}
 	name := "MySQL "
