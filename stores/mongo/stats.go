@@ -89,86 +89,88 @@ func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 	if st.Topics, err = s.topicStats(ctx); err != nil {
 		return st, err
 	}
-	lag, err := s.lagging(ctx)
+	lag, err := countBy[int](ctx, s.records, statePending, fLane, maxLagging)
 	if err != nil {
-		return st, err
+		return st, fail("stats: lagging lanes", err)
 	}
 	for _, l := range lag {
-		st.Lagging = append(st.Lagging, outbox.LaneLag{Lane: l.Lane, Owner: owners[l.Lane], Pending: l.N, OldestPending: l.Oldest.UTC()})
+		st.Lagging = append(st.Lagging, outbox.LaneLag{Lane: l.Key, Owner: owners[l.Key], Pending: l.N, OldestPending: l.Oldest.UTC()})
 	}
 	return st, nil
 }
 
-// laneLag is the backlog of one lane.
-type laneLag struct {
-	Lane   int       `bson:"_id"`
+// group counts the records of one value of a field, in one state, with
+// the oldest CreatedAt among them.
+type group[K cmp.Ordered] struct {
+	Key    K         `bson:"_id"`
 	N      int64     `bson:"n"`
 	Oldest time.Time `bson:"oldest"`
 }
 
-// lagging returns the maxLagging lanes whose oldest pending record is
-// oldest: one aggregation, or, on servers without the $min accumulator
-// (FerretDB 1.x), a find of the lane and CreatedAt of every pending record.
-func (s *Store) lagging(ctx context.Context) ([]laneLag, error) {
-	cur, err := s.records.Aggregate(ctx, mongo.Pipeline{
-		{{Key: "$match", Value: bson.D{inState(statePending)}}},
-		{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$" + fLane},
+// countBy groups the records in state by field; with limit above zero it
+// keeps the limit groups whose oldest record is oldest. It is one
+// aggregation, or, on servers without the $min accumulator (FerretDB 1.x),
+// a find of the field and CreatedAt of every record in state.
+func countBy[K cmp.Ordered](ctx context.Context, records *mongo.Collection, state, field string, limit int) ([]group[K], error) {
+	pipeline := mongo.Pipeline{
+		{{Key: "$match", Value: bson.D{inState(state)}}},
+		{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$" + field},
 			{Key: "n", Value: bson.D{{Key: "$sum", Value: 1}}},
 			{Key: "oldest", Value: bson.D{{Key: "$min", Value: "$" + fCreatedAt}}}}}},
-		{{Key: "$sort", Value: bson.D{{Key: "oldest", Value: 1}, {Key: "_id", Value: 1}}}},
-		{{Key: "$limit", Value: maxLagging}},
-	})
+	}
+	if limit > 0 {
+		pipeline = append(pipeline,
+			bson.D{{Key: "$sort", Value: bson.D{{Key: "oldest", Value: 1}, {Key: "_id", Value: 1}}}},
+			bson.D{{Key: "$limit", Value: limit}})
+	}
+	cur, err := records.Aggregate(ctx, pipeline)
 	if err == nil {
-		var lag []laneLag
-		if err := cur.All(ctx, &lag); err != nil {
-			return nil, fail("stats: lagging lanes", err)
-		}
-		return lag, nil
+		var groups []group[K]
+		return groups, cur.All(ctx, &groups)
 	}
 	if !hasCode(err, codeNotImplemented) {
-		return nil, fail("stats: lagging lanes", err)
+		return nil, err
 	}
-	cur, err = s.records.Find(ctx, bson.D{inState(statePending)},
-		options.Find().SetProjection(bson.D{{Key: fLane, Value: 1}, {Key: fCreatedAt, Value: 1}}))
+	cur, err = records.Find(ctx, bson.D{inState(state)},
+		options.Find().SetProjection(bson.D{{Key: field, Value: 1}, {Key: fCreatedAt, Value: 1}}))
 	if err != nil {
-		return nil, fail("stats: lagging lanes", err)
+		return nil, err
 	}
 	defer func() { _ = cur.Close(ctx) }()
-	byLane := make(map[int]*laneLag)
+	byKey := make(map[K]*group[K])
 	for cur.Next(ctx) {
+		var key K
+		if err := cur.Current.Lookup(field).Unmarshal(&key); err != nil {
+			return nil, err
+		}
 		var d struct {
-			Lane      int       `bson:"lane"`
 			CreatedAt time.Time `bson:"created_at"`
 		}
 		if err := cur.Decode(&d); err != nil {
-			return nil, fail("stats: lagging lanes", err)
+			return nil, err
 		}
-		l := byLane[d.Lane]
-		if l == nil {
-			l = &laneLag{Lane: d.Lane, Oldest: d.CreatedAt}
-			byLane[d.Lane] = l
+		g := byKey[key]
+		if g == nil {
+			g = &group[K]{Key: key, Oldest: d.CreatedAt}
+			byKey[key] = g
 		}
-		l.N++
-		if d.CreatedAt.Before(l.Oldest) {
-			l.Oldest = d.CreatedAt
+		g.N++
+		if d.CreatedAt.Before(g.Oldest) {
+			g.Oldest = d.CreatedAt
 		}
 	}
 	if err := cur.Err(); err != nil {
-		return nil, fail("stats: lagging lanes", err)
+		return nil, err
 	}
-	lag := make([]laneLag, 0, len(byLane))
-	for _, l := range byLane {
-		lag = append(lag, *l)
+	groups := make([]group[K], 0, len(byKey))
+	for _, g := range byKey {
+		groups = append(groups, *g)
 	}
-	slices.SortFunc(lag, func(a, b laneLag) int { return cmp.Or(a.Oldest.Compare(b.Oldest), cmp.Compare(a.Lane, b.Lane)) })
-	return lag[:min(len(lag), maxLagging)], nil
-}
-
-// topicCount is the records of one topic in one state.
-type topicCount struct {
-	Topic  string    `bson:"_id"`
-	N      int64     `bson:"n"`
-	Oldest time.Time `bson:"oldest"`
+	if limit > 0 {
+		slices.SortFunc(groups, func(a, b group[K]) int { return cmp.Or(a.Oldest.Compare(b.Oldest), cmp.Compare(a.Key, b.Key)) })
+		groups = groups[:min(len(groups), limit)]
+	}
+	return groups, nil
 }
 
 // topicStats groups the pending records and the dead letters by topic, each
@@ -177,15 +179,15 @@ type topicCount struct {
 func (s *Store) topicStats(ctx context.Context) ([]outbox.TopicStats, error) {
 	byTopic := make(map[string]*outbox.TopicStats)
 	for _, state := range []string{statePending, stateDead} {
-		counts, err := s.countByTopic(ctx, state)
+		counts, err := countBy[string](ctx, s.records, state, fTopic, 0)
 		if err != nil {
 			return nil, fail("stats: topics", err)
 		}
 		for _, c := range counts {
-			ts := byTopic[c.Topic]
+			ts := byTopic[c.Key]
 			if ts == nil {
-				ts = &outbox.TopicStats{Topic: c.Topic}
-				byTopic[c.Topic] = ts
+				ts = &outbox.TopicStats{Topic: c.Key}
+				byTopic[c.Key] = ts
 			}
 			if state == stateDead {
 				ts.Dead = c.N
@@ -199,56 +201,4 @@ func (s *Store) topicStats(ctx context.Context) ([]outbox.TopicStats, error) {
 		topics = append(topics, *ts)
 	}
 	return outbox.SortTopicStats(topics), nil
-}
-
-// countByTopic counts the records in state by topic, with the oldest
-// CreatedAt of each: one aggregation, or, on servers without the $min
-// accumulator (FerretDB 1.x), a find of the topic and CreatedAt of each.
-func (s *Store) countByTopic(ctx context.Context, state string) ([]topicCount, error) {
-	cur, err := s.records.Aggregate(ctx, mongo.Pipeline{
-		{{Key: "$match", Value: bson.D{inState(state)}}},
-		{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$" + fTopic},
-			{Key: "n", Value: bson.D{{Key: "$sum", Value: 1}}},
-			{Key: "oldest", Value: bson.D{{Key: "$min", Value: "$" + fCreatedAt}}}}}},
-	})
-	if err == nil {
-		var counts []topicCount
-		return counts, cur.All(ctx, &counts)
-	}
-	if !hasCode(err, codeNotImplemented) {
-		return nil, err
-	}
-	cur, err = s.records.Find(ctx, bson.D{inState(state)},
-		options.Find().SetProjection(bson.D{{Key: fTopic, Value: 1}, {Key: fCreatedAt, Value: 1}}))
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = cur.Close(ctx) }()
-	byTopic := make(map[string]*topicCount)
-	for cur.Next(ctx) {
-		var d struct {
-			Topic     string    `bson:"topic"`
-			CreatedAt time.Time `bson:"created_at"`
-		}
-		if err := cur.Decode(&d); err != nil {
-			return nil, err
-		}
-		c := byTopic[d.Topic]
-		if c == nil {
-			c = &topicCount{Topic: d.Topic, Oldest: d.CreatedAt}
-			byTopic[d.Topic] = c
-		}
-		c.N++
-		if d.CreatedAt.Before(c.Oldest) {
-			c.Oldest = d.CreatedAt
-		}
-	}
-	if err := cur.Err(); err != nil {
-		return nil, err
-	}
-	counts := make([]topicCount, 0, len(byTopic))
-	for _, c := range byTopic {
-		counts = append(counts, *c)
-	}
-	return counts, nil
 }
