@@ -348,6 +348,13 @@ func TestStatusMatchesStats(t *testing.T) {
 			OldestPending time.Time `json:"oldest_pending"`
 			LagSeconds    float64   `json:"lag_seconds"`
 		} `json:"lagging"`
+		Topics []struct {
+			Topic         string     `json:"topic"`
+			Pending       int64      `json:"pending"`
+			OldestPending *time.Time `json:"oldest_pending"`
+			LagSeconds    float64    `json:"lag_seconds"`
+			Dead          int64      `json:"dead"`
+		} `json:"topics"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 		t.Fatalf("status --json printed %q: %v", r.stdout, err)
@@ -379,13 +386,25 @@ func TestStatusMatchesStats(t *testing.T) {
 			t.Errorf("lagging lane %d: %+v, want %+v", i, g, l)
 		}
 	}
+	if len(want.Topics) != 1 || want.Topics[0].Topic != "status.test" || want.Topics[0].Pending != 5 || want.Topics[0].Dead != 1 {
+		t.Errorf("the fixture's topics are not what the test meant: %+v", want.Topics)
+	}
+	if len(got.Topics) != len(want.Topics) {
+		t.Fatalf("topics %+v, want %+v", got.Topics, want.Topics)
+	}
+	for i, ts := range want.Topics {
+		g := got.Topics[i]
+		if g.Topic != ts.Topic || g.Pending != ts.Pending || g.Dead != ts.Dead || g.OldestPending == nil || !g.OldestPending.Equal(ts.OldestPending) || g.LagSeconds <= 0 {
+			t.Errorf("topic %d: %+v, want %+v", i, g, ts)
+		}
+	}
 	if strings.Contains(got.Store, "password") {
 		t.Errorf("store %q", got.Store)
 	}
 
 	text := strings.Join(strings.Fields(mustRun(t, ctx, nil, append([]string{"status"}, st.args...)...).stdout), " ")
 	for _, w := range []string{"pending 5 (retrying 1, replayed 0)", "dead letters 1", "lanes 256 relays",
-		"relays 2 (relay-a 128 lanes, relay-b 128 lanes)", "LAGGING LANE OWNER PENDING OLDEST",
+		"relays 2 (relay-a 128 lanes, relay-b 128 lanes)", "TOPIC PENDING LAG DEAD status.test 5 ", "LAGGING LANE OWNER PENDING OLDEST",
 		fmt.Sprintf(" %d %s 1 ", want.Lagging[0].Lane, want.Lagging[0].Owner)} {
 		if !strings.Contains(text, w) {
 			t.Errorf("status printed\n%s\nwithout %q", text, w)
