@@ -26,11 +26,12 @@ var relayFlags = []string{
 // in Chromium, on PostgreSQL and NATS:
 //
 //  1. outbox ui, no relay running: a burst of messages shows on the
-//     overview, and the lag rises without a reload;
+//     overview, overall and in its topic's row, and the lag rises without
+//     a reload;
 //  2. outbox relay --ui-addr starts: the first console shows the lag fall
 //     to zero, the relay's console shows its deliveries per topic;
 //  3. a message on a subject without a stream is dead-lettered: it shows
-//     among the dead letters, with its error; "where is my event?" says
+//     among the dead letters, with its error, and in its topic's row; "where is my event?" says
 //     that the next message of its key waits behind it; a read-only
 //     console offers no replay;
 //  4. the stream is created, the dead letter replayed through the
@@ -51,6 +52,8 @@ func TestConsoleAsAnOperatorUsesIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitText(t, ctx, bctx, "the burst on the overview", "#pending", func(s string) bool { return s == "3000" })
+	waitText(t, ctx, bctx, "the burst's topic on the overview", "#topics tbody tr:first-child td:first-child", func(s string) bool { return s == topic })
+	waitText(t, ctx, bctx, "the burst's topic pending", "#topics tbody tr:first-child td:nth-child(2)", func(s string) bool { return s == "3000" })
 	first := number(attr(t, bctx, "#lag", "data-seconds"))
 	// The page redraws itself: the lag grows by the time that passes.
 	waitText(t, ctx, bctx, "the lag rising", "#lag", func(s string) bool { return number(s) >= first+2 })
@@ -83,6 +86,16 @@ func TestConsoleAsAnOperatorUsesIt(t *testing.T) {
 	})
 	waitText(t, ctx, bctx, "the dead letter counted", "#dead", func(s string) bool { return s == "1" })
 	waitText(t, ctx, bctx, "the next message held back", "#pending", func(s string) bool { return s == "1" })
+	// Per topic: the held-back message pending in the burst's topic, the
+	// dead letter in the poison's.
+	waitText(t, ctx, bctx, "the held-back message pending in its topic", "#topics tbody tr:first-child", func(s string) bool {
+		f := strings.Fields(s)
+		return len(f) > 1 && f[0] == topic && f[1] == "1"
+	})
+	waitText(t, ctx, bctx, "the dead letter in its topic", "#topics tbody tr:nth-child(2)", func(s string) bool {
+		f := strings.Fields(s)
+		return len(f) > 3 && f[0] == poisonSubject && f[3] == "1"
+	})
 	shoot(t, bctx, "overview-relay")
 
 	// Where is the next message of the key? Behind the dead letter.
