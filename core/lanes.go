@@ -132,16 +132,27 @@ func (rn *run) syncLanes(ctx context.Context, start time.Time) (balanced bool, e
 	share := fairShare(len(view.Lanes), view.Relays, r.cfg.Owner)
 
 	// Give back what exceeds the fair share: the highest lanes first.
+	gaveBack := false
 	if active := rn.activeLanes(); len(active) > share {
 		slices.Sort(active)
 		for _, id := range active[share:] {
 			h := rn.q.lanes[id]
 			h.draining = true
 			rn.q.dropLane(id)
+			gaveBack = true
 			if h.inflight == 0 {
 				signal(rn.sync)
 			}
 		}
+	}
+	if ev.Lost > 0 || gaveBack {
+		// The records dropped may have filled the read-ahead, and a full
+		// reader waits for room that only workers signal otherwise: with
+		// those records unpublishable (the lease had run out locally, so
+		// no worker took them, and none is in flight), nothing would wake
+		// it, and the lanes still held went unread until a notification
+		// or an hour later.
+		signal(rn.room)
 	}
 
 	// Take free or expired lanes up to the fair share: free ones first.
@@ -212,6 +223,7 @@ func (rn *run) loseAll(why string) {
 		delete(rn.q.lanes, id)
 		rn.q.dropLane(id)
 	}
+	signal(rn.room) // see syncLanes: the reader may wait on a queue just emptied
 }
 
 // leave gives every lane back and ends the membership, after the workers
