@@ -2,6 +2,8 @@ package outbox_test
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -35,6 +37,48 @@ func (s *stalledSync) SyncLanes(ctx context.Context, p outbox.SyncParams) (outbo
 		ctx = context.WithoutCancel(ctx)
 	}
 	return s.Store.SyncLanes(ctx, p)
+}
+
+// stallableStore is a memory store of two lanes whose reads can be held
+// and whose SyncLanes can stall, with the functions that release them
+// (also called at cleanup).
+func stallableStore(t *testing.T) (*memory.Store, *heldRead, *stalledSync, func(), func()) {
+	mem := memory.NewStore(memory.StoreConfig{Lanes: 2})
+	hr := &heldRead{Store: mem, caught: make(chan struct{}), release: make(chan struct{})}
+	store := &stalledSync{Store: hr, stalled: make(chan struct{}), release: make(chan struct{})}
+	var once1, once2 sync.Once
+	releaseRead := func() { once1.Do(func() { close(hr.release) }) }
+	releaseSync := func() { once2.Do(func() { close(store.release) }) }
+	t.Cleanup(releaseRead)
+	t.Cleanup(releaseSync)
+	return mem, hr, store, releaseRead, releaseSync
+}
+
+// shortLease is the configuration of relay "a" with one worker and a
+// lease short enough to run out within a test.
+func shortLease(t *testing.T, obs outbox.Observer) outbox.RelayConfig {
+	cfg := fastConfig(t)
+	cfg.Owner = "a"
+	cfg.Lease = 600 * time.Millisecond
+	cfg.ReadTimeout = 300 * time.Millisecond
+	cfg.Concurrency = 1
+	cfg.Observer = obs
+	return cfg
+}
+
+// stall arms s, waits for the relay's lane loop to stall in it, and then
+// for lane (of mem) to expire in the store.
+func (s *stalledSync) stall(ctx context.Context, t *testing.T, mem *memory.Store, lane int) {
+	t.Helper()
+	s.mu.Lock()
+	s.armed = true
+	s.mu.Unlock()
+	select {
+	case <-s.stalled:
+	case <-ctx.Done():
+		t.Fatal("the relay's lane loop never synced")
+	}
+	eventually(t, ctx, "the lane to expire", func() bool { return !laneState(ctx, t, mem, lane).Until.After(time.Now()) })
 }
 
 // laneLosses counts the lanes a relay found lost.
@@ -96,24 +140,12 @@ func keyOnLane(lane, lanes int, not ...string) string {
 func TestAttackReaderSleepsThroughLostLane(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
-	mem := memory.NewStore(memory.StoreConfig{Lanes: 2})
-	hr := &heldRead{Store: mem, caught: make(chan struct{}), release: make(chan struct{})}
-	store := &stalledSync{Store: hr, stalled: make(chan struct{}), release: make(chan struct{})}
-	var once1, once2 sync.Once
-	releaseRead := func() { once1.Do(func() { close(hr.release) }) }
-	releaseSync := func() { once2.Do(func() { close(store.release) }) }
-	t.Cleanup(releaseRead)
-	t.Cleanup(releaseSync)
+	mem, hr, store, releaseRead, releaseSync := stallableStore(t)
 
 	pub := memory.NewPublisher(memory.PublisherConfig{})
 	obs := &laneLosses{}
-	cfg := fastConfig(t)
-	cfg.Owner = "a"
-	cfg.Lease = 600 * time.Millisecond
-	cfg.ReadTimeout = 300 * time.Millisecond
+	cfg := shortLease(t, obs)
 	cfg.BatchSize = 2
-	cfg.Concurrency = 1
-	cfg.Observer = obs
 	run(t, store, pub, cfg)
 
 	lane := func(id int) outbox.LaneState { return laneState(ctx, t, mem, id) }
@@ -135,15 +167,7 @@ func TestAttackReaderSleepsThroughLostLane(t *testing.T) {
 	}
 
 	// 2. The lane loop stalls; lane 0 expires and B takes it.
-	store.mu.Lock()
-	store.armed = true
-	store.mu.Unlock()
-	select {
-	case <-store.stalled:
-	case <-ctx.Done():
-		t.Fatal("A's lane loop never synced")
-	}
-	eventually(t, ctx, "lane 0 to expire", func() bool { return !lane(0).Until.After(time.Now()) })
+	store.stall(ctx, t, mem, 0)
 	if _, err := mem.SyncLanes(ctx, outbox.SyncParams{Owner: "b", Lease: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
@@ -185,5 +209,114 @@ func TestAttackReaderSleepsThroughLostLane(t *testing.T) {
 				"(PollInterval 20 ms): A's reader sleeps on a full queue that losing lane 0 emptied, and nothing wakes it")
 		case <-time.After(5 * time.Millisecond):
 		}
+	}
+}
+
+var errBrokerSaidNo = errors.New("broker said no")
+
+// batchCount counts the batches a relay finished, beside lane losses.
+type batchCount struct {
+	laneLosses
+	batches atomic.Int64
+}
+
+func (o *batchCount) ObserveBatch(outbox.BatchEvent) { o.batches.Add(1) }
+
+// TestAttackStaleBatchDuringReadOfNewEpoch probes per-key order when the
+// relay loses a lane with a batch in flight and takes it back at once.
+//
+// Interleaving (relay A holds lanes 0 and 1; the test plays relay B):
+//
+//  1. A publishes a (key k, lane 1); the broker holds the call.
+//  2. A's lane loop stalls past the lease; B takes lane 1 and gives it
+//     back. b (key k) is committed.
+//  3. A's sync goes through: lane 1 lost; A takes it back (free) at a new
+//     epoch and reads it, leaving out a (in flight): the read returns b
+//     and its reply is held.
+//  4. a fails. Its retry cannot be recorded (the lane changed epoch), so
+//     A forgets a, for the next read to find it again.
+//  5. The read comes back: b is of lane 1 at the epoch A holds, and not
+//     held any more behind a. Queued alone, b was published before a was
+//     ever delivered.
+func TestAttackStaleBatchDuringReadOfNewEpoch(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	mem, hr, store, releaseRead, releaseSync := stallableStore(t)
+	var once sync.Once
+	gate, entered := make(chan struct{}), make(chan struct{})
+	openGate := func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(openGate)
+
+	key := keyOnLane(1, 2)
+	a := outbox.Message{ID: outbox.NewID(), Topic: "t", Key: key, Payload: []byte("a")}
+	b := outbox.Message{ID: outbox.NewID(), Topic: "t", Key: key, Payload: []byte("b")}
+	inner := memory.NewPublisher(memory.PublisherConfig{})
+	var first atomic.Bool
+	pub := publishFunc(func(ctx context.Context, msgs []outbox.Message) []error {
+		if len(msgs) == 1 && msgs[0].ID == a.ID && first.CompareAndSwap(false, true) {
+			close(entered)
+			<-gate
+			return []error{errBrokerSaidNo}
+		}
+		return inner.Publish(ctx, msgs)
+	})
+	obs := &batchCount{}
+	cfg := shortLease(t, obs)
+	run(t, store, pub, cfg)
+	lane := func(id int) outbox.LaneState { return laneState(ctx, t, mem, id) }
+	eventually(t, ctx, "A to hold both lanes", func() bool { return lane(0).Owner == "a" && lane(1).Owner == "a" })
+
+	// 1.
+	enqueue(t, mem, a)
+	select {
+	case <-entered:
+	case <-ctx.Done():
+		t.Fatal("A never published a")
+	}
+
+	// 2.
+	store.stall(ctx, t, mem, 1)
+	taken, err := mem.TakeLanes(ctx, outbox.TakeParams{Owner: "b", Lease: time.Minute, Lanes: []outbox.Lane{lane(1).Lane}})
+	if err != nil || len(taken) != 1 {
+		t.Fatalf("B takes lane 1: %v, %v", taken, err)
+	}
+	if err := mem.ReleaseLanes(ctx, outbox.ReleaseLanesParams{Owner: "b", Lanes: taken}); err != nil {
+		t.Fatal(err)
+	}
+	hr.mu.Lock()
+	hr.watch = b.ID
+	hr.mu.Unlock()
+	enqueue(t, mem, b)
+
+	// 3.
+	releaseSync()
+	select {
+	case <-hr.caught:
+	case <-ctx.Done():
+		t.Fatal("A never read b")
+	}
+	if l := lane(1); l.Owner != "a" || l.Epoch <= taken[0].Epoch {
+		t.Fatalf("lane 1 is %+v; want A's, at an epoch after B's %d", l, taken[0].Epoch)
+	}
+
+	// 4. (The pause lets the worker record a's outcome in the queue after
+	// the batch is observed; if it is slower, the test proves nothing,
+	// never the reverse.)
+	openGate()
+	eventually(t, ctx, "a's batch to finish", func() bool { return obs.batches.Load() > 0 })
+	time.Sleep(100 * time.Millisecond)
+
+	// 5.
+	releaseRead()
+	eventually(t, ctx, "a and b to be published", func() bool { return len(inner.Messages()) >= 2 })
+	var order []string
+	for _, m := range inner.Messages() {
+		if p := string(m.Payload); !slices.Contains(order, p) {
+			order = append(order, p)
+		}
+	}
+	if !slices.Equal(order, []string{"a", "b"}) {
+		t.Fatalf("BUG (per-key order): first publications of key %s are %v; want [a b] (b was queued from a read "+
+			"that left out a, which the relay then forgot)", key, order)
 	}
 }

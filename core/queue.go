@@ -26,8 +26,11 @@ type queue struct {
 	// seen them still pending, and must not queue them again.
 	reading       bool
 	settledDuring map[string]struct{}
-	// deadDuring holds the keys dead-lettered in strict order meanwhile:
-	// the read may have returned their later records.
+	// deadDuring holds the keys whose records were forgotten meanwhile
+	// (dead-lettered in strict order, or a batch settled for a lane held
+	// at another epoch since): the read left out the forgotten records,
+	// which the relay held, and may have returned their key's later ones,
+	// which must not be queued without them.
 	deadDuring map[string]struct{}
 }
 
@@ -238,6 +241,15 @@ func (q *queue) settled(recs []Record, outcomes []Outcome, epochs []Lane, strict
 				delete(q.known, r.ID)
 			}
 			q.forget(kq)
+			if q.reading && kq.key[0] != 0 {
+				// A read under way left out this batch's records (the
+				// relay held them) and may return the key's later ones:
+				// queued alone, they would overtake the records just
+				// forgotten, which the next read finds again. The lane
+				// may well be held at the read's epoch (a batch of an
+				// earlier epoch, the lane lost and taken back since).
+				q.deadDuring[kq.key] = struct{}{}
+			}
 			continue
 		}
 		if b := back[kq]; len(b) > 0 {
