@@ -65,7 +65,7 @@ func (m *queueModel) commit() {
 
 // read returns what Store.Read would: pending records of lanes in Seq
 // order, without skip and (strict) those behind a dead letter of their key.
-func (m *queueModel) read(lanes []int, skip []string, limit int) []Record {
+func (m *queueModel) read(lanes []int, skip, skipKeys []string, limit int) []Record {
 	var out []Record
 	dead := make(map[string]bool)
 	for _, r := range m.recs {
@@ -81,7 +81,7 @@ func (m *queueModel) read(lanes []int, skip []string, limit int) []Record {
 			}
 			continue
 		}
-		if r.delivered || slices.Contains(skip, r.ID) || (r.Key != "" && dead[r.Key]) {
+		if r.delivered || slices.Contains(skip, r.ID) || (r.Key != "" && (dead[r.Key] || slices.Contains(skipKeys, r.Key))) {
 			continue
 		}
 		out = append(out, r.Record)
@@ -97,7 +97,7 @@ func (m *queueModel) startRead() {
 	if len(lanes) == 0 {
 		return
 	}
-	m.snap = m.read(lanes, m.q.knownIDs(), 1+m.rng.IntN(6))
+	m.snap = m.read(lanes, m.q.knownIDs(), m.q.heldBack(m.now, maxSkipKeys), 1+m.rng.IntN(6))
 	m.snapEp = epochs
 	m.reading = true
 	m.q.reading = true
@@ -146,9 +146,10 @@ func (m *queueModel) settle(i int, allDelivered bool) {
 		case allDelivered || n < 6:
 			outcomes[j] = Outcome{Status: Delivered}
 		case n < 8:
-			outcomes[j] = Outcome{Status: Retried, Err: errors.New("no")}
+			outcomes[j] = Outcome{Status: Retried, Err: errors.New("no"), RetryIn: time.Duration(m.rng.IntN(4)) * time.Millisecond}
 		case n < 9:
-			outcomes[j] = Outcome{Status: Released}
+			// Untried (stopping, broker down) or its topic paused.
+			outcomes[j] = Outcome{Status: Released, RetryIn: time.Duration(m.rng.IntN(2)*m.rng.IntN(4)) * time.Millisecond}
 		default:
 			outcomes[j] = Outcome{Status: DeadLettered, Err: errors.New("poison")}
 		}
@@ -162,21 +163,8 @@ func (m *queueModel) settle(i int, allDelivered bool) {
 	}
 	for j, rec := range b.recs {
 		r := m.byID(rec.ID)
-		if outcomes[j].Status == Delivered && !m.published[rec.ID] {
-			m.published[rec.ID] = true // a first publication
-			if rec.Key != "" {
-				if last, ok := m.lastFirst[rec.Key]; ok && last > rec.Seq {
-					m.t.Fatalf("key %s: %s (seq %d) first published after seq %d", rec.Key, rec.ID, rec.Seq, last)
-				}
-				m.lastFirst[rec.Key] = rec.Seq
-				if m.strict {
-					for _, o := range m.recs {
-						if o.Key == rec.Key && o.Seq < rec.Seq && o.dead {
-							m.t.Fatalf("strict: %s published behind dead letter %s of its key", rec.ID, o.ID)
-						}
-					}
-				}
-			}
+		if outcomes[j].Status == Delivered {
+			m.publish(rec)
 		}
 		if e, ok := ep[r.Lane]; !ok || e != m.epochs[r.Lane] || !m.pending(r) {
 			continue // fenced
@@ -188,9 +176,73 @@ func (m *queueModel) settle(i int, allDelivered bool) {
 			r.dead = true
 		case Retried:
 			r.Attempts++
+			r.NotBefore = m.now.Add(outcomes[j].RetryIn)
 		}
 	}
 	m.q.settled(b.recs, outcomes, b.epochs, m.strict, m.now)
+}
+
+// replay makes a dead letter pending again (strict order only: without
+// it, a replayed record goes behind its key's later ones by design).
+func (m *queueModel) replay() {
+	for _, r := range m.recs {
+		if r.dead && m.rng.IntN(2) == 0 {
+			r.dead, r.Attempts, r.NotBefore = false, 0, time.Time{}
+			return
+		}
+	}
+}
+
+// other plays another relay on a lane this one does not hold: it takes
+// the lane, delivers its first pending records in order, and gives it back.
+func (m *queueModel) other(id int) {
+	if _, ok := m.q.lanes[id]; ok {
+		return
+	}
+	m.epochs[id]++
+	n := m.rng.IntN(4)
+	dead := make(map[string]bool)
+	for _, r := range m.recs {
+		if n == 0 {
+			break
+		}
+		if r.Lane != id || r.delivered {
+			continue
+		}
+		if r.dead || (r.Key != "" && dead[r.Key]) {
+			if m.strict && r.Key != "" {
+				dead[r.Key] = true
+			}
+			continue
+		}
+		m.publish(r.Record)
+		r.delivered = true
+		n--
+	}
+}
+
+// publish checks a publication: a key's first publications in Seq order,
+// none behind a dead letter of its key in strict order.
+func (m *queueModel) publish(rec Record) {
+	m.t.Helper()
+	if m.published[rec.ID] {
+		return // a duplicate
+	}
+	m.published[rec.ID] = true
+	if rec.Key == "" {
+		return
+	}
+	if last, ok := m.lastFirst[rec.Key]; ok && last > rec.Seq {
+		m.t.Fatalf("key %s: %s (seq %d) first published after seq %d", rec.Key, rec.ID, rec.Seq, last)
+	}
+	m.lastFirst[rec.Key] = rec.Seq
+	if m.strict {
+		for _, o := range m.recs {
+			if o.Key == rec.Key && o.Seq < rec.Seq && o.dead {
+				m.t.Fatalf("strict: %s published behind dead letter %s of its key", rec.ID, o.ID)
+			}
+		}
+	}
 }
 
 func (m *queueModel) lose(id int) {
@@ -206,7 +258,7 @@ func (m *queueModel) retake(id int) {
 		return
 	}
 	m.epochs[id]++
-	m.q.lanes[id] = &laneHold{epoch: m.epochs[id], until: m.now.Add(time.Hour)}
+	m.q.lanes[id] = &laneHold{epoch: m.epochs[id], until: m.now.Add(24 * time.Hour)}
 }
 
 func (m *queueModel) giveBack(id int) {
@@ -303,8 +355,14 @@ func TestQueueBookkeepingUnderRandomInterleavings(t *testing.T) {
 						t.Logf("step %d op %d flight=%v known=%v", step, n, m.flight, m.q.knownIDs())
 					}
 					switch {
-					case n < 20:
+					case n < 17:
 						m.commit()
+					case n < 19:
+						m.now = m.now.Add(time.Duration(m.rng.IntN(3)) * time.Millisecond)
+					case n < 20:
+						if strict {
+							m.replay()
+						}
 					case n < 32:
 						m.startRead()
 					case n < 44:
@@ -315,10 +373,22 @@ func TestQueueBookkeepingUnderRandomInterleavings(t *testing.T) {
 						if len(m.flight) > 0 {
 							m.settle(m.rng.IntN(len(m.flight)), false)
 						}
-					case n < 89:
+					case n < 87:
 						m.lose(m.rng.IntN(m.lanes))
-					case n < 94:
+					case n < 89:
+						// The lease runs out locally (the lane loop is late),
+						// or is renewed.
+						until := m.now
+						if m.rng.IntN(2) == 0 {
+							until = m.now.Add(time.Hour)
+						}
+						for _, h := range m.q.lanes {
+							h.until = until
+						}
+					case n < 92:
 						m.retake(m.rng.IntN(m.lanes))
+					case n < 94:
+						m.other(m.rng.IntN(m.lanes))
 					case n < 97:
 						m.giveBack(m.rng.IntN(m.lanes))
 					default:
@@ -335,8 +405,12 @@ func TestQueueBookkeepingUnderRandomInterleavings(t *testing.T) {
 				for id := range m.lanes {
 					m.retake(id)
 				}
+				for _, h := range m.q.lanes {
+					h.until = m.now.Add(24 * time.Hour)
+				}
 				m.check(-1)
 				for range 1000 {
+					m.now = m.now.Add(time.Second)
 					m.startRead()
 					m.finishRead()
 					m.take()
