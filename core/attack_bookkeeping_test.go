@@ -320,3 +320,72 @@ func TestAttackStaleBatchDuringReadOfNewEpoch(t *testing.T) {
 			"that left out a, which the relay then forgot)", key, order)
 	}
 }
+
+// failingTakes is a store whose TakeLanes fails once armed (a take that
+// times out charging the attempts of a big lane, say), while the rest works.
+type failingTakes struct {
+	outbox.Store
+	fail atomic.Bool
+}
+
+func (s *failingTakes) TakeLanes(ctx context.Context, p outbox.TakeParams) ([]outbox.Lane, error) {
+	if s.fail.Load() {
+		return nil, errors.New("take lanes: timeout")
+	}
+	return s.Store.TakeLanes(ctx, p)
+}
+
+// laneErrors counts the lane rounds that failed.
+type laneErrors struct {
+	batchCount
+	errs atomic.Int64
+}
+
+func (o *laneErrors) ObserveLanes(e outbox.LaneEvent) {
+	if e.Err != nil {
+		o.errs.Add(1)
+	}
+}
+
+// TestAttackFailingTakesKeepHeldLanes probes at-least-once delivery when
+// the relay renews its lanes fine but cannot take the one more it wants.
+//
+// Interleaving: relay A holds lane 0; relay B held lane 1 and died (its
+// lease and membership ran out), so A wants lane 1 too. Every TakeLanes
+// fails, so every lane round of A ends in an error, though its SyncLanes
+// renewed lane 0 each time. After a lease of failed rounds A concluded it
+// "could not renew its lanes within the lease" and forgot lane 0: held in
+// the store by A, renewed by nobody, published by nobody while the takes
+// fail (and charged an attempt when A takes it back, as if A had died).
+func TestAttackFailingTakesKeepHeldLanes(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	mem := memory.NewStore(memory.StoreConfig{Lanes: 2})
+	store := &failingTakes{Store: mem}
+	// B holds lane 1 for a moment.
+	if _, err := mem.SyncLanes(ctx, outbox.SyncParams{Owner: "b", Lease: 400 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if taken, err := mem.TakeLanes(ctx, outbox.TakeParams{Owner: "b", Lease: 400 * time.Millisecond,
+		Lanes: []outbox.Lane{laneState(ctx, t, mem, 1).Lane}}); err != nil || len(taken) != 1 {
+		t.Fatalf("B takes lane 1: %v, %v", taken, err)
+	}
+	pub := memory.NewPublisher(memory.PublisherConfig{})
+	obs := &laneErrors{}
+	run(t, store, pub, shortLease(t, obs))
+	eventually(t, ctx, "A to take lane 0", func() bool { return laneState(ctx, t, mem, 0).Owner == "a" })
+	store.fail.Store(true)
+
+	// B's lease runs out; A's rounds fail for well over a lease (600 ms).
+	eventually(t, ctx, "A's lane rounds to fail for a while", func() bool { return obs.errs.Load() >= 10 })
+
+	z := outbox.Message{ID: outbox.NewID(), Topic: "t", Key: keyOnLane(0, 2), Payload: []byte("z")}
+	enqueue(t, mem, z)
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := pub.WaitFor(wctx, 1); err != nil {
+		l := laneState(ctx, t, mem, 0)
+		t.Fatalf("BUG (at-least-once): z, on lane 0, not published within 15 s; lane 0 is held by %q until %v "+
+			"(A renews it, or did, but forgot it after its takes of lane 1 failed for a lease)", l.Owner, l.Until)
+	}
+}

@@ -22,7 +22,15 @@ func (rn *run) laneLoop(ctx context.Context) {
 	lastSync := time.Now()
 	for {
 		start := time.Now()
-		balanced, err := rn.syncLanes(ctx, start)
+		balanced, renewed, err := rn.syncLanes(ctx, start)
+		if renewed {
+			// The lanes were renewed even if the round failed later (a
+			// take of more lanes): only renewals that fail for a lease
+			// mean the lanes are lost. Counting a failed take as one
+			// made the relay forget the lanes it held and renewed, and
+			// publish them no more while takes failed.
+			lastSync = start
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -31,8 +39,6 @@ func (rn *run) laneLoop(ctx context.Context) {
 			if time.Since(lastSync) > r.cfg.Lease {
 				rn.loseAll("its lanes could not be renewed within the lease")
 			}
-		} else {
-			lastSync = start
 		}
 		wait := every
 		if err == nil && !balanced {
@@ -55,8 +61,9 @@ func (rn *run) laneLoop(ctx context.Context) {
 const rebalanceEvery = 200 * time.Millisecond
 
 // syncLanes is one round of the lane loop.
-// It reports whether the relay holds its fair share.
-func (rn *run) syncLanes(ctx context.Context, start time.Time) (balanced bool, err error) {
+// It reports whether the relay holds its fair share, and whether SyncLanes
+// renewed its lanes (true even when a later step failed).
+func (rn *run) syncLanes(ctx context.Context, start time.Time) (balanced, renewed bool, err error) {
 	r := rn.r
 	ev := LaneEvent{Owner: r.cfg.Owner}
 	defer func() {
@@ -88,7 +95,7 @@ func (rn *run) syncLanes(ctx context.Context, start time.Time) (balanced bool, e
 		err := r.store.ReleaseLanes(cctx, ReleaseLanesParams{Owner: r.cfg.Owner, Lanes: drained})
 		if err != nil {
 			ev.Err = fmt.Errorf("release lanes: %w", err)
-			return false, ev.Err
+			return false, false, ev.Err
 		}
 		rn.mu.Lock()
 		for _, l := range drained {
@@ -104,8 +111,9 @@ func (rn *run) syncLanes(ctx context.Context, start time.Time) (balanced bool, e
 	view, err := r.store.SyncLanes(cctx, SyncParams{Owner: r.cfg.Owner, Lease: r.cfg.Lease, Held: held})
 	if err != nil {
 		ev.Err = fmt.Errorf("sync lanes: %w", err)
-		return false, ev.Err
+		return false, false, ev.Err
 	}
+	renewed = true
 	until := start.Add(r.cfg.Lease)
 
 	mine := make(map[int]int64)
@@ -180,7 +188,7 @@ func (rn *run) syncLanes(ctx context.Context, start time.Time) (balanced bool, e
 		})
 		if err != nil {
 			ev.Err = fmt.Errorf("take lanes: %w", err)
-			return false, ev.Err
+			return false, true, ev.Err
 		}
 		rn.mu.Lock()
 		for _, l := range taken {
@@ -197,7 +205,7 @@ func (rn *run) syncLanes(ctx context.Context, start time.Time) (balanced bool, e
 	balanced = len(rn.activeLanes()) == share && ev.Held == share
 	rn.mu.Unlock()
 	ev.Relays = len(view.Relays)
-	return balanced, nil
+	return balanced, true, nil
 }
 
 // activeLanes lists the held lanes not being given back. rn.mu is held.
