@@ -503,3 +503,35 @@ func ids(recs []Record) []string {
 	}
 	return out
 }
+
+// A record without a key gets a queue of its own, which no key may share:
+// keys are any valid UTF-8, NUL included, so a key "\x00"+ID (ID being
+// another record's) named the keyless record's queue when keyless queues
+// were named that way. The two records, of different lanes, then shared a
+// queue and its lane: the lane's count in flight drifted (one lane's never
+// fell back to zero, so given back it was never released), and the keyed
+// record stayed queued after its own lane was lost.
+func TestKeylessQueueSharesNothingWithAKey(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_000_000, 0)
+	const id = "0190c8e4-0000-7000-8000-000000000001"
+	keyless := Record{Message: Message{ID: id, Topic: "t"}, Lane: 1}
+	keyed := Record{Message: Message{ID: "0190c8e4-0000-7000-8000-000000000002", Topic: "t", Key: "\x00" + id}, Lane: 0}
+	if err := keyed.Message.validate(Limits{}); err != nil {
+		t.Fatalf("the key is refused: %v", err)
+	}
+	q := newQueue()
+	q.lanes[0] = &laneHold{epoch: 1, until: now.Add(time.Hour)}
+	q.lanes[1] = &laneHold{epoch: 1, until: now.Add(time.Hour)}
+	q.add([]Record{keyless, keyed}, map[int]int64{0: 1, 1: 1})
+	batch, _ := q.next(10, now)
+	if len(batch) != 2 {
+		t.Fatalf("batch %v; want both records", ids(batch))
+	}
+	q.settled(batch, []Outcome{{Status: Delivered}, {Status: Delivered}}, q.epochs(batch), false, now)
+	for lane, h := range q.lanes {
+		if h.inflight != 0 {
+			t.Fatalf("lane %d counts %d records in flight after the batch settled; want 0", lane, h.inflight)
+		}
+	}
+}

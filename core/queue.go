@@ -54,7 +54,7 @@ func (h *laneHold) usable(now time.Time) bool { return !h.draining && now.Before
 // keyQueue holds the records of one key read and not settled. Records with
 // an empty key each get a queue of their own: they are ordered by nothing.
 type keyQueue struct {
-	key  string // the map key: the record's key, or "\x00"+ID without one
+	key  string // the map key: the record's key, or keylessPrefix+ID without one
 	lane int
 	recs []Record
 	busy bool // a batch with records of this key is in flight
@@ -74,12 +74,21 @@ func newQueue() *queue {
 	}
 }
 
+// keylessPrefix names the queue of a record without a key. Keys are any
+// valid UTF-8, NUL included, and never contain the byte 0xff: no key can
+// name a keyless record's queue (a key "\x00"+ID did, when that was the
+// prefix, and the two records shared a queue of one lane's count).
+const keylessPrefix = "\xff"
+
 func queueKey(r *Record) string {
 	if r.Key == "" {
-		return "\x00" + r.ID
+		return keylessPrefix + r.ID
 	}
 	return r.Key
 }
+
+// keyless reports whether kq is a keyless record's queue.
+func (kq *keyQueue) keyless() bool { return kq.key[0] == keylessPrefix[0] }
 
 // add queues records just read, skipping those already known and those of
 // lanes no longer held at the epoch they were read at (epochs: lane ID to
@@ -241,7 +250,7 @@ func (q *queue) settled(recs []Record, outcomes []Outcome, epochs []Lane, strict
 				delete(q.known, r.ID)
 			}
 			q.forget(kq)
-			if q.reading && kq.key[0] != 0 {
+			if q.reading && !kq.keyless() {
 				// A read under way left out this batch's records (the
 				// relay held them) and may return the key's later ones:
 				// queued alone, they would overtake the records just
@@ -310,7 +319,7 @@ func (q *queue) heldBack(now time.Time, limit int) []string {
 		if len(keys) == limit {
 			break
 		}
-		if kq.key[0] != 0 && now.Before(kq.notBefore) {
+		if !kq.keyless() && now.Before(kq.notBefore) {
 			keys = append(keys, kq.key)
 		}
 	}
