@@ -111,13 +111,15 @@ func (b *bencher) enqueue(ctx context.Context, s storeTarget, kind string) (*Enq
 	if err != nil {
 		return nil, err
 	}
-	relay, err := b.prepareRelays(ctx, o, t, 1, nil)
-	if err != nil {
-		return nil, err
+	relay := &running{failed: make(chan error, 1)} // none: EnqueueAlone
+	if !c.EnqueueAlone {
+		if relay, err = b.prepareRelays(ctx, o, t, 1, nil); err != nil {
+			return nil, err
+		}
 	}
 	relay.start(ctx)
 	defer relay.stop()
-	res := &EnqueueResult{Writers: c.Writers, Cases: []EnqueueCase{
+	res := &EnqueueResult{Writers: c.Writers, Relay: !c.EnqueueAlone, Cases: []EnqueueCase{
 		{Name: "transaction alone"},
 		{Name: "+1 message", Messages: 1},
 		{Name: "+10 messages", Messages: 10},

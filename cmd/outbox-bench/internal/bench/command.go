@@ -141,6 +141,7 @@ clone of the repository: go run ./cmd/outbox-bench …`,
 	fs.DurationVar(&cfg.SimplePoll, "simple-poll", 0, "the simple relay's sleep after an empty claim (default 10ms)")
 	fs.Var(newNotifyValue(&cfg.Notify), "pg-notify", "how PostgreSQL writers wake relays in the latency measurement: interval (pgstore's default, Config.NotifyInterval), every-tx (a NOTIFY in every transaction) or none (DisableNotify)")
 	fs.IntVar(&cfg.Writers, "writers", 0, "concurrent writers of the enqueue measurement (default 8)")
+	fs.BoolVar(&cfg.EnqueueAlone, "enqueue-without-relay", false, "run the enqueue measurement without the relay that otherwise runs beside the writers (their own cost, for comparison)")
 	fs.DurationVar(&cfg.EnqueueDuration, "enqueue-duration", 0, "how long each enqueue case runs per round (default 3s)")
 	fs.DurationVar(&cfg.PGNotifyInterval, "pg-notify-interval", 0, "pgstore's NotifyInterval for the PostgreSQL writers (default pgstore's, 5ms)")
 	fs.DurationVar(&cfg.IdleDuration, "idle-duration", 0, "how long the idle measurement counts one relay's store calls (default 30s)")

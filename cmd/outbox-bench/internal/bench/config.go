@@ -75,6 +75,9 @@ type Config struct {
 	// Writers is how many concurrent writers the enqueue measurement
 	// runs. Default 8.
 	Writers int
+	// EnqueueAlone leaves out the relay that otherwise runs beside the
+	// enqueue measurement's writers: the writers' own cost, for comparison.
+	EnqueueAlone bool
 	// EnqueueDuration is how long each enqueue case runs per round.
 	// Default 3s (200ms when Quick).
 	EnqueueDuration time.Duration

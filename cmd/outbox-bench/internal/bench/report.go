@@ -125,8 +125,10 @@ type StoreReport struct {
 // EnqueueResult compares business transactions with and without outbox
 // messages.
 type EnqueueResult struct {
-	Writers int           `json:"writers"`
-	Cases   []EnqueueCase `json:"cases"`
+	Writers int `json:"writers"`
+	// Relay tells whether a relay ran beside the writers.
+	Relay bool          `json:"relay"`
+	Cases []EnqueueCase `json:"cases"`
 }
 
 // IdleResult counts the store calls of one relay on an empty outbox, each

@@ -108,7 +108,7 @@ func (r *Report) latencyTable() table {
 
 func (r *Report) enqueueTable() table {
 	t := table{
-		title:  fmt.Sprintf("Enqueue overhead: a business transaction (UPDATE of a users row, COMMIT) alone and with outbox messages, %d concurrent writers", r.Settings.Writers),
+		title:  fmt.Sprintf("Enqueue overhead: a business transaction (UPDATE of a users row, COMMIT) alone and with outbox messages, %d concurrent writers%s", r.Settings.Writers, enqueueRelay(r)),
 		header: []string{"store", "transaction", "tx/s (median)", "rounds (min–max)", "time × alone"},
 	}
 	for _, s := range r.Stores {
@@ -348,4 +348,14 @@ func plural(n int, what string) string {
 		return "1 " + what
 	}
 	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// enqueueRelay says whether a relay ran beside the enqueue measurement.
+func enqueueRelay(r *Report) string {
+	for _, s := range r.Stores {
+		if s.Enqueue != nil && !s.Enqueue.Relay {
+			return ", no relay running"
+		}
+	}
+	return ", a relay running beside them"
 }
