@@ -14,10 +14,10 @@ import (
 )
 
 // explain returns the plan of sql for args as the store runs it: in a
-// transaction, after the plan guard when guard is set. With generic, the
+// transaction, after guard (the plan guard or statsGuard) when not empty. With generic, the
 // plan is the generic one that a prepared statement may settle on after a
 // few runs (PREPARE, then EXPLAIN EXECUTE with plan_cache_mode forced).
-func explain(t *testing.T, ctx context.Context, pool *pgxpool.Pool, s *Store, guard, generic bool, sql string, args ...any) string {
+func explain(t *testing.T, ctx context.Context, pool *pgxpool.Pool, s *Store, guard string, generic bool, sql string, args ...any) string {
 	t.Helper()
 	c, err := pool.Acquire(ctx)
 	if err != nil {
@@ -30,8 +30,8 @@ func explain(t *testing.T, ctx context.Context, pool *pgxpool.Pool, s *Store, gu
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	if guard {
-		if _, err := tx.Exec(ctx, s.sql.planGuard); err != nil {
+	if guard != "" {
+		if _, err := tx.Exec(ctx, guard); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -100,14 +100,7 @@ func TestReadPlanUnderStaleStatistics(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	s, pool := testStore(t, Config{})
-	for _, stmt := range []string{
-		"ALTER TABLE " + s.Table() + " SET (autovacuum_enabled = false)",
-		"ANALYZE " + s.Table(),
-	} {
-		if _, err := pool.Exec(ctx, stmt); err != nil {
-			t.Fatal(err)
-		}
-	}
+	staleStatistics(t, ctx, pool, s)
 	fill(t, ctx, pool, s, 100_000, 1000, 64, false)
 	// A few dead letters, for strict order to look at.
 	if _, err := pool.Exec(ctx, "UPDATE "+s.Table()+" SET dead_at = now() WHERE seq % 5000 = 7"); err != nil {
@@ -141,7 +134,7 @@ func TestReadPlanUnderStaleStatistics(t *testing.T) {
 						}
 						for _, generic := range []bool{false, true} {
 							what := fmt.Sprintf("%s statistics, %s, %s, skip keys %v, strict %v, generic %v", stats, name, ids, skip, strict, generic)
-							plan := explain(t, ctx, pool, s, true, generic, s.sql.read[readVariant(skip, strict)], args...)
+							plan := explain(t, ctx, pool, s, s.sql.planGuard, generic, s.sql.read[readVariant(skip, strict)], args...)
 							if len(skipped) > 0 && !generic {
 								// The custom plan spells the 3,000 IDs out.
 								t.Logf("Read plan (%s):\n%s", what, elide(plan))
@@ -182,7 +175,7 @@ func TestReadPlanUnderStaleStatistics(t *testing.T) {
 	// table and a sort (logged, not asserted: it varies).
 	analyze(t, ctx, pool, s)
 	t.Logf("Read plan without the guard, fresh statistics, 1 lane, skipped keys:\n%s",
-		explain(t, ctx, pool, s, false, false, s.sql.read[readVariant(true, false)], []int32{0}, int64(0), 500, []string{}, []string{"key-1", "key-2"}))
+		explain(t, ctx, pool, s, "", false, s.sql.read[readVariant(true, false)], []int32{0}, int64(0), 500, []string{}, []string{"key-1", "key-2"}))
 	check("fresh")
 }
 
@@ -245,14 +238,7 @@ func TestSettleAndTakePlans(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	s, pool := testStore(t, Config{})
-	for _, stmt := range []string{
-		"ALTER TABLE " + s.Table() + " SET (autovacuum_enabled = false)",
-		"ANALYZE " + s.Table(),
-	} {
-		if _, err := pool.Exec(ctx, stmt); err != nil {
-			t.Fatal(err)
-		}
-	}
+	staleStatistics(t, ctx, pool, s)
 	fill(t, ctx, pool, s, 50_000, 1000, 64, false)
 	recs := readAll(t, ctx, s, 100)
 	ids := make([]string, len(recs))
@@ -270,15 +256,15 @@ func TestSettleAndTakePlans(t *testing.T) {
 		delays := make([]int64, len(ids))
 		dead := make([]bool, len(ids))
 		for name, plan := range map[string]string{
-			"delivered": explain(t, ctx, pool, s, false, false, s.sql.delivered, ids, lanes, epochs),
-			"failed":    explain(t, ctx, pool, s, false, false, s.sql.failed, ids, lanes, epochs, errs, delays, dead),
+			"delivered": explain(t, ctx, pool, s, "", false, s.sql.delivered, ids, lanes, epochs),
+			"failed":    explain(t, ctx, pool, s, "", false, s.sql.failed, ids, lanes, epochs, errs, delays, dead),
 		} {
 			t.Logf("Settle (%s) plan, %s statistics:\n%s", name, stats, plan)
 			if !strings.Contains(plan, pkey) || strings.Contains(plan, scan) {
 				t.Errorf("Settle (%s), %s statistics: the plan does not find the records through %s", name, stats, pkey)
 			}
 		}
-		plan := explain(t, ctx, pool, s, true, false, s.sql.takeLanes, "r", lanes, epochs, int64(60_000_000), 100)
+		plan := explain(t, ctx, pool, s, s.sql.planGuard, false, s.sql.takeLanes, "r", lanes, epochs, int64(60_000_000), 100)
 		t.Logf("TakeLanes plan, %s statistics:\n%s", stats, plan)
 		if !strings.Contains(plan, "Index Scan using "+s.names.table+"_pending_idx") || strings.Contains(plan, "Sort") ||
 			strings.Contains(plan, scan) {
@@ -306,14 +292,7 @@ func TestStatsReadsNoDelivery(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	s, pool := testStore(t, Config{})
-	for _, stmt := range []string{
-		"ALTER TABLE " + s.Table() + " SET (autovacuum_enabled = false)",
-		"ANALYZE " + s.Table(),
-	} {
-		if _, err := pool.Exec(ctx, stmt); err != nil {
-			t.Fatal(err)
-		}
-	}
+	staleStatistics(t, ctx, pool, s)
 	fill(t, ctx, pool, s, 50_000, 1000, 64, true)
 	fill(t, ctx, pool, s, 300, 100, 64, false)
 	for _, stmt := range []string{
@@ -345,7 +324,7 @@ func TestStatsReadsNoDelivery(t *testing.T) {
 			analyze(t, ctx, pool, s)
 		}
 		for name, stmt := range map[string]string{"totals": s.sql.stats, "topics": s.sql.statsTopics} {
-			plan := explainStats(t, ctx, pool, s, stmt)
+			plan := explain(t, ctx, pool, s, s.sql.statsGuard, false, stmt)
 			t.Logf("Stats plan (%s), %s statistics:\n%s", name, stats, plan)
 			// Both partial indexes of dead letters (dead_idx, dead_key_idx)
 			// hold them alone; either will do.
@@ -376,30 +355,17 @@ func TestStatsReadsNoDelivery(t *testing.T) {
 	}
 }
 
-// explainStats returns the plan of a statement of Stats as the store runs
-// it: in a transaction, after statsGuard.
-func explainStats(t *testing.T, ctx context.Context, pool *pgxpool.Pool, s *Store, stmt string) string {
+// staleStatistics gives the planner the worst picture of the table: its
+// statistics taken now, while it is empty, and autovacuum kept from
+// refreshing them.
+func staleStatistics(t *testing.T, ctx context.Context, pool *pgxpool.Pool, s *Store) {
 	t.Helper()
-	c, err := pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
+	for _, stmt := range []string{
+		"ALTER TABLE " + s.Table() + " SET (autovacuum_enabled = false)",
+		"ANALYZE " + s.Table(),
+	} {
+		if _, err := pool.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
 	}
-	defer c.Release()
-	tx, err := c.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, s.sql.statsGuard); err != nil {
-		t.Fatal(err)
-	}
-	rows, err := tx.Query(ctx, "EXPLAIN "+stmt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.Join(lines, "\n")
 }
