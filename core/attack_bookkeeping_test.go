@@ -362,14 +362,7 @@ func TestAttackFailingTakesKeepHeldLanes(t *testing.T) {
 	ctx := testCtx(t)
 	mem := memory.NewStore(memory.StoreConfig{Lanes: 2})
 	store := &failingTakes{Store: mem}
-	// B holds lane 1 for a moment.
-	if _, err := mem.SyncLanes(ctx, outbox.SyncParams{Owner: "b", Lease: 400 * time.Millisecond}); err != nil {
-		t.Fatal(err)
-	}
-	if taken, err := mem.TakeLanes(ctx, outbox.TakeParams{Owner: "b", Lease: 400 * time.Millisecond,
-		Lanes: []outbox.Lane{laneState(ctx, t, mem, 1).Lane}}); err != nil || len(taken) != 1 {
-		t.Fatalf("B takes lane 1: %v, %v", taken, err)
-	}
+	holdLanes(ctx, t, mem, "b", 400*time.Millisecond, 1) // B holds lane 1 for a moment
 	pub := memory.NewPublisher(memory.PublisherConfig{})
 	obs := &laneErrors{}
 	run(t, store, pub, shortLease(t, obs))

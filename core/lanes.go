@@ -35,7 +35,12 @@ func (rn *run) laneLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			r.storeDown.failure(err)
+			if !renewed {
+				// A round that renewed the lanes failed at a take (or a
+				// release of lanes it keeps): the store serves the lanes
+				// held, so their reads need no pause.
+				r.storeDown.failure(err)
+			}
 			if time.Since(lastSync) > r.cfg.Lease {
 				rn.loseAll("its lanes could not be renewed within the lease")
 			}
@@ -116,6 +121,36 @@ func (rn *run) syncLanes(ctx context.Context, start time.Time) (balanced, renewe
 	renewed = true
 	until := start.Add(r.cfg.Lease)
 
+	// Lanes the store holds for this run at an epoch it does not hold:
+	// renewed or taken by a call that failed on the relay's side but
+	// committed, after the relay forgot them (loseAll) or before it knew
+	// them. Nobody publishes them until they expire, and taking them back
+	// then charges their records as a dead relay's: release them, and
+	// take them as free below. Only lanes this run took count: those of a
+	// former run under the same owner (which may have died publishing)
+	// expire and are charged like any dead relay's.
+	rn.mu.Lock()
+	var orphans []Lane
+	for _, l := range view.Lanes {
+		h := rn.q.lanes[l.ID]
+		if after, took := rn.tookAbove[l.ID]; took && l.Owner == r.cfg.Owner && l.Epoch > after && (h == nil || h.epoch != l.Epoch) {
+			orphans = append(orphans, l.Lane)
+		}
+	}
+	rn.mu.Unlock()
+	if len(orphans) > 0 {
+		if err := r.store.ReleaseLanes(cctx, ReleaseLanesParams{Owner: r.cfg.Owner, Lanes: orphans}); err != nil {
+			ev.Err = fmt.Errorf("release lanes: %w", err)
+			return false, true, ev.Err
+		}
+		ev.Released += len(orphans)
+		for i, l := range view.Lanes {
+			if slices.Contains(orphans, l.Lane) {
+				view.Lanes[i].Owner, view.Lanes[i].Until = "", time.Time{}
+			}
+		}
+	}
+
 	mine := make(map[int]int64)
 	for _, l := range view.Lanes {
 		if l.Owner == r.cfg.Owner {
@@ -181,6 +216,9 @@ func (rn *run) syncLanes(ctx context.Context, start time.Time) (balanced, renewe
 		want = want[:min(len(want), need)]
 	}
 	rn.mu.Unlock()
+	for _, l := range want {
+		rn.tookAbove[l.ID] = l.Epoch
+	}
 	if len(want) > 0 {
 		taken, err := r.store.TakeLanes(cctx, TakeParams{
 			Owner: r.cfg.Owner, Lease: r.cfg.Lease, Lanes: want,

@@ -297,29 +297,32 @@ func (q *queue) dropLane(lane int) {
 	}
 }
 
-// ready counts the queued records that may go out as soon as their key is
-// free: records of keys held back (a retry, a paused topic) do not count,
-// so that a queue full of them never stops the reads of other keys.
+// ready counts the queued records that may go out now: records of keys
+// held back (a retry, a paused topic) or busy (a batch in flight) do not
+// count, so that a queue full of them never stops the reads of other keys
+// (a key with a slow batch and a backlog stopped every other key until
+// the batch was settled).
 func (q *queue) ready(now time.Time) int {
 	n := 0
 	for _, kq := range q.order {
-		if !now.Before(kq.notBefore) {
+		if !kq.busy && !now.Before(kq.notBefore) {
 			n += len(kq.recs)
 		}
 	}
 	return n
 }
 
-// heldBack lists up to limit keys whose records wait (a retry or a paused
-// topic), for reads to leave out: their later records would only fill the
-// queue.
+// heldBack lists up to limit keys whose records wait (a retry, a paused
+// topic, or a batch in flight with records queued behind it), for reads to
+// leave out: their later records would only fill the queue, which ready
+// does not count them in (a busy key's whole backlog would be read).
 func (q *queue) heldBack(now time.Time, limit int) []string {
 	var keys []string
 	for _, kq := range q.order {
 		if len(keys) == limit {
 			break
 		}
-		if !kq.keyless() && now.Before(kq.notBefore) {
+		if !kq.keyless() && (now.Before(kq.notBefore) || kq.busy && len(kq.recs) > 0) {
 			keys = append(keys, kq.key)
 		}
 	}

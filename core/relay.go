@@ -89,6 +89,11 @@ type run struct {
 	ready chan struct{} // wakes a worker: records queued, a key freed
 	room  chan struct{} // wakes the reader: the queue has room again
 	sync  chan struct{} // wakes the lane loop: a drained lane can be released
+
+	// tookAbove maps each lane this run asked TakeLanes for to the epoch
+	// it asked at: held by this owner at a later epoch, the lane is this
+	// run's, whatever the relay remembers. Only the lane loop uses it.
+	tookAbove map[int]int64
 }
 
 // signal sends on a wake-up channel of capacity one without blocking.
@@ -127,6 +132,8 @@ func (r *Relay) Run(ctx context.Context) error {
 		ready: make(chan struct{}, 1),
 		room:  make(chan struct{}, 1),
 		sync:  make(chan struct{}, 1),
+
+		tookAbove: make(map[int]int64),
 	}
 	var wg, workers sync.WaitGroup
 	if l, ok := r.store.(Listener); ok {
@@ -327,10 +334,22 @@ func (rn *run) work(ctx context.Context) {
 		}
 		signal(rn.room)
 		outcomes, settleErr := r.process(ctx, batch, epochs)
+		for settleErr != nil && rn.holds(epochs) && r.storeDown.wait(ctx) == nil {
+			// The outcomes are known; only recording them failed (or its
+			// reply was lost). Handing the batch back published it again
+			// at once, one more duplicate of each record per
+			// PublishTimeout while settles failed, and, in strict order,
+			// published a key's next record past a dead letter that the
+			// store had recorded. Record them again, after the store's
+			// pause, for as long as the lanes are held at the batch's
+			// epochs: the key stays busy meanwhile.
+			settleErr = r.settle(ctx, batch, outcomes, epochs)
+		}
 		rn.mu.Lock()
 		if settleErr != nil {
-			// Whatever the outcomes, the store did not record them: the
-			// records go back to be published again (duplicates at most).
+			// The lanes were lost or the relay stops, and the store did
+			// not record the outcomes: the records go back to be
+			// published again (duplicates at most).
 			for i := range outcomes {
 				outcomes[i] = Outcome{Status: Released}
 			}
@@ -349,6 +368,19 @@ func (rn *run) work(ctx context.Context) {
 			signal(rn.sync)
 		}
 	}
+}
+
+// holds reports whether the relay still holds every lane of epochs at its
+// epoch.
+func (rn *run) holds(epochs []Lane) bool {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	for _, l := range epochs {
+		if h := rn.q.lanes[l.ID]; h == nil || h.epoch != l.Epoch {
+			return false
+		}
+	}
+	return true
 }
 
 // process publishes one batch and records every outcome in the store. It
@@ -521,7 +553,7 @@ func (r *Relay) settle(ctx context.Context, recs []Record, outcomes []Outcome, e
 	err := retryUntil(sctx, func(c context.Context) error { return r.store.Settle(c, p) })
 	if err != nil {
 		err = fmt.Errorf("settle (%d delivered, %d retries, %d dead): %w", len(p.Delivered), len(p.Retries), len(p.Dead), err)
-		r.log.Error("outbox: could not record outcomes; the records stay pending and are published again",
+		r.log.Error("outbox: could not record outcomes; trying again while the relay holds their lanes (the records stay pending until then)",
 			slog.Any("error", err))
 		r.storeDown.failure(err)
 	}
