@@ -157,6 +157,63 @@ func (g *gatedStore) Settle(ctx context.Context, p outbox.SettleParams) error {
 	return g.Store.Settle(ctx, p)
 }
 
+// TailLog gives the store's log (when it is a [outbox.LogTailer]) through
+// the gate, and so do the calls of the stream it returns.
+func (g *gatedStore) TailLog(ctx context.Context, p outbox.TailParams) (outbox.LogStream, error) {
+	t, ok := g.Store.(outbox.LogTailer)
+	if !ok {
+		return nil, outbox.ErrUnsupported
+	}
+	if err := g.enter(ctx); err != nil {
+		return nil, err
+	}
+	s, err := t.TailLog(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return &gatedStream{LogStream: s, gate: &g.gate}, nil
+}
+
+// gatedStream is a log stream behind a gate. A paused gate stops its
+// renewals too, as a frozen process would.
+type gatedStream struct {
+	outbox.LogStream
+	gate *gate
+}
+
+func (g *gatedStream) Next(ctx context.Context, max int) ([]outbox.LogRecord, error) {
+	if err := g.gate.enter(ctx); err != nil {
+		return nil, err
+	}
+	return g.LogStream.Next(ctx, max)
+}
+
+func (g *gatedStream) Park(ctx context.Context, recs []outbox.Parked) error {
+	if err := g.gate.enter(ctx); err != nil {
+		return err
+	}
+	return g.LogStream.Park(ctx, recs)
+}
+
+func (g *gatedStream) ParkedKeys(ctx context.Context, strict bool) ([]string, error) {
+	if err := g.gate.enter(ctx); err != nil {
+		return nil, err
+	}
+	return g.LogStream.ParkedKeys(ctx, strict)
+}
+
+func (g *gatedStream) Ack(pos uint64) {
+	if g.gate.enter(context.Background()) == nil {
+		g.LogStream.Ack(pos)
+	}
+}
+
+func (g *gatedStream) Renew() {
+	if g.gate.enter(context.Background()) == nil {
+		g.LogStream.Renew()
+	}
+}
+
 // gatedPublisher is the same for a publisher.
 type gatedPublisher struct {
 	outbox.Publisher

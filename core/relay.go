@@ -139,6 +139,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	if l, ok := r.store.(Listener); ok {
 		wg.Go(func() { r.listen(ctx, l) })
 	}
+	if t, ok := r.store.(LogTailer); ok {
+		wg.Go(func() { r.tail(ctx, t) })
+	}
 	if c, ok := r.store.(Cleaner); ok && r.cfg.Retention > 0 {
 		wg.Go(func() { r.cleanup(ctx, c) })
 	}
@@ -333,18 +336,7 @@ func (rn *run) work(ctx context.Context) {
 			signal(rn.ready) // let a sibling take the next batch
 		}
 		signal(rn.room)
-		outcomes, settleErr := r.process(ctx, batch, epochs)
-		for settleErr != nil && rn.holds(epochs) && r.storeDown.wait(ctx) == nil {
-			// The outcomes are known; only recording them failed (or its
-			// reply was lost). Handing the batch back published it again
-			// at once, one more duplicate of each record per
-			// PublishTimeout while settles failed, and, in strict order,
-			// published a key's next record past a dead letter that the
-			// store had recorded. Record them again, after the store's
-			// pause, for as long as the lanes are held at the batch's
-			// epochs: the key stays busy meanwhile.
-			settleErr = r.settle(ctx, batch, outcomes, epochs)
-		}
+		outcomes, settleErr := r.process(ctx, batch, epochs, func() bool { return rn.holds(epochs) })
 		rn.mu.Lock()
 		if settleErr != nil {
 			// The lanes were lost or the relay stops, and the store did
@@ -383,9 +375,10 @@ func (rn *run) holds(epochs []Lane) bool {
 	return true
 }
 
-// process publishes one batch and records every outcome in the store. It
+// process publishes one batch and records every outcome in the store, for
+// as long as holds reports that the relay holds the batch's lanes. It
 // returns the outcomes, and the error of recording them if that failed.
-func (r *Relay) process(ctx context.Context, recs []Record, epochs []Lane) ([]Outcome, error) {
+func (r *Relay) process(ctx context.Context, recs []Record, epochs []Lane, holds func() bool) ([]Outcome, error) {
 	outcomes := make([]Outcome, len(recs))
 	held := make(map[string]bool) // keys with an earlier failure in this batch
 	hold := func(key string) {
@@ -424,19 +417,7 @@ func (r *Relay) process(ctx context.Context, recs []Record, epochs []Lane) ([]Ou
 	var results []error
 	var publishDuration time.Duration
 	if len(msgs) > 0 {
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
-		start := time.Now()
-		results = r.pub.Publish(pctx, msgs)
-		publishDuration = time.Since(start)
-		cancel()
-		if len(results) != len(msgs) {
-			err := fmt.Errorf("outbox: publisher returned %d results for %d messages", len(results), len(msgs))
-			r.log.Error("outbox: publisher broke its contract; treating the batch as failed", slog.Any("error", err))
-			results = make([]error, len(msgs))
-			for j := range results {
-				results[j] = err
-			}
-		}
+		results, publishDuration = r.publish(ctx, msgs)
 	}
 	publishedAt := time.Now()
 
@@ -508,6 +489,16 @@ func (r *Relay) process(ctx context.Context, recs []Record, epochs []Lane) ([]Ou
 		return false
 	})
 	settleErr := r.settle(ctx, recs, outcomes, epochs)
+	for settleErr != nil && holds() && r.storeDown.wait(ctx) == nil {
+		// The outcomes are known; only recording them failed (or its
+		// reply was lost). Handing the batch back published it again at
+		// once, one more duplicate of each record per PublishTimeout while
+		// settles failed, and, in strict order, published a key's next
+		// record past a dead letter that the store had recorded. Record
+		// them again, after the store's pause, for as long as the lanes
+		// are held at the batch's epochs: the key stays busy meanwhile.
+		settleErr = r.settle(ctx, recs, outcomes, epochs)
+	}
 	r.report(recs, outcomes, failed, firstErr, settleErr)
 
 	switch {
@@ -527,6 +518,26 @@ func (r *Relay) process(ctx context.Context, recs []Record, epochs []Lane) ([]Ou
 		})
 	}
 	return outcomes, settleErr
+}
+
+// publish runs one Publish call within PublishTimeout (not cut short when
+// ctx ends: the batch's outcomes are recorded, then the relay stops), and
+// returns one result per message and how long the call took.
+func (r *Relay) publish(ctx context.Context, msgs []Message) ([]error, time.Duration) {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
+	defer cancel()
+	start := time.Now()
+	results := r.pub.Publish(pctx, msgs)
+	took := time.Since(start)
+	if len(results) != len(msgs) {
+		err := fmt.Errorf("outbox: publisher returned %d results for %d messages", len(results), len(msgs))
+		r.log.Error("outbox: publisher broke its contract; treating the batch as failed", slog.Any("error", err))
+		results = make([]error, len(msgs))
+		for j := range results {
+			results[j] = err
+		}
+	}
+	return results, took
 }
 
 // settle records the outcomes in the store with one Settle call, retried

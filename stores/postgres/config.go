@@ -50,6 +50,20 @@ type Config struct {
 	// notify in its own transaction.
 	NotifyInterval time.Duration
 
+	// Tail makes the outbox a log: Enqueue writes each message to the
+	// WAL as a transactional logical decoding message (no row, no NOTIFY),
+	// and one relay at a time streams them from a logical replication
+	// slot in commit order, publishing each as it commits; the others
+	// stand by and take the slot over when its holder dies or stays
+	// silent for the relay's Lease. The table keeps only what could not be
+	// published at once: failed messages waiting for a retry, the later
+	// messages of their keys, and dead letters. It needs wal_level =
+	// logical and a role with the REPLICATION attribute; Migrate creates
+	// the slot (see [Store.Slot]) and a publication of the same name.
+	// Writers and relays must agree on it. See the README's "Tailing the
+	// WAL" for when to choose it.
+	Tail bool
+
 	// DisableNotify stops Enqueue (and ReplayDead) from issuing a
 	// NOTIFY at all. Relays then find new messages by polling alone.
 	DisableNotify bool

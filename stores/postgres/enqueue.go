@@ -47,7 +47,11 @@ func (s *Store) Enqueue(ctx context.Context, tx pgx.Tx, msgs ...outbox.Message) 
 	if tx == nil {
 		return fmt.Errorf("pgstore: Enqueue needs the pgx.Tx of the business change (pool.Begin, pgx.BeginFunc), got nil: %w", outbox.ErrNoTransaction)
 	}
-	query, args, err := s.enqueueStatement(ctx, msgs, pgxArrays)
+	ask := func(q string, args ...any) (ok bool, err error) {
+		err = tx.QueryRow(ctx, q, args...).Scan(&ok)
+		return ok, err
+	}
+	query, args, err := s.enqueueStatement(ctx, msgs, false, ask)
 	if query == "" || err != nil {
 		return err
 	}
@@ -84,7 +88,11 @@ func (s *Store) EnqueueSQL(ctx context.Context, tx *sql.Tx, msgs ...outbox.Messa
 	if tx == nil {
 		return fmt.Errorf("pgstore: EnqueueSQL needs the *sql.Tx of the business change (db.BeginTx), got nil: %w", outbox.ErrNoTransaction)
 	}
-	query, args, err := s.enqueueStatement(ctx, msgs, literalArrays)
+	ask := func(q string, args ...any) (ok bool, err error) {
+		err = tx.QueryRowContext(ctx, q, args...).Scan(&ok)
+		return ok, err
+	}
+	query, args, err := s.enqueueStatement(ctx, msgs, true, ask)
 	if query == "" || err != nil {
 		return err
 	}
@@ -127,12 +135,22 @@ func literalArrays(ids, topics, keys []string, payloads [][]byte, headers []stri
 // means there is nothing to write. The lane of each message is computed
 // here, with the lane count that the store reads once (through its pool,
 // on first use) and caches.
-func (s *Store) enqueueStatement(ctx context.Context, msgs []outbox.Message, arrays arrayArgs) (query string, args []any, err error) {
+func (s *Store) enqueueStatement(ctx context.Context, msgs []outbox.Message, literal bool, ask func(string, ...any) (bool, error)) (query string, args []any, err error) {
+	arrays, bytea := arrayArgs(pgxArrays), func(b [][]byte) any { return b }
+	if literal {
+		arrays, bytea = literalArrays, func(b [][]byte) any { return byteaArray(b) }
+	}
 	if err := outbox.Prepare(msgs, s.cfg.Limits); err != nil {
 		return "", nil, err
 	}
 	if len(msgs) == 0 {
 		return "", nil, nil
+	}
+	if s.cfg.Tail {
+		if err := s.checkSlot(ask); err != nil {
+			return "", nil, err
+		}
+		return s.tailStatement(msgs, bytea)
 	}
 	lanes, err := s.laneTotal(ctx)
 	if err != nil {
@@ -142,16 +160,7 @@ func (s *Store) enqueueStatement(ctx context.Context, msgs []outbox.Message, arr
 	if s.cfg.DisableNotify || !s.notify.inTx() {
 		channel = "" // the statement skips pg_notify
 	}
-	headers := func(m *outbox.Message) (string, error) {
-		if len(m.Headers) == 0 {
-			return "", nil
-		}
-		j, err := json.Marshal(m.Headers)
-		if err != nil {
-			return "", fmt.Errorf("pgstore: encoding the headers of message %s: %w", m.ID, err)
-		}
-		return string(j), nil
-	}
+	headers := encodeHeaders
 	payload := func(m *outbox.Message) []byte {
 		if m.Payload == nil {
 			return []byte{} // NULL would break NOT NULL; nil and empty are the same message
@@ -187,6 +196,18 @@ func (s *Store) enqueueStatement(ctx context.Context, msgs []outbox.Message, arr
 		laneOf[i] = int32(outbox.LaneOf(m.Key, m.ID, lanes))
 	}
 	return s.sql.insertMany, arrays(ids, topics, keys, payloads, hdrs, created, channel, laneOf), nil
+}
+
+// encodeHeaders returns the JSON of m's headers, or "" when it has none.
+func encodeHeaders(m *outbox.Message) (string, error) {
+	if len(m.Headers) == 0 {
+		return "", nil
+	}
+	j, err := json.Marshal(m.Headers)
+	if err != nil {
+		return "", fmt.Errorf("pgstore: encoding the headers of message %s: %w", m.ID, err)
+	}
+	return string(j), nil
 }
 
 // textArray is the PostgreSQL literal of a one-dimensional array of

@@ -173,6 +173,9 @@ SELECT generate_series(0, $1::integer - 1) WHERE NOT EXISTS (SELECT FROM `+s.nam
 	if err == nil && lanes > 0 {
 		s.lanes.Store(lanes)
 	}
+	if err == nil && s.cfg.Tail {
+		return s.migrateTail(ctx)
+	}
 	return translate("migrate", err)
 }
 

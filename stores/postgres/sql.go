@@ -82,6 +82,8 @@ type statements struct {
 
 	delivered, deleteDelivered, failed string
 
+	park, parkedKeys string
+
 	cleanup, statsGuard, stats, statsTopics, statsRelays, statsLagging string
 
 	listDead, replayDead, purgeDead, waitingBehindDead string
@@ -307,6 +309,28 @@ SET attempts = o.attempts + 1,
 FROM unnest($1::uuid[], $4::text[], $5::bigint[], $6::boolean[]) AS f(id, error, delay_us, dead)
 WHERE o.id = f.id AND coalesce(o.delivered_at, o.dead_at) IS NULL
 	AND o.lane = ANY(ARRAY(SELECT lane FROM fence))`),
+
+		// Tail: records the relay could not publish from the log, in the
+		// order given (the identity follows ORDER BY), as pending records
+		// with their attempts, error and delay, or as dead letters. An ID
+		// already in the table (parked by a relay that died before it
+		// confirmed the slot's position) is parked once.
+		park: sql(`
+INSERT INTO {table} (id, lane, topic, key, payload, headers, created_at, attempts, last_error, not_before, dead_at)
+SELECT m.id, m.lane, m.topic, m.key, m.payload, nullif(m.headers, '')::jsonb, m.created_at, m.attempts, m.error,
+	CASE WHEN m.delay_us > 0 THEN now() + m.delay_us * interval '1 microsecond' END,
+	CASE WHEN m.dead THEN now() END
+FROM unnest($1::uuid[], $2::integer[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::timestamptz[],
+		$8::integer[], $9::text[], $10::bigint[], $11::boolean[])
+	WITH ORDINALITY AS m(id, lane, topic, key, payload, headers, created_at, attempts, error, delay_us, dead, ord)
+ORDER BY m.ord
+ON CONFLICT (id) DO NOTHING`),
+
+		// Tail: the keys whose records from the log must queue behind the
+		// table: pending records, and with strict order ($1) dead letters.
+		parkedKeys: sql(`
+SELECT DISTINCT key FROM {table}
+WHERE delivered_at IS NULL AND key <> '' AND (dead_at IS NULL OR $1::boolean)`),
 
 		cleanup: sql(`
 DELETE FROM {table}

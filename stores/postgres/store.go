@@ -23,6 +23,10 @@ type Store struct {
 	sql    statements
 	listen listenConfig
 	notify *notifier
+	tail   tailNames
+
+	// slotSeen is set once Enqueue found the replication slot (Config.Tail).
+	slotSeen atomic.Bool
 
 	// lanes is the lane count of the table, read once (laneTotal) and
 	// cached; zero until then.
@@ -38,6 +42,7 @@ var (
 	_ outbox.DeadLetterBacklog = (*Store)(nil)
 	_ outbox.Migrator          = (*Store)(nil)
 	_ outbox.Pinger            = (*Store)(nil)
+	_ outbox.LogTailer         = (*Store)(nil)
 )
 
 // New returns a store on the table that cfg names, reached through pool. It
@@ -59,6 +64,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		names:  n,
 		sql:    newStatements(n),
 		listen: defaultListenConfig,
+		tail:   newTailNames(cfg.Schema, cfg.Table),
 	}
 	s.notify = sharedNotifier(pool, n.channel, cfg.NotifyInterval, s.notifyNow)
 	return s, nil

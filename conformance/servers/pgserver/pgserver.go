@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -165,6 +166,8 @@ func startLocal() (string, *servers.Process, error) {
 			// need connections.
 			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 			"-c", "max_connections=200",
+			// pgstore's Config.Tail streams from logical replication slots.
+			"-c", "wal_level=logical", "-c", "max_wal_senders=20", "-c", "max_replication_slots=20",
 		},
 		Addr:       fmt.Sprintf("127.0.0.1:%d", port),
 		Ready:      func(ctx context.Context) error { return ping(ctx, url) },
@@ -178,10 +181,15 @@ func startLocal() (string, *servers.Process, error) {
 
 func startContainer() (string, error) {
 	res, err := servers.RunContainer(&dockertest.RunOptions{
-		Repository:   ImageRepository,
-		Tag:          ImageTag,
-		Env:          []string{"POSTGRES_HOST_AUTH_METHOD=trust"},
-		Cmd:          []string{"postgres", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "max_connections=200"},
+		Repository: ImageRepository,
+		Tag:        ImageTag,
+		Env:        []string{"POSTGRES_HOST_AUTH_METHOD=trust"},
+		Cmd: []string{"postgres", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "max_connections=200",
+			"-c", "wal_level=logical", "-c", "max_wal_senders=20", "-c", "max_replication_slots=20"},
+		// The image trusts every host for databases, not for replication
+		// connections (pgstore's Config.Tail): a script of the image's init
+		// directory adds that line.
+		Mounts:       []string{replicationInit() + ":/docker-entrypoint-initdb.d"},
 		ExposedPorts: []string{"5432/tcp"},
 	})
 	if err != nil {
@@ -193,3 +201,15 @@ func startContainer() (string, error) {
 	}
 	return url, nil
 }
+
+// replicationInit writes, once per process, a directory with the init
+// script that lets any host connect for replication, and returns it.
+var replicationInit = sync.OnceValue(func() string {
+	dir, err := os.MkdirTemp("", "txoutbox-pg-init-")
+	if err != nil {
+		return os.TempDir()
+	}
+	script := "#!/bin/sh\necho 'host replication all all trust' >> \"$PGDATA/pg_hba.conf\"\n"
+	_ = os.WriteFile(filepath.Join(dir, "replication.sh"), []byte(script), 0o755)
+	return dir
+})

@@ -1,0 +1,699 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+// The log-tailing mode (Config.Tail). Enqueue writes each message to the
+// WAL as a transactional logical decoding message
+// (pg_logical_emit_message(true, prefix, content)): no row, no index, no
+// NOTIFY; PostgreSQL decodes it if and only if the transaction commits, in
+// commit order. One relay at a time streams them from a logical
+// replication slot (pgoutput with messages on, over a publication of no
+// table), and confirms the slot's position only past what the broker
+// acknowledged or what it parked in the table. The slot is the lock: it
+// admits one walsender at a time, so the relay that started streaming from
+// it holds it until its connection ends, and PostgreSQL ends the connection
+// of a holder that stays silent for wal_sender_timeout, which the relay
+// sets to its lease.
+
+// tailFormat is the first byte of a message's content: the version of the
+// encoding below.
+const tailFormat = 1
+
+// tailNames are the names of what the tailing mode uses in the database.
+type tailNames struct {
+	slot, publication string // lowercase identifiers, no quoting needed
+	prefix            string // of the logical messages
+}
+
+func newTailNames(schema, table string) tailNames {
+	base := strings.ToLower("txoutbox_" + schema + "_" + table)
+	if base != "txoutbox_"+schema+"_"+table || len(base) > 63 {
+		// Lowercased names of different tables could meet, and slot names
+		// are at most 63 bytes: keep a hash of the exact names.
+		h := fnv.New64a()
+		h.Write([]byte(schema + "." + table))
+		base = fmt.Sprintf("%s_%016x", base[:min(len(base), 46)], h.Sum64())
+	}
+	return tailNames{slot: base, publication: base, prefix: "txoutbox:" + schema + "." + table}
+}
+
+// Slot returns the name of the logical replication slot that relays read
+// when Config.Tail is set: "txoutbox_<schema>_<table>" (lowercase; with a
+// hash of the names when they have capitals or are long).
+func (s *Store) Slot() string { return s.tail.slot }
+
+// encodeTail encodes a prepared message as the content of its logical
+// message: the format byte, the ID's 16 bytes, CreatedAt in microseconds
+// since 1970, then topic, key and each header name and value, each as a
+// length (uvarint) and its bytes, and the payload to the end.
+func encodeTail(m *outbox.Message) ([]byte, error) {
+	id, err := hex.DecodeString(strings.ReplaceAll(m.ID, "-", ""))
+	if err != nil || len(id) != 16 {
+		return nil, fmt.Errorf("pgstore: message ID %q is not a UUID", m.ID)
+	}
+	n := 1 + 16 + 8 + 3*binary.MaxVarintLen32 + len(m.Topic) + len(m.Key) + len(m.Payload)
+	for k, v := range m.Headers {
+		n += 2*binary.MaxVarintLen32 + len(k) + len(v)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, tailFormat)
+	b = append(b, id...)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.CreatedAt.UnixMicro()))
+	str := func(s string) {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	str(m.Topic)
+	str(m.Key)
+	b = binary.AppendUvarint(b, uint64(len(m.Headers)))
+	for k, v := range m.Headers {
+		str(k)
+		str(v)
+	}
+	return append(b, m.Payload...), nil
+}
+
+// decodeTail is the inverse of encodeTail.
+func decodeTail(b []byte) (outbox.Message, error) {
+	var m outbox.Message
+	bad := func(what string) (outbox.Message, error) {
+		return m, fmt.Errorf("pgstore: a logical message of the outbox has a bad %s", what)
+	}
+	if len(b) < 25 || b[0] != tailFormat {
+		return bad("header (not written by this version of pgstore?)")
+	}
+	m.ID = formatUUID(b[1:17])
+	m.CreatedAt = time.UnixMicro(int64(binary.BigEndian.Uint64(b[17:25]))).UTC()
+	b = b[25:]
+	str := func() (string, bool) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return "", false
+		}
+		s := string(b[k : k+int(n)])
+		b = b[k+int(n):]
+		return s, true
+	}
+	var ok bool
+	if m.Topic, ok = str(); !ok {
+		return bad("topic")
+	}
+	if m.Key, ok = str(); !ok {
+		return bad("key")
+	}
+	count, k := binary.Uvarint(b)
+	if k <= 0 || count > uint64(len(b)) {
+		return bad("header count")
+	}
+	b = b[k:]
+	if count > 0 {
+		m.Headers = make(map[string]string, count)
+		for range count {
+			name, ok1 := str()
+			value, ok2 := str()
+			if !ok1 || !ok2 {
+				return bad("header")
+			}
+			m.Headers[name] = value
+		}
+	}
+	m.Payload = append(make([]byte, 0, len(b)), b...) // b is the connection's buffer, reused
+	return m, nil
+}
+
+func formatUUID(b []byte) string {
+	var buf [36]byte
+	hex.Encode(buf[0:8], b[0:4])
+	buf[8] = '-'
+	hex.Encode(buf[9:13], b[4:6])
+	buf[13] = '-'
+	hex.Encode(buf[14:18], b[6:8])
+	buf[18] = '-'
+	hex.Encode(buf[19:23], b[8:10])
+	buf[23] = '-'
+	hex.Encode(buf[24:], b[10:16])
+	return string(buf[:])
+}
+
+// tailStatement returns the statement that writes msgs to the WAL, with its
+// arguments: one call of pg_logical_emit_message for one message, one per
+// element of an array (in slice order) for several. bytea is the array
+// argument as the caller's driver sends it.
+func (s *Store) tailStatement(msgs []outbox.Message, byteaArg func([][]byte) any) (string, []any, error) {
+	contents := make([][]byte, len(msgs))
+	for i := range msgs {
+		c, err := s.encodeOne(&msgs[i])
+		if err != nil {
+			return "", nil, err
+		}
+		contents[i] = c
+	}
+	if len(msgs) == 1 {
+		return `SELECT pg_logical_emit_message(true, $1::text, $2::bytea)`, []any{s.tail.prefix, contents[0]}, nil
+	}
+	// A volatile function in the select list runs after the sort, so the
+	// messages enter the WAL in slice order.
+	return `SELECT pg_logical_emit_message(true, $1::text, m.c)
+FROM unnest($2::bytea[]) WITH ORDINALITY AS m(c, ord) ORDER BY m.ord`, []any{s.tail.prefix, byteaArg(contents)}, nil
+}
+
+func (s *Store) encodeOne(m *outbox.Message) ([]byte, error) {
+	return encodeTail(m)
+}
+
+// checkSlot makes sure, once per Store, that the slot exists before the
+// first message is written to the WAL: a message written while no slot
+// exists is never decoded, so it would be lost.
+// It asks through the caller's transaction (ask), not the pool: a writer
+// holding the last connection of a small pool would wait for itself.
+func (s *Store) checkSlot(ask func(query string, args ...any) (bool, error)) error {
+	if s.slotSeen.Load() {
+		return nil
+	}
+	ok, err := ask(`SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database())`, s.tail.slot)
+	if err != nil {
+		return translate("enqueue: looking up the replication slot", err)
+	}
+	if !ok {
+		return fmt.Errorf("pgstore: enqueue: %w: the replication slot %q that Config.Tail needs does not exist, so messages written now would be lost; create it with `outbox migrate --tail` (or Store.Migrate with Config.Tail set)",
+			outbox.ErrSchemaMissing, s.tail.slot)
+	}
+	s.slotSeen.Store(true)
+	return nil
+}
+
+// migrateTail creates what the tailing mode needs: it checks wal_level,
+// then creates the publication (of no table: the relay reads messages
+// only) and the slot, unless they exist.
+func (s *Store) migrateTail(ctx context.Context) error {
+	var level string
+	if err := s.pool.QueryRow(ctx, `SHOW wal_level`).Scan(&level); err != nil {
+		return translate("migrate: reading wal_level", err)
+	}
+	if level != "logical" {
+		return fmt.Errorf("pgstore: migrate: %w: Config.Tail needs wal_level = logical, and the server has %s: set wal_level = logical in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL",
+			outbox.ErrUnsupported, level)
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, s.tail.publication).Scan(&exists); err != nil {
+		return translate("migrate: looking up the publication", err)
+	}
+	if !exists {
+		_, err := s.pool.Exec(ctx, `CREATE PUBLICATION `+pgx.Identifier{s.tail.publication}.Sanitize())
+		if err != nil && !isDuplicateObject(err) {
+			return tailPrivilege(translate("migrate: creating the publication "+s.tail.publication, err))
+		}
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, s.tail.slot).Scan(&exists); err != nil {
+		return translate("migrate: looking up the replication slot", err)
+	}
+	if !exists {
+		_, err := s.pool.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, s.tail.slot)
+		if err != nil && !isDuplicateObject(err) {
+			return tailPrivilege(translate("migrate: creating the replication slot "+s.tail.slot, err))
+		}
+	}
+	return nil
+}
+
+// tailPrivilege adds to a refused creation what the role needs.
+func tailPrivilege(err error) error {
+	if errors.Is(err, outbox.ErrAccessDenied) {
+		return fmt.Errorf("%w (Config.Tail: the role needs the REPLICATION attribute, ALTER ROLE ... REPLICATION, and CREATE on the database)", err)
+	}
+	return err
+}
+
+// DropTail drops the replication slot and the publication of the tailing
+// mode: the WAL they retain is freed, and messages still in the slot are
+// lost. Use it to leave the tailing mode for good (after the relays
+// delivered everything) or to clean up a test. While a relay streams from
+// the slot it waits, until ctx ends, for the relay to stop.
+func (s *Store) DropTail(ctx context.Context) error {
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		_, err := s.pool.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, s.tail.slot)
+		if err == nil {
+			break
+		}
+		if !isSlotInUse(err) || ctx.Err() != nil {
+			return translate("dropping the replication slot "+s.tail.slot+" (stop the relays first)", err)
+		}
+		// A relay that just stopped: its walsender is on its way out.
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	_, err := s.pool.Exec(ctx, `DROP PUBLICATION IF EXISTS `+pgx.Identifier{s.tail.publication}.Sanitize())
+	return translate("dropping the publication "+s.tail.publication, err)
+}
+
+func isDuplicateObject(err error) bool {
+	code, ok := sqlState(err)
+	return ok && (code == "42710" || code == "23505")
+}
+
+// isSlotInUse tells the error of START_REPLICATION on a slot another
+// walsender holds.
+func isSlotInUse(err error) bool {
+	code, ok := sqlState(err)
+	return ok && code == "55006"
+}
+
+// TailLog implements [outbox.LogTailer]: it waits until the slot is free,
+// starts streaming from it and returns the stream. Without Config.Tail it
+// returns an error matching [outbox.ErrUnsupported].
+func (s *Store) TailLog(ctx context.Context, p outbox.TailParams) (outbox.LogStream, error) {
+	if !s.cfg.Tail {
+		return nil, fmt.Errorf("pgstore: %w: Config.Tail is off", outbox.ErrUnsupported)
+	}
+	standby := min(time.Second, max(p.Lease/4, 50*time.Millisecond))
+	for {
+		st, err := s.openStream(ctx, p)
+		if err == nil {
+			return st, nil
+		}
+		if !isSlotInUse(err) {
+			return nil, err
+		}
+		t := time.NewTimer(standby)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// openStream connects for replication and starts streaming from the slot.
+func (s *Store) openStream(ctx context.Context, p outbox.TailParams) (*stream, error) {
+	cfg := s.pool.Config().ConnConfig.Config.Copy()
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	if p.Lease > 0 {
+		cfg.RuntimeParams["wal_sender_timeout"] = strconv.FormatInt(max(p.Lease.Milliseconds(), 1000), 10)
+	}
+	if p.Owner != "" {
+		cfg.RuntimeParams["application_name"] = truncate(p.Owner, 63)
+	}
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, translate("tail: connecting for replication", err)
+	}
+	fail := func(op string, err error) (*stream, error) {
+		conn.Close(context.Background())
+		if isSlotInUse(err) {
+			return nil, err
+		}
+		err = translate(op, err)
+		if errors.Is(err, outbox.ErrAccessDenied) {
+			err = fmt.Errorf("%w (Config.Tail: the relay's role needs the REPLICATION attribute, and pg_hba.conf a replication entry for it)", err)
+		}
+		if code, ok := sqlState(err); ok && code == "42704" {
+			err = fmt.Errorf("pgstore: tail: %w: the replication slot %q does not exist; create it with `outbox migrate --tail`: %w", outbox.ErrSchemaMissing, s.tail.slot, err)
+		}
+		return nil, err
+	}
+	rows, err := conn.Exec(ctx, `SELECT pg_backend_pid()`).ReadAll()
+	if err != nil {
+		return fail("tail: reading the walsender's pid", err)
+	}
+	if len(rows) != 1 || len(rows[0].Rows) != 1 {
+		return fail("tail: reading the walsender's pid", errors.New("no row"))
+	}
+	pid, err := strconv.Atoi(string(rows[0].Rows[0][0]))
+	if err != nil {
+		return fail("tail: reading the walsender's pid", err)
+	}
+	err = pglogrepl.StartReplication(ctx, conn, s.tail.slot, 0, pglogrepl.StartReplicationOptions{
+		Mode: pglogrepl.LogicalReplication,
+		PluginArgs: []string{
+			"proto_version '1'",
+			"publication_names '" + s.tail.publication + "'",
+			"messages 'true'",
+		},
+	})
+	if err != nil {
+		return fail("tail: starting replication from slot "+s.tail.slot, err)
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	st := &stream{
+		s:      s,
+		conn:   conn,
+		pid:    pid,
+		ready:  make(chan struct{}, 1),
+		space:  make(chan struct{}, 1),
+		cancel: cancel,
+		done:   make(chan struct{}),
+		lease:  p.Lease,
+	}
+	st.Renew()
+	go st.receive(sctx)
+	return st, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// stream is a relay's hold on the slot: a goroutine receives the
+// replication stream into buf, and the relay takes records from it with
+// Next and acknowledges them with Ack.
+type stream struct {
+	s      *Store
+	conn   *pgconn.PgConn // used by the receive goroutine only
+	pid    int            // of the walsender: Park is fenced by it
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	ready chan struct{} // records arrived, or the stream ended
+	space chan struct{} // Next made room in buf
+
+	mu     sync.Mutex
+	buf    []outbox.LogRecord
+	err    error  // why the receive loop ended
+	pushed uint64 // checkpoint of the last record put in buf
+
+	acked atomic.Uint64 // set by Ack
+
+	lease   time.Duration
+	renewed atomic.Int64 // unix nanoseconds of the last Renew
+}
+
+// Buffering: the receiver stops reading the socket past maxBuffered
+// records (PostgreSQL then waits), and reports its position at least every
+// statusInterval, and at once when the server asks.
+const (
+	maxBuffered    = 20_000
+	statusInterval = 250 * time.Millisecond
+	ackInterval    = 100 * time.Millisecond
+)
+
+func (st *stream) receive(ctx context.Context) {
+	defer close(st.done)
+	var (
+		tx         []outbox.LogRecord
+		inTx       bool
+		serverEnd  pglogrepl.LSN // what the walsender has decoded and sent
+		sentFlush  pglogrepl.LSN
+		lastStatus time.Time
+		prefix     = st.s.tail.prefix
+	)
+	end := func(err error) {
+		st.mu.Lock()
+		if st.err == nil {
+			st.err = err
+		}
+		st.mu.Unlock()
+		signal(st.ready)
+	}
+	// flush is the position to confirm: what the relay acknowledged, or,
+	// when it has nothing of ours outstanding and no transaction is being
+	// received, everything the walsender has sent (transactions without
+	// messages of this outbox, other databases' WAL).
+	flush := func() pglogrepl.LSN {
+		pos := pglogrepl.LSN(st.acked.Load())
+		st.mu.Lock()
+		idle := len(st.buf) == 0 && uint64(pos) == st.pushed && !inTx
+		st.mu.Unlock()
+		if idle && serverEnd > pos {
+			pos = serverEnd
+		}
+		return max(pos, sentFlush)
+	}
+	status := func(force bool) error {
+		pos := flush()
+		if !force && pos == sentFlush && time.Since(lastStatus) < statusInterval {
+			return nil
+		}
+		if !force && pos != sentFlush && time.Since(lastStatus) < ackInterval {
+			return nil
+		}
+		err := pglogrepl.SendStandbyStatusUpdate(ctx, st.conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: pos})
+		if err != nil {
+			return err
+		}
+		sentFlush, lastStatus = pos, time.Now()
+		return nil
+	}
+	for {
+		if ctx.Err() != nil {
+			end(ctx.Err())
+			return
+		}
+		if silent := time.Since(time.Unix(0, st.renewed.Load())); st.lease > 0 && silent > st.lease {
+			// The relay froze: let the slot go now rather than when the
+			// walsender gives up on a client that no longer reports.
+			end(fmt.Errorf("pgstore: tail: %w (the relay did not renew its hold for %v, longer than its lease)", errLostSlot, silent.Round(time.Millisecond)))
+			st.conn.Close(context.Background())
+			return
+		}
+		st.mu.Lock()
+		full := len(st.buf) >= maxBuffered
+		st.mu.Unlock()
+		if full {
+			t := time.NewTimer(statusInterval)
+			select {
+			case <-ctx.Done():
+			case <-st.space:
+			case <-t.C:
+			}
+			t.Stop()
+			if err := status(false); err != nil {
+				end(translate("tail: reporting the position", err))
+				return
+			}
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, statusInterval)
+		msg, err := st.conn.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if pgconn.Timeout(err) && ctx.Err() == nil {
+				if err := status(false); err != nil {
+					end(translate("tail: reporting the position", err))
+					return
+				}
+				continue
+			}
+			end(translate("tail: receiving", err))
+			return
+		}
+		switch msg := msg.(type) {
+		case *pgproto3.ErrorResponse:
+			end(translate("tail", pgconn.ErrorResponseToPgError(msg)))
+			return
+		case *pgproto3.CopyData:
+			if len(msg.Data) == 0 {
+				continue
+			}
+			switch msg.Data[0] {
+			case pglogrepl.PrimaryKeepaliveMessageByteID:
+				k, err := pglogrepl.ParsePrimaryKeepaliveMessage(msg.Data[1:])
+				if err != nil {
+					end(fmt.Errorf("pgstore: tail: %w", err))
+					return
+				}
+				serverEnd = max(serverEnd, k.ServerWALEnd)
+				if k.ReplyRequested {
+					if err := status(true); err != nil {
+						end(translate("tail: reporting the position", err))
+						return
+					}
+				}
+			case pglogrepl.XLogDataByteID:
+				x, err := pglogrepl.ParseXLogData(msg.Data[1:])
+				if err != nil {
+					end(fmt.Errorf("pgstore: tail: %w", err))
+					return
+				}
+				m, err := pglogrepl.Parse(x.WALData)
+				if err != nil {
+					end(fmt.Errorf("pgstore: tail: decoding pgoutput: %w", err))
+					return
+				}
+				switch m := m.(type) {
+				case *pglogrepl.BeginMessage:
+					tx, inTx = tx[:0], true
+				case *pglogrepl.LogicalDecodingMessage:
+					if !m.Transactional || m.Prefix != prefix {
+						continue
+					}
+					rec, err := decodeTail(m.Content)
+					if err != nil {
+						end(err)
+						return
+					}
+					tx = append(tx, outbox.LogRecord{Record: outbox.Record{Message: rec, Seq: int64(m.LSN)}})
+				case *pglogrepl.CommitMessage:
+					inTx = false
+					endLSN := uint64(m.TransactionEndLSN)
+					if len(tx) == 0 {
+						serverEnd = max(serverEnd, m.TransactionEndLSN)
+						break
+					}
+					tx[len(tx)-1].Checkpoint = endLSN
+					st.mu.Lock()
+					st.buf = append(st.buf, tx...)
+					st.pushed = endLSN
+					st.mu.Unlock()
+					tx = tx[:0]
+					signal(st.ready)
+				}
+			}
+		}
+		if err := status(false); err != nil {
+			end(translate("tail: reporting the position", err))
+			return
+		}
+	}
+}
+
+// Next implements [outbox.LogStream].
+func (st *stream) Next(ctx context.Context, max int) ([]outbox.LogRecord, error) {
+	for {
+		st.mu.Lock()
+		if n := len(st.buf); n > 0 {
+			n = min(n, max)
+			out := make([]outbox.LogRecord, n)
+			copy(out, st.buf)
+			st.buf = append(st.buf[:0], st.buf[n:]...)
+			st.mu.Unlock()
+			signal(st.space)
+			return out, nil
+		}
+		err := st.err
+		st.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-st.ready:
+		}
+	}
+}
+
+// Renew implements [outbox.LogStream].
+func (st *stream) Renew() { st.renewed.Store(time.Now().UnixNano()) }
+
+// Ack implements [outbox.LogStream].
+func (st *stream) Ack(pos uint64) {
+	for {
+		old := st.acked.Load()
+		if pos <= old || st.acked.CompareAndSwap(old, pos) {
+			return
+		}
+	}
+}
+
+// Close implements [outbox.LogStream]: the walsender ends, and the slot is
+// free for another relay.
+func (st *stream) Close() error {
+	st.cancel()
+	<-st.done
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return st.conn.Close(ctx)
+}
+
+// Park implements [outbox.LogStream]: one transaction that checks that this
+// stream's walsender still holds the slot, then inserts the records in the
+// order given (the table's Seq follows it).
+func (st *stream) Park(ctx context.Context, recs []outbox.Parked) error {
+	s := st.s
+	lanes, err := s.laneTotal(ctx)
+	if err != nil {
+		return err
+	}
+	n := len(recs)
+	var (
+		ids, topics, keys, hdrs, errs = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		payloads                      = make([][]byte, n)
+		created                       = make([]time.Time, n)
+		laneOf, attempts              = make([]int32, n), make([]int32, n)
+		delays                        = make([]int64, n)
+		dead                          = make([]bool, n)
+	)
+	for i := range recs {
+		r := &recs[i]
+		h, err := encodeHeaders(&r.Message)
+		if err != nil {
+			return err
+		}
+		ids[i], topics[i], keys[i], hdrs[i], errs[i] = r.ID, r.Topic, r.Key, h, r.LastError
+		payloads[i] = r.Payload
+		if payloads[i] == nil {
+			payloads[i] = []byte{}
+		}
+		created[i] = r.CreatedAt
+		laneOf[i] = int32(outbox.LaneOf(r.Key, r.ID, lanes))
+		attempts[i] = int32(r.Attempts)
+		delays[i] = micros(r.Delay)
+		dead[i] = r.Dead
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var held bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active_pid = $2)`,
+			s.tail.slot, st.pid).Scan(&held); err != nil {
+			return err
+		}
+		if !held {
+			return errLostSlot
+		}
+		_, err := tx.Exec(ctx, s.sql.park, ids, laneOf, topics, keys, payloads, hdrs, created, attempts, errs, delays, dead)
+		return err
+	})
+	if errors.Is(err, errLostSlot) {
+		return fmt.Errorf("pgstore: tail: park: %w", err)
+	}
+	return translate("tail: park", err)
+}
+
+var errLostSlot = errors.New("this relay no longer holds the replication slot")
+
+// ParkedKeys implements [outbox.LogStream].
+func (st *stream) ParkedKeys(ctx context.Context, strictOrder bool) ([]string, error) {
+	rows, err := st.s.pool.Query(ctx, st.s.sql.parkedKeys, strictOrder)
+	if err != nil {
+		return nil, translate("tail: reading parked keys", err)
+	}
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return keys, translate("tail: reading parked keys", err)
+}
+
+// signal sends on a channel of capacity one without blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
