@@ -198,8 +198,10 @@ func TestAttackFailedSettleRepublishes(t *testing.T) {
 	store := &failingSettles{Store: mem, fails: 3, done: make(chan struct{})}
 	done := store.done
 	pub := memory.NewPublisher(memory.PublisherConfig{})
+	obs := &recordingObserver{}
 	cfg := fastConfig(t)
 	cfg.PublishTimeout = 200 * time.Millisecond
+	cfg.Observer = obs
 	run(t, store, pub, cfg)
 
 	z := outbox.Message{ID: outbox.NewID(), Topic: "t", Key: "k", Payload: []byte("z")}
@@ -216,6 +218,14 @@ func TestAttackFailedSettleRepublishes(t *testing.T) {
 	if n := len(pub.Messages()); n != 1 {
 		t.Fatalf("BUG (duplicates): z was published %d times for 3 failed settles; want once "+
 			"(its outcome was known: only the settle had to be tried again)", n)
+	}
+	// The batch is observed once, with its outcome as finally recorded
+	// (metrics and the dead-letter log follow it).
+	eventually(t, ctx, "z's batch to be observed", func() bool { _, ok := obs.outcomeOf(z.ID); return ok })
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if b := obs.batches; len(b) != 1 || b[0].SettleErr != nil || b[0].Outcomes[0].Status != outbox.Delivered {
+		t.Fatalf("observed %d batches, the first %+v; want one, delivered and settled", len(b), b[0])
 	}
 }
 
