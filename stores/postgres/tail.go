@@ -492,9 +492,13 @@ func (st *stream) receive(ctx context.Context) {
 			}
 			continue
 		}
-		rctx, cancel := context.WithTimeout(ctx, statusInterval)
-		msg, err := st.conn.ReceiveMessage(rctx)
-		cancel()
+		// A read deadline on the socket rather than a context: pgconn
+		// watches a context with a goroutine per call, which at tens of
+		// thousands of messages a second costs more than the decoding.
+		// A timeout leaves the connection usable; Close sets the deadline
+		// to now to wake this loop.
+		_ = st.conn.Conn().SetReadDeadline(time.Now().Add(statusInterval))
+		msg, err := st.conn.ReceiveMessage(context.Background())
 		if err != nil {
 			if pgconn.Timeout(err) && ctx.Err() == nil {
 				if err := status(false); err != nil {
@@ -619,6 +623,7 @@ func (st *stream) Ack(pos uint64) {
 // free for another relay.
 func (st *stream) Close() error {
 	st.cancel()
+	_ = st.conn.Conn().SetReadDeadline(time.Now())
 	<-st.done
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
