@@ -290,12 +290,22 @@ func (s *Store) TailLog(ctx context.Context, p outbox.TailParams) (outbox.LogStr
 	}
 	standby := min(time.Second, max(p.Lease/4, 50*time.Millisecond))
 	for {
-		st, err := s.openStream(ctx, p)
-		if err == nil {
-			return st, nil
+		// A standby asks whether the slot is taken (one query through the
+		// pool) before it connects for replication: a connection costs the
+		// server a process.
+		var active bool
+		err := s.pool.QueryRow(ctx, `SELECT coalesce((SELECT active FROM pg_replication_slots WHERE slot_name = $1), false)`, s.tail.slot).Scan(&active)
+		if err != nil {
+			return nil, translate("tail: looking up the replication slot", err)
 		}
-		if !isSlotInUse(err) {
-			return nil, err
+		if !active {
+			st, err := s.openStream(ctx, p)
+			if err == nil {
+				return st, nil
+			}
+			if !isSlotInUse(err) {
+				return nil, err
+			}
 		}
 		t := time.NewTimer(standby)
 		select {
