@@ -422,7 +422,10 @@ type stream struct {
 // statusInterval, and at once when the server asks.
 const (
 	maxBuffered    = 20_000
-	statusInterval = 250 * time.Millisecond
+	statusInterval = time.Second
+	// wakeInterval bounds how long the receiver waits for a message before
+	// it checks the relay's renewals and reports its position if due.
+	wakeInterval = 250 * time.Millisecond
 	ackInterval    = 100 * time.Millisecond
 )
 
@@ -489,7 +492,7 @@ func (st *stream) receive(ctx context.Context) {
 		full := len(st.buf) >= maxBuffered
 		st.mu.Unlock()
 		if full {
-			t := time.NewTimer(statusInterval)
+			t := time.NewTimer(wakeInterval)
 			select {
 			case <-ctx.Done():
 			case <-st.space:
@@ -507,7 +510,7 @@ func (st *stream) receive(ctx context.Context) {
 		// thousands of messages a second costs more than the decoding.
 		// A timeout leaves the connection usable; Close sets the deadline
 		// to now to wake this loop.
-		_ = st.conn.Conn().SetReadDeadline(time.Now().Add(statusInterval))
+		_ = st.conn.Conn().SetReadDeadline(time.Now().Add(wakeInterval))
 		msg, err := st.conn.ReceiveMessage(context.Background())
 		if err != nil {
 			if pgconn.Timeout(err) && ctx.Err() == nil {
