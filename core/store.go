@@ -309,6 +309,46 @@ type Stats struct {
 	// whose records are all delivered are not listed, and a store counts
 	// them without reading a delivered record.
 	Topics []TopicStats
+	// Log describes the log that relays tail ([LogTailer]). It is nil for
+	// stores that do not tail one; a store configured not to tail may still
+	// report a log left behind by an earlier configuration, which retains
+	// the database's log until it is dropped (PostgreSQL: a replication
+	// slot).
+	Log *LogStats
+}
+
+// LogStats describes the log of an outbox whose relays tail it
+// ([LogTailer]): for PostgreSQL, its logical replication slot. Records in
+// the log are not in Pending, which counts the table only.
+type LogStats struct {
+	// Slot names the log (the replication slot).
+	Slot string
+	// Missing is set when the slot does not exist: writers fail (or, if
+	// it was dropped while they wrote, their messages are lost) until it is
+	// created again. The other fields are then zero.
+	Missing bool
+	// Holder is the Owner of the relay that streams from the log, empty
+	// when none does.
+	Holder string
+	// LagBytes is how far the log's confirmed position is behind its end:
+	// the log written since the last record the relays confirmed (delivered
+	// or parked), whether or not it holds records of this outbox.
+	LagBytes int64
+	// LagSeconds is how long ago the holder was sent the oldest record it
+	// has not confirmed, as the database measures it (PostgreSQL:
+	// pg_stat_replication.flush_lag); nil when unknown: no relay holds the
+	// log, it confirmed everything it was sent a while ago, or the
+	// database does not show it to this role (PostgreSQL: it needs
+	// pg_read_all_stats).
+	LagSeconds *float64
+	// RetainedBytes is the log that the database keeps for the slot and
+	// cannot recycle. A slot that no relay reads retains more and more.
+	RetainedBytes int64
+	// Lost is set when the database gave up the log the slot still needed
+	// (PostgreSQL: wal_status "lost", after max_slot_wal_keep_size): the
+	// records in it are gone, and the slot must be dropped and created
+	// again.
+	Lost bool
 }
 
 // MaxStatsTopics caps [Stats.Topics], so that the statistics of an outbox
