@@ -265,6 +265,9 @@ func (r *Relay) publishLog(ctx context.Context, s LogStream, recs []LogRecord, p
 				} else {
 					park[i] = true
 					outcomes[i] = Outcome{Status: Released}
+					// It waits in the table, even behind a dead letter
+					// without StrictOrder: so do its key's later records.
+					parked[rec.Key] = true
 				}
 				continue
 			}
