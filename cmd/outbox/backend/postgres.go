@@ -25,7 +25,7 @@ func openPostgres(ctx context.Context, raw string, o StoreOptions, bad func(stri
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
-	scfg := pgstore.Config{Schema: o.Schema, Table: o.Table, Lanes: o.Lanes}
+	scfg := pgstore.Config{Schema: o.Schema, Table: o.Table, Lanes: o.Lanes, Tail: o.Tail}
 	if err := scfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -43,12 +43,23 @@ func openPostgres(ctx context.Context, raw string, o StoreOptions, bad func(stri
 	for _, f := range cfg.ConnConfig.Fallbacks {
 		addrs = append(addrs, hostPort(f.Host, f.Port))
 	}
+	slot := ""
+	if o.Tail {
+		slot = store.Slot()
+	}
 	return &Store{
+		Slot:    slot,
 		Outbox:  store,
 		Kind:    Postgres,
 		Display: Redact(raw) + " table " + c.Schema + "." + c.Table,
 		Target: Target{System: systemPostgres, Addr: joinAddrs(addrs), User: cfg.ConnConfig.User,
 			Database: cfg.ConnConfig.Database, Table: c.Schema + "." + c.Table, TableKind: "table", URL: Redact(raw)},
 		closers: []func() error{func() error { pool.Close(); return nil }},
+		slotExists: func(ctx context.Context) (bool, error) {
+			var ok bool
+			err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, store.Slot()).Scan(&ok)
+			return ok, err
+		},
+		dropTail: store.DropTail,
 	}, nil
 }

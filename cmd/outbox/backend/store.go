@@ -39,9 +39,18 @@ type StoreOptions struct {
 	// created with, whatever later stores ask.
 	Lanes int
 
+	// Tail opens a PostgreSQL outbox in the log-tailing mode
+	// (pgstore's Config.Tail): writers put messages in the WAL, and one
+	// relay at a time streams them from a logical replication slot. Other
+	// stores refuse it.
+	Tail bool
+
 	// Source names where URL came from, for error messages ("--store",
 	// "OUTBOX_STORE_URL"). Default "--store".
 	Source string
+	// TailSource names where Tail came from ("--tail", "OUTBOX_TAIL").
+	// Default "--tail".
+	TailSource string
 	// AppName names the connections in the server's session list
 	// (PostgreSQL application_name, MongoDB appName) unless the URL does.
 	// Default "outbox".
@@ -53,6 +62,12 @@ func (o *StoreOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.URL, "store", "", "outbox database URL: postgres://…, mysql://…, mongodb://…/db or sqlite:///path.db; lanes=N in its query sets the lane count that migrate creates (default 256)")
 	fs.StringVar(&o.Table, "table", "", `outbox table (MongoDB: collection); default "outbox"`)
 	fs.StringVar(&o.Schema, "schema", "", `PostgreSQL schema of the outbox table; default "public"`)
+}
+
+// AddTailFlag binds --tail to o.Tail, for the commands that open the
+// outbox's log (migrate, relay).
+func (o *StoreOptions) AddTailFlag(fs *pflag.FlagSet) {
+	fs.BoolVar(&o.Tail, "tail", false, "PostgreSQL only: the log-tailing mode (messages go through the WAL and a logical replication slot, not the table); writers, relays and migrate must all use it")
 }
 
 func (o StoreOptions) source() string {
@@ -97,12 +112,38 @@ type Store struct {
 	Display string
 	// Target is the server, database and table, for error messages.
 	Target Target
+	// Slot is the logical replication slot of the log-tailing mode
+	// (StoreOptions.Tail), empty when the outbox is not opened in it.
+	Slot string
 	// Lanes is the lane count asked for (StoreOptions.Lanes or the URL's
 	// lanes=N), 0 when none was: what Migrate creates if the outbox does
 	// not exist yet.
 	Lanes int
 
 	closers []func() error
+	// slotExists and dropTail reach the slot of the log-tailing mode
+	// (PostgreSQL only).
+	slotExists func(context.Context) (bool, error)
+	dropTail   func(context.Context) error
+}
+
+// SlotExists reports whether the replication slot of the log-tailing mode
+// exists, or returns an error saying that this store has none.
+func (s *Store) SlotExists(ctx context.Context) (bool, error) {
+	if s.slotExists == nil {
+		return false, s.lacks("tail its log (the --tail mode is PostgreSQL only)")
+	}
+	return s.slotExists(ctx)
+}
+
+// DropTail drops the replication slot and publication of the log-tailing
+// mode (messages still in the slot are lost), or returns an error saying
+// that this store has none.
+func (s *Store) DropTail(ctx context.Context) error {
+	if s.dropTail == nil {
+		return s.lacks("tail its log (the --tail mode is PostgreSQL only)")
+	}
+	return s.dropTail(ctx)
 }
 
 // Close releases the store's connections.
@@ -230,6 +271,14 @@ func OpenStore(ctx context.Context, o StoreOptions) (*Store, error) {
 	}
 	if o.Lanes < 0 || o.Lanes > outbox.MaxLanes {
 		return nil, fmt.Errorf("%w: lane count %d: give one from 1 to %d (default %d)", outbox.ErrInvalidConfig, o.Lanes, outbox.MaxLanes, outbox.DefaultLanes)
+	}
+	if o.Tail && kind != Postgres {
+		src := o.TailSource
+		if src == "" {
+			src = "--tail"
+		}
+		return nil, &URLError{Source: src,
+			Reason: fmt.Sprintf("only PostgreSQL stores can tail their log (logical replication); the %s store is read from its table: leave %s out", kind, src)}
 	}
 	if o.Schema != "" && kind != Postgres {
 		return nil, &URLError{Source: "--schema", URL: o.Schema,

@@ -1,14 +1,17 @@
 package cli_test
 
 import (
+	"context"
 	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/txoutbox/txoutbox/cmd/outbox/internal/app"
 	"github.com/txoutbox/txoutbox/conformance/servers/mongoserver"
 	"github.com/txoutbox/txoutbox/conformance/servers/mysqlserver"
 	"github.com/txoutbox/txoutbox/conformance/servers/pgserver"
+	pgstore "github.com/txoutbox/txoutbox/stores/postgres"
 )
 
 // TestMigrateSaysWhatItDid: on every store, the first migrate says from
@@ -80,4 +83,101 @@ func withLanes(raw, n string) string {
 		return raw + "&lanes=" + n
 	}
 	return raw + "?lanes=" + n
+}
+
+// TestMigrateTail: migrate --tail creates the replication slot of the
+// log-tailing mode and says so by name, then says that it exists;
+// --drop-tail refuses without a terminal or --yes and leaves the slot, drops
+// it with --yes and says so, then finds nothing to drop.
+func TestMigrateTail(t *testing.T) {
+	t.Parallel()
+	url, schema := pgserver.Schema(t)
+	st, err := pgstore.New(storePool(t, url), pgstore.Config{Schema: schema, Tail: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := st.Slot()
+	t.Cleanup(func() { // whatever the test left: slots retain WAL
+		if err := st.DropTail(context.Background()); err != nil {
+			t.Errorf("DropTail: %v", err)
+		}
+	})
+	exists := func() bool {
+		t.Helper()
+		var ok bool
+		err := storePool(t, url).QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, slot).Scan(&ok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	env := map[string]string{"OUTBOX_STORE_URL": url, "OUTBOX_SCHEMA": schema}
+
+	stdout, stderr, code := run(t, env, "", false, "migrate", "--tail")
+	if want := "log tailing: created replication slot " + slot + " and publication " + slot; code != 0 || !strings.Contains(stdout, want) {
+		t.Fatalf("migrate --tail: exit %d, %q (%s); want %q", code, stdout, stderr, want)
+	}
+	if !exists() {
+		t.Fatalf("migrate --tail said it created slot %s, which does not exist", slot)
+	}
+	env["OUTBOX_TAIL"] = "true" // the environment sets it too
+	stdout, stderr, code = run(t, env, "", false, "migrate")
+	if want := "log tailing: replication slot " + slot + " and publication " + slot + " already exist"; code != 0 || !strings.Contains(stdout, want) {
+		t.Errorf("migrate with OUTBOX_TAIL: exit %d, %q (%s); want %q", code, stdout, stderr, want)
+	}
+	delete(env, "OUTBOX_TAIL")
+	stdout, _, code = run(t, env, "", false, "migrate")
+	if code != 0 || strings.Contains(stdout, "tailing") {
+		t.Errorf("migrate without --tail: exit %d, %q; want nothing said of log tailing", code, stdout)
+	}
+
+	_, stderr, code = run(t, env, "", false, "migrate", "--tail", "--drop-tail", "--yes")
+	if code != app.ExitUsage || !strings.Contains(stderr, "--tail and --drop-tail: give one") {
+		t.Errorf("migrate --tail --drop-tail: exit %d, %q; want a usage error naming both", code, stderr)
+	}
+	_, stderr, code = run(t, env, "", false, "migrate", "--drop-tail")
+	if code == 0 || !strings.Contains(stderr, "Drop the replication slot "+slot) || !strings.Contains(stderr, "pass --yes") {
+		t.Errorf("migrate --drop-tail without a terminal: exit %d, %q; want a refusal that asks for --yes", code, stderr)
+	}
+	_, stderr, code = run(t, env, "no\n", true, "migrate", "--drop-tail")
+	if code == 0 || !strings.Contains(stderr, "nothing was changed") {
+		t.Errorf("migrate --drop-tail answered no: exit %d, %q; want nothing changed", code, stderr)
+	}
+	if !exists() {
+		t.Fatal("migrate --drop-tail dropped the slot without a confirmation")
+	}
+	stdout, stderr, code = run(t, env, "y\n", true, "migrate", "--drop-tail")
+	if want := "dropped replication slot " + slot + " and publication " + slot; code != 0 || !strings.Contains(stdout, want) {
+		t.Errorf("migrate --drop-tail answered yes: exit %d, %q (%s); want %q", code, stdout, stderr, want)
+	}
+	if exists() {
+		t.Errorf("migrate --drop-tail said it dropped slot %s, which still exists", slot)
+	}
+	stdout, stderr, code = run(t, env, "", false, "migrate", "--drop-tail", "--yes")
+	if want := "no replication slot " + slot + ": nothing to drop"; code != 0 || !strings.Contains(stdout, want) {
+		t.Errorf("migrate --drop-tail again: exit %d, %q (%s); want %q", code, stdout, stderr, want)
+	}
+}
+
+// TestTailNeedsPostgres: --tail (and --drop-tail) with a store other than
+// PostgreSQL is a usage error that names the flag or variable that set it.
+func TestTailNeedsPostgres(t *testing.T) {
+	t.Parallel()
+	store := "sqlite://" + filepath.Join(t.TempDir(), "app.db")
+	for _, c := range []struct {
+		env  map[string]string
+		args []string
+		flag string
+	}{
+		{nil, []string{"migrate", "--store", store, "--tail"}, "--tail"},
+		{nil, []string{"relay", "--store", store, "--broker", "nats://127.0.0.1:1", "--tail"}, "--tail"},
+		{map[string]string{"OUTBOX_TAIL": "1"}, []string{"relay", "--store", "mysql://u@127.0.0.1:1/app", "--broker", "nats://127.0.0.1:1"}, "OUTBOX_TAIL"},
+		{nil, []string{"migrate", "--store", store, "--drop-tail", "--yes"}, "--drop-tail"},
+	} {
+		_, stderr, code := run(t, c.env, "", false, c.args...)
+		want := c.flag + ": only PostgreSQL stores can tail their log"
+		if code != app.ExitUsage || !strings.Contains(stderr, want) {
+			t.Errorf("%v: exit %d, %q; want exit %d and %q", c.args, code, stderr, app.ExitUsage, want)
+		}
+	}
 }

@@ -16,6 +16,9 @@ import (
 // store: its server, database and table, and the flags that name them.
 func (a *App) OpenStore(ctx context.Context, o backend.StoreOptions, command string) (*backend.Store, error) {
 	o.Source = a.Source("store")
+	if o.TailSource == "" {
+		o.TailSource = a.Source("tail")
+	}
 	o.AppName = "outbox " + command
 	a.opened.schema, a.opened.table = o.Schema, o.Table
 	s, err := backend.OpenStore(ctx, o)

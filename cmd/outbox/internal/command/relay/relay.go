@@ -59,6 +59,13 @@ not exist, stops the relay (exit 1) with a message saying what to fix: run
 "outbox migrate" first, or pass --migrate. A broker that refuses the
 credentials pauses the relay, logged as an error, until it accepts them.
 
+With --tail (PostgreSQL only, after "outbox migrate --tail", and with writers
+that use pgstore's Config.Tail) the relay publishes from the outbox's log: one
+relay at a time holds the logical replication slot and publishes in commit
+order as transactions commit; the others stand by and take the slot over
+within --lease when its holder dies. Messages that fail are parked in the
+table, where every relay's lanes retry them as above.
+
 With --metrics-addr the relay serves /metrics (Prometheus), /healthz (the
 process and its relay loop are alive) and /readyz (store and broker answer).
 With --otel, or when OTEL_EXPORTER_OTLP_ENDPOINT is set, every publish is
@@ -74,6 +81,7 @@ continuing the trace that the writer put in the message headers.`,
 	}
 	fs := cmd.Flags()
 	o.store.AddFlags(fs)
+	o.store.AddTailFlag(fs)
 	o.broker.AddFlags(fs)
 	r := &o.relay
 	fs.StringVar(&r.Owner, "owner", "", "identity of this relay in lane leases, status and logs; unique per run; default <hostname>-<pid>-<random>")
@@ -162,8 +170,11 @@ func run(ctx context.Context, a *app.App, o options) error {
 		defer stopServer()
 	}
 
-	log.Info("outbox relay: starting", slog.String("store", st.Display), slog.String("broker", br.Display),
-		slog.String("owner", relay.Owner()))
+	attrs := []any{slog.String("store", st.Display), slog.String("broker", br.Display), slog.String("owner", relay.Owner())}
+	if st.Slot != "" {
+		attrs = append(attrs, slog.String("slot", st.Slot))
+	}
+	log.Info("outbox relay: starting", attrs...)
 	if o.migrate {
 		m, err := st.Migrator()
 		if err != nil {
