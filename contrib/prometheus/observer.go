@@ -165,7 +165,7 @@ func NewObserver(cfg ObserverConfig) (*Observer, error) {
 			"Messages of a batch not delivered, by outcome: retried (after a backoff), dead_lettered, released (not attempted: held behind a failed message of its key, broker unavailable, or relay stopping; back to the relay's queue, no attempt counted), or topic_paused (the broker cannot take their topic now; no attempt counted, the topic waits while others flow).",
 			append([]string{"outcome"}, topic...)...),
 		settleErrors: counter("settle_errors_total",
-			"Batches whose outcomes could not be recorded in the store; their messages stay pending and are published again."),
+			"Batches whose outcomes could not be recorded in the store (after the relay retried while it held their lanes); their messages stay pending and are published again. In tail mode, batches that could not be parked in the table."),
 		publishDuration: prometheus.NewHistogram(histogramOpts("publish_duration_seconds",
 			"How long the publisher took for one batch.", cfg.DurationBuckets)),
 		lag: prometheus.NewHistogramVec(histogramOpts("publish_lag_seconds",
