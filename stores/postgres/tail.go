@@ -426,7 +426,7 @@ const (
 	// wakeInterval bounds how long the receiver waits for a message before
 	// it checks the relay's renewals and reports its position if due.
 	wakeInterval = 250 * time.Millisecond
-	ackInterval    = 100 * time.Millisecond
+	ackInterval  = 100 * time.Millisecond
 )
 
 func (st *stream) receive(ctx context.Context) {
@@ -476,6 +476,14 @@ func (st *stream) receive(ctx context.Context) {
 		sentFlush, lastStatus = pos, time.Now()
 		return nil
 	}
+	// A relay that gives the log up (Close) reports what it acknowledged
+	// since the last report, which may be up to statusInterval old: else
+	// the next holder publishes it again, a duplicate without a crash.
+	defer func() {
+		if ctx.Err() != nil && flush() != sentFlush {
+			_ = status(true)
+		}
+	}()
 	for {
 		if ctx.Err() != nil {
 			end(ctx.Err())

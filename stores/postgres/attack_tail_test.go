@@ -1,0 +1,93 @@
+package pgstore
+
+// Adversarial interleavings against the log-tailing mode (Config.Tail) on
+// the real server: the stream's position, its fence and its handovers.
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	outbox "github.com/txoutbox/txoutbox/core"
+)
+
+// tailEnqueue commits msgs in one transaction of the tailing store s.
+func tailEnqueue(t *testing.T, ctx context.Context, s *Store, msgs ...outbox.Message) {
+	t.Helper()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if err := s.Enqueue(ctx, tx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func tailMsg(key, payload string) outbox.Message {
+	return outbox.Message{ID: outbox.NewID(), Topic: "t", Key: key, Payload: []byte(payload)}
+}
+
+// nextRecords takes records from st until it has n of them.
+func nextRecords(t *testing.T, ctx context.Context, st outbox.LogStream, n int) []outbox.LogRecord {
+	t.Helper()
+	var out []outbox.LogRecord
+	for len(out) < n {
+		recs, err := st.Next(ctx, n-len(out))
+		if err != nil {
+			t.Fatalf("Next after %d of %d records: %v", len(out), n, err)
+		}
+		out = append(out, recs...)
+	}
+	return out
+}
+
+// TestAttackTailCloseReportsAckedPosition probes bounded duplicates
+// (promise 4: a duplicate only follows a crash, a lost acknowledgement or
+// an expired lease): a relay that acknowledged a record and then gives the
+// log up cleanly must not leave that record to the next holder.
+//
+// Interleaving: A streams m1, acknowledges it and closes at once, before
+// its receiver's next status report (reports go at most every
+// ackInterval, when the receiver wakes). B takes the slot; m2 is
+// committed; B's first record must be m2. Before the fix, Close ended the
+// receiver without reporting, so the slot stayed before m1 and B published
+// it again.
+func TestAttackTailCloseReportsAckedPosition(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := tailStore(t, Config{})
+	p := outbox.TailParams{Owner: "a", Lease: 20 * time.Second}
+
+	m1 := tailMsg("k", "m1")
+	tailEnqueue(t, ctx, s, m1)
+	a, err := s.TailLog(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := nextRecords(t, ctx, a, 1)
+	if got[0].ID != m1.ID || got[0].Checkpoint == 0 {
+		t.Fatalf("A read %+v, want m1 with its checkpoint", got[0])
+	}
+	a.Ack(got[0].Checkpoint)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	p.Owner = "b"
+	b, err := s.TailLog(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	m2 := tailMsg("k", "m2")
+	tailEnqueue(t, ctx, s, m2)
+	got = nextRecords(t, ctx, b, 1)
+	if got[0].ID != m2.ID {
+		t.Fatalf("B read %s first (m1 %s, m2 %s): A's acknowledgement of m1 was lost when it closed", got[0].Payload, m1.ID, m2.ID)
+	}
+}
