@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -13,6 +14,7 @@ import (
 	"github.com/txoutbox/txoutbox/cmd/outbox/internal/lanetest"
 	"github.com/txoutbox/txoutbox/conformance/servers/pgserver"
 	outbox "github.com/txoutbox/txoutbox/core"
+	pgstore "github.com/txoutbox/txoutbox/stores/postgres"
 )
 
 // TestStatusReplayedAndRelays: a dead letter replayed is shown as
@@ -103,3 +105,68 @@ func TestStatusReplayedAndRelays(t *testing.T) {
 // squeeze turns every run of white space of s into one space, so that
 // tests do not depend on the widths of columns.
 func squeeze(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// TestStatusSlotLeftBehind: an outbox with a replication slot that no
+// relay streams from shows the slot and the WAL it keeps, and warns that it
+// keeps it until a relay takes it or it is dropped; once dropped, status
+// shows no slot.
+func TestStatusSlotLeftBehind(t *testing.T) {
+	t.Parallel()
+	url, schema := pgserver.Schema(t)
+	env := map[string]string{"OUTBOX_STORE_URL": url, "OUTBOX_SCHEMA": schema}
+	ctx := t.Context()
+	tailed, err := pgstore.New(storePool(t, url), pgstore.Config{Schema: schema, Tail: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tailed.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate with Tail: %v", err)
+	}
+	dropped := false
+	drop := func() {
+		if !dropped {
+			dropped = true
+			if err := tailed.DropTail(context.Background()); err != nil {
+				t.Errorf("DropTail: %v", err)
+			}
+		}
+	}
+	t.Cleanup(drop)
+
+	stdout, stderr, code := run(t, env, "", false, "status")
+	for _, want := range []string{
+		"slot " + tailed.Slot() + " (no relay streams from it)",
+		"slot lag ",
+		"WAL retained ",
+		"warning: no relay streams from the replication slot " + tailed.Slot(),
+		"max_slot_wal_keep_size",
+		"outbox migrate --drop-tail",
+	} {
+		if code != 0 || !strings.Contains(squeeze(stdout), want) {
+			t.Errorf("status: exit %d (%s), no %q in\n%s", code, stderr, want, stdout)
+		}
+	}
+	var report struct {
+		Log *struct {
+			Slot          string
+			Missing       bool
+			Holder        string
+			RetainedBytes int64 `json:"retained_bytes"`
+		}
+	}
+	stdout, _, _ = run(t, env, "", false, "status", "--json")
+	if err := json.Unmarshal([]byte(stdout), &report); err != nil || report.Log == nil || report.Log.Slot != tailed.Slot() ||
+		report.Log.Missing || report.Log.Holder != "" || report.Log.RetainedBytes < 0 {
+		t.Errorf("status --json = %s (%v); want log with slot %s, present, no holder", stdout, err, tailed.Slot())
+	}
+
+	drop()
+	stdout, _, _ = run(t, env, "", false, "status")
+	if strings.Contains(stdout, tailed.Slot()) {
+		t.Errorf("status after the slot was dropped still shows one:\n%s", stdout)
+	}
+	stdout, _, _ = run(t, env, "", false, "status", "--json")
+	if err := json.Unmarshal([]byte(stdout), &report); err != nil || report.Log != nil {
+		t.Errorf("status --json after the slot was dropped = %s (%v); want log null", stdout, err)
+	}
+}

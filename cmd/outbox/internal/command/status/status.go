@@ -48,6 +48,15 @@ relay that holds each. One lane lagging alone points at a slow or failing key
 (its messages wait for a retry of the first); all lanes lagging point at the
 relays or the broker.
 
+When the outbox has a replication slot (the log-tailing mode of PostgreSQL,
+migrate and relay with --tail, or a slot that mode left behind), status
+shows it: the relay that streams from it (the others are standbys), how far
+its confirmed position is behind the end of the WAL in bytes and in seconds
+(the seconds need a role with pg_read_all_stats), and the WAL it keeps. A
+slot that no relay streams from keeps all the WAL written since, until a
+relay takes it or PostgreSQL gives it up at max_slot_wal_keep_size, losing
+the messages in it: status warns about it.
+
 --json prints the same numbers with stable field names; --watch refreshes
 them (one JSON document per line with --json).`,
 		Example: `  outbox status --store postgres://app@db:5432/app
@@ -127,6 +136,9 @@ type Report struct {
 	// with pending messages first, the oldest pending message first, then
 	// the most dead letters first (at most 50).
 	Topics []Topic `json:"topics"`
+	// Log is the replication slot of the log-tailing mode, null when the
+	// outbox has none.
+	Log *Log `json:"log"`
 	// Error is set, and the numbers are zero, when a --watch refresh could
 	// not read the statistics.
 	Error string `json:"error,omitempty"`
@@ -151,6 +163,29 @@ type LaneLag struct {
 	OldestPending time.Time `json:"oldest_pending"`
 	// LagSeconds is the report's Time minus OldestPending.
 	LagSeconds float64 `json:"lag_seconds"`
+}
+
+// Log is the replication slot that relays stream from in the log-tailing
+// mode.
+type Log struct {
+	Slot string `json:"slot"`
+	// Missing is true when the slot does not exist (the other fields are
+	// then zero): writers in the tailing mode fail.
+	Missing bool `json:"missing"`
+	// Holder is the owner of the relay streaming from the slot, empty when
+	// none does.
+	Holder string `json:"holder"`
+	// LagBytes is the WAL written past the position the relays confirmed.
+	LagBytes int64 `json:"lag_bytes"`
+	// LagSeconds is the walsender's flush lag, null when unknown (no
+	// holder, nothing unconfirmed for a while, or a role without
+	// pg_read_all_stats).
+	LagSeconds *float64 `json:"lag_seconds"`
+	// RetainedBytes is the WAL that PostgreSQL keeps for the slot.
+	RetainedBytes int64 `json:"retained_bytes"`
+	// Lost is true when PostgreSQL removed WAL the slot needed
+	// (max_slot_wal_keep_size): the messages in it are gone.
+	Lost bool `json:"lost"`
 }
 
 // Topic is the backlog and the dead letters of one topic.
@@ -201,6 +236,10 @@ func NewReport(store string, s outbox.Stats, now time.Time) Report {
 		}
 		r.Topics = append(r.Topics, t)
 	}
+	if l := s.Log; l != nil {
+		r.Log = &Log{Slot: l.Slot, Missing: l.Missing, Holder: l.Holder, LagBytes: l.LagBytes,
+			LagSeconds: l.LagSeconds, RetainedBytes: l.RetainedBytes, Lost: l.Lost}
+	}
 	return r
 }
 
@@ -241,7 +280,9 @@ func (r Report) WriteText(w io.Writer) {
 		fmt.Fprintf(tw, "lanes\t%d\t(%d held by nobody: a relay just started or died)\n", r.Lanes, free)
 	}
 	fmt.Fprintf(tw, "relays\t%d\t%s\n", len(r.Relays), r.relayList())
+	r.writeLog(tw)
 	_ = tw.Flush()
+	r.writeLogWarning(w)
 	r.writeTopics(w)
 	if len(r.Lagging) == 0 {
 		return
@@ -259,6 +300,47 @@ func (r Report) WriteText(w io.Writer) {
 	_ = tw.Flush()
 	if n := len(r.Lagging) - shownLagging; n > 0 {
 		fmt.Fprintf(w, "  … and %d more lagging lanes (--json lists them)\n", n)
+	}
+}
+
+// writeLog writes the lines of the replication slot, if any.
+func (r Report) writeLog(tw io.Writer) {
+	l := r.Log
+	switch {
+	case l == nil:
+		return
+	case l.Missing:
+		fmt.Fprintf(tw, "slot\t%s\t(missing)\n", l.Slot)
+		return
+	case l.Holder == "":
+		fmt.Fprintf(tw, "slot\t%s\t(no relay streams from it)\n", l.Slot)
+	default:
+		fmt.Fprintf(tw, "slot\t%s\t(streamed by %s)\n", l.Slot, l.Holder)
+	}
+	lag := "unknown"
+	if l.LagSeconds != nil {
+		lag = app.RoundDuration(seconds(*l.LagSeconds)).String()
+	}
+	fmt.Fprintf(tw, "slot lag\t%s\t(%s)\n", app.FormatBytes(l.LagBytes), lag)
+	fmt.Fprintf(tw, "WAL retained\t%s\n", app.FormatBytes(l.RetainedBytes))
+}
+
+// writeLogWarning warns about a replication slot that loses or keeps what
+// it should not.
+func (r Report) writeLogWarning(w io.Writer) {
+	l := r.Log
+	switch {
+	case l == nil:
+	case l.Missing:
+		fmt.Fprintf(w, "\nwarning: the replication slot %s does not exist: writers in the log-tailing mode fail until `outbox migrate --tail` creates it.\n", l.Slot)
+	case l.Lost:
+		fmt.Fprintf(w, "\nwarning: PostgreSQL removed WAL that the replication slot %s still needed (max_slot_wal_keep_size): the messages in it are lost. "+
+			"Drop the slot with `outbox migrate --drop-tail` and create it again with `outbox migrate --tail`.\n", l.Slot)
+	case l.Holder == "":
+		fmt.Fprintf(w, "\nwarning: no relay streams from the replication slot %s, which keeps %s of WAL, and more as the database writes: "+
+			"PostgreSQL keeps it until a relay takes the slot, or gives it up past max_slot_wal_keep_size and loses the messages in it. "+
+			"Start a relay with --tail, or, to leave the log-tailing mode, drop the slot with `outbox migrate --drop-tail` (messages still in it are lost).\n",
+			l.Slot, app.FormatBytes(l.RetainedBytes))
 	}
 }
 
