@@ -72,6 +72,7 @@ type StatsCollector struct {
 
 	up, duration, pending, retrying, replayed, dead, oldestAge, lanes *prometheus.Desc
 	relayLanes, lanePending, laneAge                                  *prometheus.Desc
+	logStreaming, logLagBytes, logLagSeconds, logRetained, logLost    *prometheus.Desc
 
 	mu     sync.Mutex // held while Stats runs, so concurrent scrapes share one call
 	last   outbox.Stats
@@ -126,12 +127,20 @@ func NewStatsCollector(sr outbox.StatsReader, cfg StatsConfig) (*StatsCollector,
 			"Pending messages of the lanes whose oldest pending message is oldest (at most 10 lanes), by lane.", "lane"),
 		laneAge: desc("lane_oldest_pending_age_seconds",
 			"Age of the oldest pending message of the same lanes as txoutbox_lane_pending_messages, by lane.", "lane"),
+		logStreaming: desc("log_streaming",
+			"1 if a relay streams from the log (PostgreSQL: the replication slot of the tailing mode), 0 if none does and the slot retains WAL for nobody, or it is missing. Absent without a log."),
+		logLagBytes: desc("log_lag_bytes", "Bytes of the database's log written past the position the relays confirmed in it (absent without a log)."),
+		logLagSeconds: desc("log_lag_seconds",
+			"How long ago the relay streaming from the log was sent the oldest record it has not confirmed (PostgreSQL: the walsender's flush_lag); absent when unknown."),
+		logRetained: desc("log_retained_bytes", "Bytes of the database's log kept for the relays' slot (absent without a log)."),
+		logLost:     desc("log_lost", "1 if the database removed log the slot still needed (PostgreSQL: max_slot_wal_keep_size): its messages are lost (absent without a log)."),
 	}, nil
 }
 
 // Describe implements [prometheus.Collector].
 func (c *StatsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.duration, c.pending, c.retrying, c.replayed, c.dead, c.oldestAge, c.lanes} {
+	for _, d := range []*prometheus.Desc{c.up, c.duration, c.pending, c.retrying, c.replayed, c.dead, c.oldestAge, c.lanes,
+		c.logStreaming, c.logLagBytes, c.logLagSeconds, c.logRetained, c.logLost} {
 		ch <- d
 	}
 	if c.relays {
@@ -163,6 +172,17 @@ func (c *StatsCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
 	gauge(c.oldestAge, ageSeconds(now, st.OldestPending))
 	gauge(c.lanes, float64(st.Lanes))
+	if l := st.Log; l != nil {
+		gauge(c.logStreaming, boolGauge(l.Holder != ""))
+		if !l.Missing {
+			gauge(c.logLagBytes, float64(l.LagBytes))
+			gauge(c.logRetained, float64(l.RetainedBytes))
+			gauge(c.logLost, boolGauge(l.Lost))
+			if l.LagSeconds != nil {
+				gauge(c.logLagSeconds, *l.LagSeconds)
+			}
+		}
+	}
 	if c.relays {
 		// A store should list each owner once; adding up guards the
 		// scrape against a duplicate, which Prometheus would reject.
@@ -186,6 +206,13 @@ func (c *StatsCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.laneAge, ageSeconds(now, l.OldestPending), lane)
 		}
 	}
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // ageSeconds is now minus t, 0 when t is zero (nothing pending) or in the

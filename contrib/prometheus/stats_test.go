@@ -165,7 +165,8 @@ func TestStatsCollectorEmptyOutbox(t *testing.T) {
 	if got := gather(t, reg, "txoutbox_lanes").value; got != outbox.DefaultLanes {
 		t.Errorf("lanes = %v, want %d", got, outbox.DefaultLanes)
 	}
-	for _, name := range []string{"txoutbox_relay_lanes", "txoutbox_lane_pending_messages", "txoutbox_lane_oldest_pending_age_seconds"} {
+	for _, name := range []string{"txoutbox_relay_lanes", "txoutbox_lane_pending_messages", "txoutbox_lane_oldest_pending_age_seconds",
+		"txoutbox_log_streaming", "txoutbox_log_lag_bytes", "txoutbox_log_lag_seconds", "txoutbox_log_retained_bytes", "txoutbox_log_lost"} {
 		if n, err := testutil.GatherAndCount(reg, name); err != nil || n != 0 {
 			t.Errorf("%s: %d series, %v; want none", name, n, err)
 		}
@@ -291,6 +292,43 @@ func TestStatsCollectorLagging(t *testing.T) {
 		}
 	}
 	registry(t, omit)
+}
+
+// The log's gauges follow Stats.Log: all of them for a slot a relay
+// streams from; no lag in seconds when the store does not know it;
+// streaming 0 alone for a missing slot.
+func TestStatsCollectorLog(t *testing.T) {
+	t.Parallel()
+	lag := 1.5
+	for _, c := range []struct {
+		name string
+		log  outbox.LogStats
+		want map[string]float64 // absent names: no series
+	}{
+		{"streamed", outbox.LogStats{Slot: "s", Holder: "a", LagBytes: 300, LagSeconds: &lag, RetainedBytes: 900},
+			map[string]float64{"txoutbox_log_streaming": 1, "txoutbox_log_lag_bytes": 300, "txoutbox_log_lag_seconds": 1.5, "txoutbox_log_retained_bytes": 900, "txoutbox_log_lost": 0}},
+		{"left behind", outbox.LogStats{Slot: "s", LagBytes: 300, RetainedBytes: 900},
+			map[string]float64{"txoutbox_log_streaming": 0, "txoutbox_log_lag_bytes": 300, "txoutbox_log_retained_bytes": 900, "txoutbox_log_lost": 0}},
+		{"lost", outbox.LogStats{Slot: "s", Lost: true},
+			map[string]float64{"txoutbox_log_streaming": 0, "txoutbox_log_lag_bytes": 0, "txoutbox_log_retained_bytes": 0, "txoutbox_log_lost": 1}},
+		{"missing", outbox.LogStats{Slot: "s", Missing: true},
+			map[string]float64{"txoutbox_log_streaming": 0}},
+	} {
+		log := c.log
+		reg := registry(t, newStats(t, fixedStats{stats: outbox.Stats{Lanes: 8, Log: &log}}, outboxprom.StatsConfig{}))
+		for _, name := range []string{"txoutbox_log_streaming", "txoutbox_log_lag_bytes", "txoutbox_log_lag_seconds", "txoutbox_log_retained_bytes", "txoutbox_log_lost"} {
+			want, ok := c.want[name]
+			n, err := testutil.GatherAndCount(reg, name)
+			switch {
+			case err != nil || (ok && n != 1) || (!ok && n != 0):
+				t.Errorf("%s: %s has %d series (%v), want it %v", c.name, name, n, err, map[bool]string{true: "present", false: "absent"}[ok])
+			case ok:
+				if got := gather(t, reg, name).value; got != want {
+					t.Errorf("%s: %s = %v, want %v", c.name, name, got, want)
+				}
+			}
+		}
+	}
 }
 
 func TestStatsConfigErrors(t *testing.T) {
