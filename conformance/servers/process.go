@@ -127,9 +127,14 @@ func (p *Process) waitReady(ctx context.Context) error {
 // seconds later, and waits for it to exit. Calls after the first return the
 // first result.
 func (p *Process) Stop() error {
+	return p.StopWith(p.cfg.StopSignal)
+}
+
+// StopWith is Stop with sig instead of ProcessConfig.StopSignal (nil:
+// SIGTERM), e.g. SIGQUIT for PostgreSQL's immediate shutdown.
+func (p *Process) StopWith(sig os.Signal) error {
 	p.stopOnce.Do(func() {
 		p.drop()
-		sig := p.cfg.StopSignal
 		if sig == nil {
 			sig = syscall.SIGTERM
 		}

@@ -13,6 +13,7 @@ package fence
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -55,7 +56,9 @@ func (f *Fence) Resume() {
 }
 
 // Store returns store behind the fence. The result is an [outbox.Listener]
-// when store is one, so that the relay keeps its wake-ups; the other optional
+// when store is one, so that the relay keeps its wake-ups, and always an
+// [outbox.LogTailer], which tails store's log through the fence when store
+// is one (and says [outbox.ErrUnsupported] otherwise); the other optional
 // capabilities (cleanup, stats, …) are left out.
 func (f *Fence) Store(store outbox.Store) outbox.Store {
 	s := &fencedStore{Store: store, f: f}
@@ -122,6 +125,67 @@ func (s *fencedStore) Settle(ctx context.Context, p outbox.SettleParams) error {
 	}
 	return s.Store.Settle(ctx, p)
 }
+
+// TailLog implements [outbox.LogTailer]: store's log, whose stream is
+// fenced like the store: once killed, its calls fail and it neither
+// acknowledges nor renews its hold (so the hold lapses, as a dead process's
+// would); paused, they wait.
+func (s *fencedStore) TailLog(ctx context.Context, p outbox.TailParams) (outbox.LogStream, error) {
+	t, ok := s.Store.(outbox.LogTailer)
+	if !ok {
+		return nil, fmt.Errorf("fence: %w: the store does not tail its log", outbox.ErrUnsupported)
+	}
+	if err := s.f.check(); err != nil {
+		return nil, err
+	}
+	ls, err := t.TailLog(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return &fencedStream{ls: ls, f: s.f}, nil
+}
+
+type fencedStream struct {
+	ls outbox.LogStream
+	f  *Fence
+}
+
+func (s *fencedStream) Next(ctx context.Context, max int) ([]outbox.LogRecord, error) {
+	if err := s.f.check(); err != nil {
+		return nil, err
+	}
+	return s.ls.Next(ctx, max)
+}
+
+func (s *fencedStream) Ack(pos uint64) {
+	if s.f.check() == nil {
+		s.ls.Ack(pos)
+	}
+}
+
+func (s *fencedStream) Park(ctx context.Context, recs []outbox.Parked) error {
+	if err := s.f.check(); err != nil {
+		return err
+	}
+	return s.ls.Park(ctx, recs)
+}
+
+func (s *fencedStream) ParkedKeys(ctx context.Context, strictOrder bool) ([]string, error) {
+	if err := s.f.check(); err != nil {
+		return nil, err
+	}
+	return s.ls.ParkedKeys(ctx, strictOrder)
+}
+
+func (s *fencedStream) Renew() {
+	if s.f.check() == nil {
+		s.ls.Renew()
+	}
+}
+
+// Close lets the hold go, killed or not: the connection of a process that
+// died is closed by its system.
+func (s *fencedStream) Close() error { return s.ls.Close() }
 
 type fencedListener struct {
 	*fencedStore

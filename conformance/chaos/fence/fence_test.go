@@ -3,6 +3,7 @@ package fence_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -66,5 +67,90 @@ func TestKillCutsTheRelayOff(t *testing.T) {
 	}
 	if taken, err := store.TakeLanes(ctx, outbox.TakeParams{Owner: "b", Lease: time.Minute, Lanes: lanes}); err != nil || len(taken) != 0 {
 		t.Fatalf("the killed relay's lanes did not hold: b took %d, %v", len(taken), err)
+	}
+}
+
+// tailingStore is the memory store with a log whose stream records what
+// reaches it.
+type tailingStore struct {
+	*memory.Store
+	stream *recordingStream
+}
+
+func (s *tailingStore) TailLog(context.Context, outbox.TailParams) (outbox.LogStream, error) {
+	return s.stream, nil
+}
+
+type recordingStream struct {
+	calls []string
+}
+
+func (s *recordingStream) Next(context.Context, int) ([]outbox.LogRecord, error) {
+	s.calls = append(s.calls, "Next")
+	return nil, nil
+}
+func (s *recordingStream) Ack(uint64) { s.calls = append(s.calls, "Ack") }
+func (s *recordingStream) Park(context.Context, []outbox.Parked) error {
+	s.calls = append(s.calls, "Park")
+	return nil
+}
+func (s *recordingStream) ParkedKeys(context.Context, bool) ([]string, error) {
+	s.calls = append(s.calls, "ParkedKeys")
+	return nil, nil
+}
+func (s *recordingStream) Renew()       { s.calls = append(s.calls, "Renew") }
+func (s *recordingStream) Close() error { s.calls = append(s.calls, "Close"); return nil }
+
+// TestFenceKeepsTheLog: the fenced store tails the log of a store that has
+// one (without it the relay would silently poll) and says ErrUnsupported
+// for one that has none; once killed, the stream's calls fail or do
+// nothing (no Ack, no Renew: the hold lapses as a dead process's), except
+// Close.
+func TestFenceKeepsTheLog(t *testing.T) {
+	ctx := context.Background()
+	f := new(fence.Fence)
+	if _, err := f.Store(memory.NewStore(memory.StoreConfig{})).(outbox.LogTailer).TailLog(ctx, outbox.TailParams{}); !errors.Is(err, outbox.ErrUnsupported) {
+		t.Fatalf("TailLog of a fenced store without a log: %v; want ErrUnsupported", err)
+	}
+	rec := &recordingStream{}
+	st, ok := f.Store(&tailingStore{Store: memory.NewStore(memory.StoreConfig{}), stream: rec}).(outbox.LogTailer)
+	if !ok {
+		t.Fatal("the fenced store is not an outbox.LogTailer")
+	}
+	ls, err := st.TailLog(ctx, outbox.TailParams{Owner: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	use := func() (errs []error) {
+		_, err := ls.Next(ctx, 1)
+		errs = append(errs, err)
+		ls.Ack(1)
+		errs = append(errs, ls.Park(ctx, nil))
+		_, err = ls.ParkedKeys(ctx, false)
+		errs = append(errs, err)
+		ls.Renew()
+		return errs
+	}
+	for _, err := range use() {
+		if err != nil {
+			t.Fatalf("a call through an open fence failed: %v", err)
+		}
+	}
+	want := []string{"Next", "Ack", "Park", "ParkedKeys", "Renew"}
+	if !slices.Equal(rec.calls, want) {
+		t.Fatalf("through an open fence the stream got %v; want %v", rec.calls, want)
+	}
+	rec.calls = nil
+	f.Kill()
+	for _, err := range use() {
+		if !errors.Is(err, fence.ErrKilled) {
+			t.Errorf("a call through a killed fence: %v; want ErrKilled", err)
+		}
+	}
+	if _, err := st.TailLog(ctx, outbox.TailParams{Owner: "a"}); !errors.Is(err, fence.ErrKilled) {
+		t.Errorf("TailLog through a killed fence: %v; want ErrKilled", err)
+	}
+	if err := ls.Close(); err != nil || !slices.Equal(rec.calls, []string{"Close"}) {
+		t.Errorf("through a killed fence the stream got %v (Close: %v); want Close only", rec.calls, err)
 	}
 }

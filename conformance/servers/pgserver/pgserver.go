@@ -40,7 +40,15 @@ var finder = servers.Finder[string]{
 		return v, nil
 	},
 	Local: func() (string, error) {
-		url, _, err := startLocal()
+		dir, err := initLocal()
+		if err != nil {
+			return "", err
+		}
+		port, err := servers.FreePort()
+		if err != nil {
+			return "", err
+		}
+		url, _, err := startLocal(dir, port, false)
 		return url, err
 	},
 	Docker: startContainer,
@@ -58,7 +66,12 @@ func URL(t testing.TB) string {
 // name; connections must qualify names with the schema or set search_path.
 func Schema(t testing.TB) (url, schema string) {
 	t.Helper()
-	url = URL(t)
+	return SchemaAt(t, URL(t))
+}
+
+// SchemaAt is Schema on the server at url (a [Process] of the test's own).
+func SchemaAt(t testing.TB, url string) (_, schema string) {
+	t.Helper()
 	schema = servers.Name(t, "outbox")
 	ident := pgx.Identifier{schema}.Sanitize()
 	if err := execOnce(url, "CREATE SCHEMA "+ident); err != nil {
@@ -125,46 +138,55 @@ var binDirs = []string{
 	"/opt/homebrew/opt/postgresql*/bin", // macOS, Homebrew
 }
 
-// startLocal initialises a cluster in a temporary directory and runs
-// postgres itself in the foreground (not pg_ctl, which would detach it) so
-// that it dies with the test binary.
-func startLocal() (string, *servers.Process, error) {
+// initLocal initialises a cluster in a temporary directory and returns the
+// directory.
+func initLocal() (string, error) {
+	bin, err := servers.FindDir([]string{"initdb", "postgres"}, binDirs...)
+	if err != nil {
+		return "", err
+	}
+	user, err := servers.ServiceUser("postgres")
+	if err != nil {
+		return "", err
+	}
+	dir, err := servers.TempDir("postgres", user)
+	if err != nil {
+		return "", err
+	}
+	err = servers.RunCommand(servers.ProcessConfig{
+		Name: "initdb", Path: filepath.Join(bin, "initdb"), Dir: dir, User: user,
+		Args:    []string{"-D", filepath.Join(dir, "data"), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync"},
+		Timeout: 2 * time.Minute,
+	})
+	return dir, err
+}
+
+// startLocal runs postgres on the cluster that initLocal made in dir, in
+// the foreground (not pg_ctl, which would detach it) so that it dies with
+// the test binary. durable keeps synchronous_commit on, so that a commit
+// that returned survives an immediate shutdown (fsync stays off: the
+// machine does not crash).
+func startLocal(dir string, port int, durable bool) (string, *servers.Process, error) {
 	bin, err := servers.FindDir([]string{"initdb", "postgres"}, binDirs...)
 	if err != nil {
 		return "", nil, err
 	}
-	initdb, postgres := filepath.Join(bin, "initdb"), filepath.Join(bin, "postgres")
-
 	user, err := servers.ServiceUser("postgres")
 	if err != nil {
 		return "", nil, err
 	}
-	dir, err := servers.TempDir("postgres", user)
-	if err != nil {
-		return "", nil, err
-	}
-	data := filepath.Join(dir, "data")
-	err = servers.RunCommand(servers.ProcessConfig{
-		Name: "initdb", Path: initdb, Dir: dir, User: user,
-		Args:    []string{"-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync"},
-		Timeout: 2 * time.Minute,
-	})
-	if err != nil {
-		return "", nil, err
-	}
-
-	port, err := servers.FreePort()
-	if err != nil {
-		return "", nil, err
+	syncCommit := "off"
+	if durable {
+		syncCommit = "on"
 	}
 	url := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 	proc, err := servers.StartProcess(servers.ProcessConfig{
-		Name: "postgres", Path: postgres, Dir: dir, User: user,
+		Name: "postgres", Path: filepath.Join(bin, "postgres"), Dir: dir, User: user,
 		Args: []string{
-			"-D", data, "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-k", dir,
+			"-D", filepath.Join(dir, "data"), "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-k", dir,
 			// A throwaway server: durability buys nothing, parallel tests
 			// need connections.
-			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+			"-c", "fsync=off", "-c", "synchronous_commit=" + syncCommit, "-c", "full_page_writes=off",
 			"-c", "max_connections=200",
 			// pgstore's Config.Tail streams from logical replication slots.
 			"-c", "wal_level=logical", "-c", "max_wal_senders=20", "-c", "max_replication_slots=20",

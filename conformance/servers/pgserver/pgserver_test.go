@@ -3,6 +3,7 @@ package pgserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -104,7 +105,15 @@ func TestLocalServer(t *testing.T) {
 	if _, err := servers.FindDir([]string{"initdb", "postgres"}, binDirs...); err != nil {
 		t.Skipf("no local PostgreSQL: %v", err)
 	}
-	dsn, proc, err := startLocal()
+	dir, err := initLocal()
+	if err != nil {
+		t.Fatalf("initdb: %v", err)
+	}
+	port, err := servers.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn, proc, err := startLocal(dir, port, false)
 	if err != nil {
 		t.Fatalf("start local postgres: %v", err)
 	}
@@ -124,5 +133,44 @@ func TestLocalServer(t *testing.T) {
 	if conn, err := net.DialTimeout("tcp", u.Host, time.Second); err == nil {
 		conn.Close()
 		t.Errorf("%s still answers after Stop", u.Host)
+	}
+}
+
+// TestProcessRestart: a Process keeps its URL and its committed data across
+// an immediate shutdown (no checkpoint: recovery from the WAL) and a fast
+// one, and does not answer while stopped.
+func TestProcessRestart(t *testing.T) {
+	t.Parallel()
+	p := Start(t)
+	url := p.URL()
+	if err := execOnce(url, "CREATE TABLE kept (n int); INSERT INTO kept VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	for i, immediate := range []bool{true, false} {
+		if err := execOnce(url, fmt.Sprintf("INSERT INTO kept VALUES (%d)", i+2)); err != nil {
+			t.Fatal(err)
+		}
+		p.Stop(immediate)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := ping(ctx, url); err == nil {
+			t.Errorf("the server answers after Stop(%v)", immediate)
+		}
+		cancel()
+		p.Start()
+		if p.URL() != url {
+			t.Fatalf("URL changed across a restart: %s, then %s", url, p.URL())
+		}
+		var n int
+		ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = conn.QueryRow(ctx, "SELECT count(*) FROM kept").Scan(&n)
+		conn.Close(ctx)
+		cancel()
+		if err != nil || n != i+2 {
+			t.Errorf("after Stop(%v) and Start: %d rows, %v; want %d (every committed row)", immediate, n, err, i+2)
+		}
 	}
 }
