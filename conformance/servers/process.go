@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -248,4 +249,61 @@ func (t *tail) lastLines(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return "; last output: " + strings.Join(lines, " | ")
+}
+
+// Restartable is a local server of one test that the test can stop and
+// start again (on the same port and data, which start keeps). Its methods
+// end the test on failure, so call them from the test's goroutine.
+type Restartable struct {
+	t     testing.TB
+	name  string
+	start func() (*Process, error)
+
+	mu   sync.Mutex
+	proc *Process // nil while stopped
+}
+
+// StartRestartable starts a server with start, which runs it on the same
+// port and data every time, and stops it when t ends.
+func StartRestartable(t testing.TB, name string, start func() (*Process, error)) *Restartable {
+	t.Helper()
+	r := &Restartable{t: t, name: name, start: start}
+	r.Start()
+	t.Cleanup(func() { r.Stop(nil) })
+	return r
+}
+
+// Stop shuts the server down with sig (nil: its StopSignal) and waits
+// until it has exited. Stopping a stopped server does nothing.
+func (r *Restartable) Stop(sig os.Signal) {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.proc == nil {
+		return
+	}
+	if sig == nil {
+		sig = r.proc.cfg.StopSignal
+	}
+	err := r.proc.StopWith(sig)
+	r.proc = nil
+	if err != nil {
+		r.t.Errorf("%s: %v", r.name, err)
+	}
+}
+
+// Start starts the server again and waits until it answers. Starting a
+// running server does nothing.
+func (r *Restartable) Start() {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.proc != nil {
+		return
+	}
+	proc, err := r.start()
+	if err != nil {
+		r.t.Fatalf("%s: start: %v", r.name, err)
+	}
+	r.proc = proc
 }

@@ -2,7 +2,6 @@ package natsserver
 
 import (
 	"fmt"
-	"sync"
 	"testing"
 
 	"github.com/txoutbox/txoutbox/conformance/servers"
@@ -13,13 +12,8 @@ import (
 // JetStream data outlives the outage. Its methods end the test on failure, so
 // call them from the test's goroutine.
 type Process struct {
-	t    testing.TB
-	bin  string
-	dir  string
+	r    *servers.Restartable
 	port int
-
-	mu   sync.Mutex
-	proc *servers.Process // nil while stopped
 }
 
 // Start starts a local nats-server with JetStream for this test, stopped when
@@ -37,9 +31,15 @@ func Start(t testing.TB) *Process {
 	if err != nil {
 		t.Fatalf("natsserver: %v", err)
 	}
-	p := &Process{t: t, bin: bin, dir: t.TempDir(), port: port}
-	p.Start()
-	t.Cleanup(p.Stop)
+	dir := t.TempDir()
+	p := &Process{port: port}
+	p.r = servers.StartRestartable(t, "natsserver", func() (*servers.Process, error) {
+		proc, err := startServer(bin, port, dir)
+		if err != nil {
+			err = fmt.Errorf("nats-server on port %d: %w", port, err)
+		}
+		return proc, err
+	})
 	return p
 }
 
@@ -50,32 +50,8 @@ func (p *Process) URL() string {
 
 // Stop shuts the server down gracefully and waits until it has exited.
 // Stopping a stopped server does nothing.
-func (p *Process) Stop() {
-	p.t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.proc == nil {
-		return
-	}
-	err := p.proc.Stop()
-	p.proc = nil
-	if err != nil {
-		p.t.Errorf("natsserver: %v", err)
-	}
-}
+func (p *Process) Stop() { p.r.Stop(nil) }
 
 // Start starts the server again on the same port and store directory and
 // waits until JetStream answers. Starting a running server does nothing.
-func (p *Process) Start() {
-	p.t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.proc != nil {
-		return
-	}
-	proc, err := startServer(p.bin, p.port, p.dir)
-	if err != nil {
-		p.t.Fatalf("natsserver: start nats-server on port %d: %v", p.port, err)
-	}
-	p.proc = proc
-}
+func (p *Process) Start() { p.r.Start() }
