@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/txoutbox/txoutbox/cmd/outbox/internal/app"
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
@@ -27,6 +28,7 @@ type overviewData struct {
 	Relays     []relayRow `json:"relays"`
 	Lagging    []laneRow  `json:"lagging"`
 	Topics     []topicRow `json:"topics"`
+	Log        *logRow    `json:"log"` // the replication slot of the log-tailing mode, null without one
 	Warnings   []warning  `json:"warnings"`
 	Series     series     `json:"series"`
 	Interval   float64    `json:"interval_seconds"`
@@ -66,6 +68,32 @@ type topicRow struct {
 	PublishLagSeconds float64 `json:"publish_lag_seconds"`
 	Retried           int64   `json:"retried"`
 	DeadLettered      int64   `json:"dead_lettered"` // by the relay of this process
+}
+
+// logRow is the replication slot that relays stream from in the
+// log-tailing mode (outbox.Stats.Log), with a sentence that says it all.
+type logRow struct {
+	app.Log
+	Summary string `json:"summary"`
+}
+
+func newLogRow(l outbox.LogStats) *logRow {
+	row := logRow{Log: *app.NewLog(&l)}
+	switch {
+	case l.Missing:
+		row.Summary = "Slot " + l.Slot + " is missing."
+		return &row
+	case l.Holder == "":
+		row.Summary = "Slot " + l.Slot + ": no relay streams from it"
+	default:
+		row.Summary = "Slot " + l.Slot + ": streamed by " + l.Holder
+	}
+	lag := "unknown"
+	if l.LagSeconds != nil {
+		lag = roundDuration(time.Duration(*l.LagSeconds * float64(time.Second))).String()
+	}
+	row.Summary += "; lag " + app.FormatBytes(l.LagBytes) + " (" + lag + "); WAL retained " + app.FormatBytes(l.RetainedBytes) + "."
+	return &row
 }
 
 // series are the charts' points, oldest first; T in Unix seconds.
@@ -116,6 +144,9 @@ func (s *Server) overviewData() overviewData {
 		d.Lagging = append(d.Lagging, row)
 	}
 	d.Topics = topicRows(last, sn.Topics)
+	if st.Log != nil {
+		d.Log = newLogRow(*st.Log)
+	}
 	var prev *sample
 	for i := range sn.Samples {
 		smp := &sn.Samples[i]

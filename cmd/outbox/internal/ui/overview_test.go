@@ -139,6 +139,12 @@ func TestOverviewWarnings(t *testing.T) {
 			return ss
 		}(), []string{"The lag keeps growing: from 5s to 55s over the last 50s"}},
 		{"unreadable", []sample{{Time: base, Err: errors.New("connection refused")}}, []string{"Cannot read the statistics: connection refused"}},
+		{"slot streamed", []sample{at(base, 0, outbox.Stats{Lanes: 4, Relays: relay("a"), Log: &outbox.LogStats{Slot: "s", Holder: "a", RetainedBytes: 1 << 20}})},
+			[]string{"2 of 4 lanes"}},
+		{"slot left behind", []sample{at(base, 0, outbox.Stats{Lanes: 4, Log: &outbox.LogStats{Slot: "s", RetainedBytes: 3 << 30}})},
+			[]string{"No relay streams from the replication slot s, which keeps 3.0 GiB of WAL"}},
+		{"slot lost", []sample{at(base, 0, outbox.Stats{Lanes: 4, Log: &outbox.LogStats{Slot: "s", Holder: "a", Lost: true}})},
+			[]string{"PostgreSQL removed WAL that the replication slot s still needed"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := newSampler(nil, 2*time.Second, 10*time.Minute)
@@ -246,5 +252,43 @@ func TestSamplingSlowsDownWhenNobodyWatches(t *testing.T) {
 		if got := s.due(base); got != c.want {
 			t.Errorf("%s: due = %v; want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// logStats adds a replication slot to the statistics of an outbox.
+type logStats struct {
+	outbox.StatsReader
+	log outbox.LogStats
+}
+
+func (l logStats) Stats(ctx context.Context) (outbox.Stats, error) {
+	st, err := l.StatsReader.Stats(ctx)
+	st.Log = &l.log
+	return st, err
+}
+
+// The overview shows the replication slot of an outbox whose relays tail
+// its log, and says nothing of one without.
+func TestOverviewShowsTheSlot(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{})
+	f.sample()
+	if _, page := f.get("/"); strings.Contains(page, "Replication slot") {
+		t.Errorf("overview of an outbox without a slot shows one:\n%s", page)
+	}
+
+	lag := 2.0
+	f.srv.sampler.stats = logStats{f.store, outbox.LogStats{Slot: "txoutbox_s_outbox", Holder: "relay-1", LagBytes: 2048, LagSeconds: &lag, RetainedBytes: 3 << 20}}
+	f.sample()
+	want := "Slot txoutbox_s_outbox: streamed by relay-1; lag 2.0 KiB (2s); WAL retained 3.0 MiB."
+	_, page := f.get("/")
+	mustContain(t, "overview", page, "<h2>Replication slot</h2>", want)
+	_, raw := f.get("/api/overview")
+	var d overviewData
+	if err := json.Unmarshal([]byte(raw), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Log == nil || d.Log.Summary != want || d.Log.Holder != "relay-1" || d.Log.LagBytes != 2048 || d.Log.LagSeconds == nil || *d.Log.LagSeconds != 2 {
+		t.Errorf("log %+v; want relay-1 streaming, 2048 bytes and 2s behind, summary %q", d.Log, want)
 	}
 }

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/txoutbox/txoutbox/cmd/outbox/internal/app"
 	outbox "github.com/txoutbox/txoutbox/core"
 )
 
@@ -291,7 +293,8 @@ type warning struct {
 }
 
 // warnings derives what matters from the samples: no relay, lanes held by
-// nobody, lanes that do not move, relays gone, a lag that keeps growing.
+// nobody, lanes that do not move, relays gone, a replication slot missing,
+// lost or streamed by no relay, a lag that keeps growing.
 func (sn snapshot) warnings(stallAfter time.Duration) []warning {
 	last, ok := sn.latest()
 	if !ok {
@@ -328,6 +331,15 @@ func (sn snapshot) warnings(stallAfter time.Duration) []warning {
 		}
 		ws = append(ws, warning{"warn", fmt.Sprintf("Lane %d has not moved for %s: %d pending, held by %s (a retrying or poison message at its head, or a stuck relay).",
 			l.Lane, roundDuration(last.Time.Sub(sn.LaneMoved[l.Lane])), l.Pending, owner)})
+	}
+	if st.Log != nil {
+		if text := app.LogWarning(*st.Log); text != "" {
+			level := "warn"
+			if st.Log.Missing || st.Log.Lost {
+				level = "error"
+			}
+			ws = append(ws, warning{level, strings.ToUpper(text[:1]) + text[1:]})
+		}
 	}
 	if from, to, span, ok := sn.lagGrowing(); ok {
 		ws = append(ws, warning{"warn", fmt.Sprintf("The lag keeps growing: from %s to %s over the last %s.", roundDuration(from), roundDuration(to), roundDuration(span))})

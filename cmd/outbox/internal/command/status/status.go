@@ -138,7 +138,7 @@ type Report struct {
 	Topics []Topic `json:"topics"`
 	// Log is the replication slot of the log-tailing mode, null when the
 	// outbox has none.
-	Log *Log `json:"log"`
+	Log *app.Log `json:"log"`
 	// Error is set, and the numbers are zero, when a --watch refresh could
 	// not read the statistics.
 	Error string `json:"error,omitempty"`
@@ -163,29 +163,6 @@ type LaneLag struct {
 	OldestPending time.Time `json:"oldest_pending"`
 	// LagSeconds is the report's Time minus OldestPending.
 	LagSeconds float64 `json:"lag_seconds"`
-}
-
-// Log is the replication slot that relays stream from in the log-tailing
-// mode.
-type Log struct {
-	Slot string `json:"slot"`
-	// Missing is true when the slot does not exist (the other fields are
-	// then zero): writers in the tailing mode fail.
-	Missing bool `json:"missing"`
-	// Holder is the owner of the relay streaming from the slot, empty when
-	// none does.
-	Holder string `json:"holder"`
-	// LagBytes is the WAL written past the position the relays confirmed.
-	LagBytes int64 `json:"lag_bytes"`
-	// LagSeconds is the walsender's flush lag, null when unknown (no
-	// holder, nothing unconfirmed for a while, or a role without
-	// pg_read_all_stats).
-	LagSeconds *float64 `json:"lag_seconds"`
-	// RetainedBytes is the WAL that PostgreSQL keeps for the slot.
-	RetainedBytes int64 `json:"retained_bytes"`
-	// Lost is true when PostgreSQL removed WAL the slot needed
-	// (max_slot_wal_keep_size): the messages in it are gone.
-	Lost bool `json:"lost"`
 }
 
 // Topic is the backlog and the dead letters of one topic.
@@ -236,10 +213,7 @@ func NewReport(store string, s outbox.Stats, now time.Time) Report {
 		}
 		r.Topics = append(r.Topics, t)
 	}
-	if l := s.Log; l != nil {
-		r.Log = &Log{Slot: l.Slot, Missing: l.Missing, Holder: l.Holder, LagBytes: l.LagBytes,
-			LagSeconds: l.LagSeconds, RetainedBytes: l.RetainedBytes, Lost: l.Lost}
-	}
+	r.Log = app.NewLog(s.Log)
 	return r
 }
 
@@ -328,19 +302,10 @@ func (r Report) writeLog(tw io.Writer) {
 // writeLogWarning warns about a replication slot that loses or keeps what
 // it should not.
 func (r Report) writeLogWarning(w io.Writer) {
-	l := r.Log
-	switch {
-	case l == nil:
-	case l.Missing:
-		fmt.Fprintf(w, "\nwarning: the replication slot %s does not exist: writers in the log-tailing mode fail until `outbox migrate --tail` creates it.\n", l.Slot)
-	case l.Lost:
-		fmt.Fprintf(w, "\nwarning: PostgreSQL removed WAL that the replication slot %s still needed (max_slot_wal_keep_size): the messages in it are lost. "+
-			"Drop the slot with `outbox migrate --drop-tail` and create it again with `outbox migrate --tail`.\n", l.Slot)
-	case l.Holder == "":
-		fmt.Fprintf(w, "\nwarning: no relay streams from the replication slot %s, which keeps %s of WAL, and more as the database writes: "+
-			"PostgreSQL keeps it until a relay takes the slot, or gives it up past max_slot_wal_keep_size and loses the messages in it. "+
-			"Start a relay with --tail, or, to leave the log-tailing mode, drop the slot with `outbox migrate --drop-tail` (messages still in it are lost).\n",
-			l.Slot, app.FormatBytes(l.RetainedBytes))
+	if l := r.Log; l != nil {
+		if text := app.LogWarning(outbox.LogStats(*l)); text != "" {
+			fmt.Fprintf(w, "\nwarning: %s\n", text)
+		}
 	}
 }
 

@@ -83,6 +83,7 @@
       li.textContent = w.text;
       warnings.appendChild(li);
     }
+    if (d.log) text("log", d.log.summary);
     chart("chart-pending", d.series.t || [], d.series.pending || []);
     chart("chart-lag", d.series.t || [], d.series.lag || []);
     chart("chart-rate", d.series.t || [], d.series.rate || []);
