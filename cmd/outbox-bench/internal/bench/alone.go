@@ -42,18 +42,30 @@ func (b *bencher) storeAlone(ctx context.Context, s storeTarget, sr *StoreReport
 			b.progress.done("%s rows/s", number(m.Median))
 		}
 	}
-	if c.runs(ScenarioEnqueue) {
-		b.progress.step("%s: enqueue overhead, %d writers, %v per case (%d rounds)", sr.Kind, c.Writers, c.EnqueueDuration, c.Rounds)
-		res, err := b.enqueue(ctx, s, sr.Kind)
+	_, tails := s.(tailTarget)
+	for _, tail := range []bool{false, true} {
+		scenario, what, failure := ScenarioEnqueue, "", sr.Kind+" enqueue overhead"
+		if tail {
+			scenario, what, failure = ScenarioTail, " on a tailed outbox (Config.Tail)", failure+", tailed"
+		}
+		if !c.runs(ScenarioEnqueue) || (tail && (!tails || !c.runs(ScenarioTail))) {
+			continue
+		}
+		b.progress.step("%s: enqueue overhead%s, %d writers, %v per case (%d rounds)", sr.Kind, what, c.Writers, c.EnqueueDuration, c.Rounds)
+		res, err := b.enqueue(ctx, s, sr.Kind, tail)
 		switch {
-		case skip(&sr.Skipped, ScenarioEnqueue, err):
-			b.progress.done("skipped: %s", sr.Skipped[ScenarioEnqueue])
+		case skip(&sr.Skipped, scenario, err):
+			b.progress.done("skipped: %s", sr.Skipped[scenario])
 		case err != nil:
-			if err := b.failed(ctx, sr.Kind+" enqueue overhead", err); err != nil {
+			if err := b.failed(ctx, failure, err); err != nil {
 				return err
 			}
 		default:
-			sr.Enqueue = res
+			if tail {
+				sr.TailEnqueue = res
+			} else {
+				sr.Enqueue = res
+			}
 			b.progress.done("+1 message: %.2f×, +10 messages: %.2f×", res.Cases[1].Ratio, res.Cases[2].Ratio)
 		}
 	}
@@ -97,16 +109,19 @@ func (b *bencher) storeAlone(ctx context.Context, s storeTarget, sr *StoreReport
 // so that drift hits them alike. A txoutbox relay runs all along, woken as
 // the store wakes it, publishing to the in-memory broker: what a service's
 // outbox costs is its writes and the relay's reads and settles together.
-func (b *bencher) enqueue(ctx context.Context, s storeTarget, kind string) (*EnqueueResult, error) {
+// With tail, the outbox is tailed (its relay streams the log, which
+// decodes every transaction, the business ones alone too), and the cases
+// are alone, +1 and +10.
+func (b *bencher) enqueue(ctx context.Context, s storeTarget, kind string, tail bool) (*EnqueueResult, error) {
 	if kind == "memory" {
 		return nil, unsupported("the memory store has no business table to compare with")
 	}
 	c := b.cfg
-	o, err := s.newOutbox(ctx, tag("enqueue"), c.Writers)
+	o, err := b.newOutbox(ctx, s, tag("enqueue"), c.Writers, tail)
 	if err != nil {
 		return nil, err
 	}
-	defer o.drop(context.WithoutCancel(ctx)) //nolint:errcheck // best effort
+	defer b.dropOutbox(ctx, o, tail)
 	t, err := newMemoryBroker().newTopic(ctx, tag("enqueue"))
 	if err != nil {
 		return nil, err
@@ -119,12 +134,17 @@ func (b *bencher) enqueue(ctx context.Context, s storeTarget, kind string) (*Enq
 	}
 	relay.start(ctx)
 	defer relay.stop()
+	if tail && !c.EnqueueAlone {
+		if err := relay.holding(ctx); err != nil {
+			return nil, err
+		}
+	}
 	res := &EnqueueResult{Writers: c.Writers, Relay: !c.EnqueueAlone, Cases: []EnqueueCase{
 		{Name: "transaction alone"},
 		{Name: "+1 message", Messages: 1},
 		{Name: "+10 messages", Messages: 10},
 	}}
-	if kind == "postgres" {
+	if kind == "postgres" && !tail {
 		for i := range res.Cases[1:] {
 			res.Cases[1+i].Notify = NotifyInterval
 		}
@@ -151,6 +171,12 @@ func (b *bencher) enqueue(ctx context.Context, s storeTarget, kind string) (*Enq
 	case err := <-relay.failed:
 		return nil, fmt.Errorf("the relay running beside the writers failed: %w", err)
 	default:
+	}
+	if !c.EnqueueAlone {
+		relay.stop()
+		if err := tailed(tail, relay.timings); err != nil {
+			return nil, err
+		}
 	}
 	for i := range res.Cases {
 		res.Cases[i].Ratio = ratio(res.Cases[0].TxPerSec.Median, res.Cases[i].TxPerSec.Median)

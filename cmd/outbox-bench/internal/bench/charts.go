@@ -86,6 +86,7 @@ func (d *svgDoc) finish(title, subtitle string) string {
 // percentiles from dark to light.
 var (
 	simpleColour   = "#8c959f"
+	tailColour     = "#1a7f37"
 	relayColours   = []string{"#0969da", "#3b8eea", "#74b3f2", "#a9d1f7"}
 	latencyColours = [3]string{"#0a3069", "#218bff", "#a5d6ff"}
 )
@@ -100,6 +101,9 @@ func drainSVG(r *Report) string {
 			if d.PerSec.Valid() {
 				top = math.Max(top, d.PerSec.Max)
 			}
+		}
+		if d := p.TailDrain; d != nil && d.PerSec.Valid() {
+			top = math.Max(top, d.PerSec.Max)
 		}
 	}
 	if top == 0 {
@@ -127,6 +131,9 @@ func drainSVG(r *Report) string {
 			if dr.PerSec.Valid() {
 				bars = append(bars, bar{plural(dr.Relays, "txoutbox relay"), &dr.PerSec, relayColours[min(i, len(relayColours)-1)]})
 			}
+		}
+		if dr := p.TailDrain; dr != nil && dr.PerSec.Valid() {
+			bars = append(bars, bar{"1 relay tailing the WAL", &dr.PerSec, tailColour})
 		}
 		if len(bars) == 0 {
 			continue

@@ -75,6 +75,10 @@ and in the same run the ceilings and the baseline its figures are read against:
             timed until a consumer has seen them all
   latency   commit → broker ack, p50/p99/p999, at 1,000 and 5,000 events/s for 20 s
   idle      the store calls per second of one relay on an empty outbox
+  tail      PostgreSQL: enqueue, drain (one relay) and latency again on an outbox whose
+            relay tails the WAL (pgstore Config.Tail: pg_logical_emit_message and a
+            logical replication slot, created per measurement and dropped after it;
+            needs wal_level = logical, else skipped with the reason)
 
 Each measurement works in a schema, table, topic or stream of its own, created
 for it and dropped at its end. Stores: postgres://…, mysql://… (or a
@@ -147,7 +151,7 @@ clone of the repository: go run ./cmd/outbox-bench …`,
 	fs.DurationVar(&cfg.IdleDuration, "idle-duration", 0, "how long the idle measurement counts one relay's store calls (default 30s)")
 	fs.IntVar(&cfg.Retained, "retained", 0, "delivered records the table-growth measurement retains (default 1,000,000)")
 	fs.IntVar(&cfg.ReadRounds, "read-rounds", 0, "reads (each with the settle of what it read) timed per table-growth round (default 20)")
-	fs.StringSliceVar(&cfg.Skip, "skip", nil, "scenarios to leave out: enqueue, insert, growth, idle, produce, simple, drain, latency")
+	fs.StringSliceVar(&cfg.Skip, "skip", nil, "scenarios to leave out: enqueue, insert, growth, idle, produce, simple, drain, latency, tail")
 	fs.IntVar(&cfg.Relay.BatchSize, "batch-size", 0, "txoutbox relays' batch size (default: the relay's, 500)")
 	fs.IntVar(&cfg.Relay.Concurrency, "concurrency", 0, "txoutbox relays' concurrent batches (default: the relay's, 4)")
 	fs.DurationVar(&cfg.Relay.PollInterval, "poll-interval", 0, "txoutbox relays' longest idle wait (default: the relay's, 1s)")

@@ -100,7 +100,11 @@ type Config struct {
 	Relay outbox.RelayConfig
 
 	// Skip names scenarios to leave out: "enqueue", "insert", "growth",
-	// "produce", "drain", "simple", "latency".
+	// "idle", "produce", "drain", "simple", "latency", "tail". The tail
+	// scenario is the enqueue, drain (one relay) and latency measurements
+	// again on outboxes whose relay tails the database's log (PostgreSQL
+	// with pgstore's Config.Tail; it needs wal_level = logical), each run
+	// when its own scenario runs too.
 	Skip []string
 
 	// ProfileDir, when set, receives a CPU profile of this process for
@@ -126,10 +130,14 @@ const (
 	ScenarioSimple  = "simple"
 	ScenarioLatency = "latency"
 	ScenarioIdle    = "idle"
+	ScenarioTail    = "tail"
 )
 
 var scenarios = []string{ScenarioEnqueue, ScenarioInsert, ScenarioGrowth, ScenarioProduce,
-	ScenarioDrain, ScenarioSimple, ScenarioLatency, ScenarioIdle}
+	ScenarioDrain, ScenarioSimple, ScenarioLatency, ScenarioIdle, ScenarioTail}
+
+// runsTail reports whether the tail variant of scenario runs.
+func (c Config) runsTail(scenario string) bool { return c.runs(ScenarioTail) && c.runs(scenario) }
 
 // withDefaults fills the zero fields of c and checks the others.
 func (c Config) withDefaults() (Config, error) {

@@ -24,21 +24,22 @@ func (b *bencher) pair(ctx context.Context, s storeTarget, br brokerTarget, sr *
 			pr.Drain = append(pr.Drain, DrainResult{Relays: n})
 		}
 	}
-	if runSimple || c.runs(ScenarioDrain) {
+	_, tails := s.(tailTarget)
+	var tail *DrainResult // the drain by one relay tailing the log
+	if tails && c.runsTail(ScenarioDrain) {
+		tail = &DrainResult{Relays: 1}
+	}
+	if runSimple || c.runs(ScenarioDrain) || tail != nil {
 		var simple Measure
 		for round := range c.Rounds {
 			if runSimple {
 				b.progress.step("%s: drain %s records with the simple relay (round %d/%d)", name, number(float64(c.Backlog)), round+1, c.Rounds)
-				r, _, err := b.drain(ctx, s, br, sr, 0, fmt.Sprintf("drain-%s-%s-simple-%d", sr.Label(), brr.Label(), round+1))
-				switch {
-				case skip(&pr.Skipped, ScenarioSimple, err):
-					b.progress.done("skipped: %s", pr.Skipped[ScenarioSimple])
-					runSimple = false
-				case err != nil:
-					if err := b.failed(ctx, name+" simple relay drain", err); err != nil {
-						return err
-					}
-				default:
+				r, _, err := b.drain(ctx, s, br, sr, 0, false, fmt.Sprintf("drain-%s-%s-simple-%d", sr.Label(), brr.Label(), round+1))
+				var good bool
+				if good, runSimple, err = b.outcome(ctx, pr, ScenarioSimple, name+" simple relay drain", err); err != nil {
+					return err
+				}
+				if good {
 					simple.add(r)
 					b.progress.done("%s ev/s", number(r))
 				}
@@ -46,7 +47,7 @@ func (b *bencher) pair(ctx context.Context, s storeTarget, br brokerTarget, sr *
 			for i := range pr.Drain {
 				d := &pr.Drain[i]
 				b.progress.step("%s: drain %s records with %s (round %d/%d)", name, number(float64(c.Backlog)), plural(d.Relays, "txoutbox relay"), round+1, c.Rounds)
-				r, bd, err := b.drain(ctx, s, br, sr, d.Relays, fmt.Sprintf("drain-%s-%s-%d-%d", sr.Label(), brr.Label(), d.Relays, round+1))
+				r, bd, err := b.drain(ctx, s, br, sr, d.Relays, false, fmt.Sprintf("drain-%s-%s-%d-%d", sr.Label(), brr.Label(), d.Relays, round+1))
 				if err != nil {
 					if err := b.failed(ctx, fmt.Sprintf("%s drain with %d relays", name, d.Relays), err); err != nil {
 						return err
@@ -58,13 +59,29 @@ func (b *bencher) pair(ctx context.Context, s storeTarget, br brokerTarget, sr *
 				b.progress.done("%s ev/s; per read of %.0f: read %.1f ms; publish %.1f ms, settle %.1f ms per batch; %d empty reads",
 					number(r), bd.RecordsPerRead, bd.ReadMs, bd.PublishMs, bd.SettleMs, bd.EmptyReads)
 			}
+			if tail != nil {
+				b.progress.step("%s: drain %s records with 1 txoutbox relay tailing the WAL (round %d/%d)", name, number(float64(c.Backlog)), round+1, c.Rounds)
+				r, bd, err := b.drain(ctx, s, br, sr, 1, true, fmt.Sprintf("drain-%s-%s-tail-%d", sr.Label(), brr.Label(), round+1))
+				good, keep, err := b.outcome(ctx, pr, ScenarioTail, name+" drain by a relay tailing the WAL", err)
+				switch {
+				case err != nil:
+					return err
+				case !keep:
+					tail = nil
+				case good:
+					tail.PerSec.add(r)
+					tail.Breakdowns = append(tail.Breakdowns, *bd)
+					b.progress.done("%s ev/s; per log read of %.0f: %.2f ms; publish %.1f ms per batch; %d parks",
+						number(r), bd.RecordsPerLogRead, bd.LogReadMs, bd.PublishMs, bd.Parks)
+				}
+			}
 		}
 		if c.runs(ScenarioDrain) && c.HotKeys > 0 && c.HotKeys < c.Keys {
 			hot := DrainResult{Relays: 1}
 			b.keys = c.HotKeys
 			for round := range c.Rounds {
 				b.progress.step("%s: drain %s records over %d hot keys with 1 txoutbox relay (round %d/%d)", name, number(float64(c.Backlog)), c.HotKeys, round+1, c.Rounds)
-				r, bd, err := b.drain(ctx, s, br, sr, 1, fmt.Sprintf("drain-%s-%s-hot-%d", sr.Label(), brr.Label(), round+1))
+				r, bd, err := b.drain(ctx, s, br, sr, 1, false, fmt.Sprintf("drain-%s-%s-hot-%d", sr.Label(), brr.Label(), round+1))
 				if err != nil {
 					if err := b.failed(ctx, name+" hot-keys drain", err); err != nil {
 						b.keys = 0
@@ -85,8 +102,17 @@ func (b *bencher) pair(ctx context.Context, s storeTarget, br brokerTarget, sr *
 		if simple.Valid() {
 			pr.Simple = &simple
 		}
+		if tail != nil && tail.PerSec.Valid() {
+			pr.TailDrain = tail
+		}
+		drains := make([]*DrainResult, 0, len(pr.Drain)+1)
 		for i := range pr.Drain {
-			d := &pr.Drain[i]
+			drains = append(drains, &pr.Drain[i])
+		}
+		if pr.TailDrain != nil {
+			drains = append(drains, pr.TailDrain)
+		}
+		for _, d := range drains {
 			if pr.Simple != nil {
 				d.VsSimple = ratio(d.PerSec.Median, pr.Simple.Median)
 			}
@@ -108,30 +134,39 @@ func (b *bencher) pair(ctx context.Context, s storeTarget, br brokerTarget, sr *
 	if !c.runs(ScenarioLatency) {
 		return nil
 	}
+	runTail := tails && c.runs(ScenarioTail)
 	for _, rate := range c.Rates {
-		for _, simple := range []bool{false, true} {
-			relay := "txoutbox"
-			if simple {
-				relay = "simple"
+		for _, relay := range []string{RelayTxoutbox, RelayTail, RelaySimple} {
+			scenario := ScenarioLatency
+			switch relay {
+			case RelaySimple:
 				if !runSimple {
 					continue
 				}
+				scenario = ScenarioSimple
+			case RelayTail:
+				if !runTail {
+					continue
+				}
+				scenario = ScenarioTail
 			}
 			b.progress.step("%s: commit → broker-ack latency at %s ev/s for %v, %s relay", name, number(float64(rate)), c.LatencyDuration, relay)
-			res, err := b.latency(ctx, s, br, rate, simple, fmt.Sprintf("latency-%s-%s-%s-%d", sr.Label(), brr.Label(), relay, rate))
-			switch {
-			case skip(&pr.Skipped, ScenarioSimple, err):
-				b.progress.done("skipped: %s", pr.Skipped[ScenarioSimple])
-				continue
-			case err != nil:
-				if err := b.failed(ctx, fmt.Sprintf("%s latency at %d ev/s, %s relay", name, rate, relay), err); err != nil {
-					return err
-				}
+			res, err := b.latency(ctx, s, br, rate, relay, fmt.Sprintf("latency-%s-%s-%s-%d", sr.Label(), brr.Label(), relay, rate))
+			good, keep, err := b.outcome(ctx, pr, scenario, fmt.Sprintf("%s latency at %d ev/s, %s relay", name, rate, relay), err)
+			if err != nil {
+				return err
+			}
+			if !keep && relay == RelayTail {
+				runTail = false
+			}
+			if !good {
 				continue
 			}
 			pr.Latency = append(pr.Latency, res)
 			per := ""
-			if bd := res.Breakdown; bd != nil {
+			if bd := res.Breakdown; bd != nil && relay == RelayTail {
+				per = fmt.Sprintf("; per log read of %.1f: %.2f ms (waits included); publish %.2f ms per batch; %d parks", bd.RecordsPerLogRead, bd.LogReadMs, bd.PublishMs, bd.Parks)
+			} else if bd != nil {
 				per = fmt.Sprintf("; per read of %.1f: read %.2f ms; publish %.2f ms, settle %.2f ms per batch", bd.RecordsPerRead, bd.ReadMs, bd.PublishMs, bd.SettleMs)
 			}
 			b.progress.done("p50 %s, p99 %s, p999 %s ms over %d events (%s ev/s achieved)%s",
@@ -140,11 +175,11 @@ func (b *bencher) pair(ctx context.Context, s storeTarget, br brokerTarget, sr *
 	}
 	for i := range pr.Latency {
 		l := &pr.Latency[i]
-		if l.Relay != "txoutbox" {
+		if l.Relay == RelaySimple {
 			continue
 		}
 		for _, o := range pr.Latency {
-			if o.Relay == "simple" && o.Rate == l.Rate {
+			if o.Relay == RelaySimple && o.Rate == l.Rate {
 				l.VsSimpleP99 = ratio(l.P99, o.P99)
 			}
 		}
@@ -152,16 +187,33 @@ func (b *bencher) pair(ctx context.Context, s storeTarget, br brokerTarget, sr *
 	return nil
 }
 
+// outcome sorts out the error of a measurement of a pair that the pair may
+// not support (the simple relay, tailing): it records a skip (keep false)
+// or a failure, and reports whether the measurement is good; err is set
+// when the run must stop.
+func (b *bencher) outcome(ctx context.Context, pr *PairReport, scenario, what string, merr error) (good, keep bool, err error) {
+	switch {
+	case skip(&pr.Skipped, scenario, merr):
+		b.progress.done("skipped: %s", pr.Skipped[scenario])
+		return false, false, nil
+	case merr != nil:
+		return false, true, b.failed(ctx, what, merr)
+	}
+	return true, true, nil
+}
+
 // drain fills a fresh outbox with the backlog, then times its move to a
 // fresh topic by relays txoutbox relays (0: the simple relay) until a
-// consumer has seen every record.
-func (b *bencher) drain(ctx context.Context, s storeTarget, br brokerTarget, sr *StoreReport, relays int, name string) (float64, *Breakdown, error) {
+// consumer has seen every record. With tail, the outbox is tailed: the
+// backlog waits in the log (no relay runs while it is written), and the
+// relay publishes it from there.
+func (b *bencher) drain(ctx context.Context, s storeTarget, br brokerTarget, sr *StoreReport, relays int, tail bool, name string) (float64, *Breakdown, error) {
 	c := b.cfg
-	o, err := s.newOutbox(ctx, tag("drain"), 4)
+	o, err := b.newOutbox(ctx, s, tag("drain"), 4, tail)
 	if err != nil {
 		return 0, nil, err
 	}
-	defer o.drop(context.WithoutCancel(ctx)) //nolint:errcheck // best effort
+	defer b.dropOutbox(ctx, o, tail)
 	var so simpleOutbox
 	if relays == 0 {
 		if so, err = o.simple(); err != nil {
@@ -179,10 +231,12 @@ func (b *bencher) drain(ctx context.Context, s storeTarget, br brokerTarget, sr 
 	if err != nil {
 		return 0, nil, fmt.Errorf("fill the backlog: %w", err)
 	}
-	if sr.Backfill == nil {
-		sr.Backfill = &Measure{}
+	if !tail { // the table's rate; a tailed outbox writes to the WAL
+		if sr.Backfill == nil {
+			sr.Backfill = &Measure{}
+		}
+		sr.Backfill.add(fill)
 	}
-	sr.Backfill.add(fill)
 	if err := o.settle(ctx); err != nil {
 		return 0, nil, err
 	}
@@ -237,6 +291,9 @@ func (b *bencher) drain(ctx context.Context, s storeTarget, br brokerTarget, sr 
 	elapsed := time.Since(start)
 	stopWatch()
 	stopProfile()
+	if err := tailed(tail, run.timings); err != nil {
+		return 0, nil, err
+	}
 	var bd *Breakdown
 	if run.timings != nil {
 		bd = run.timings.breakdown()
@@ -283,10 +340,63 @@ func (r *running) stop() {
 	r.closers = nil
 }
 
+// holding waits until a relay holds the log it tails, or fails.
+func (r *running) holding(ctx context.Context) error {
+	t := time.NewTimer(tailHoldTimeout)
+	defer t.Stop()
+	select {
+	case <-r.timings.held:
+		return nil
+	case err := <-r.failed:
+		return err
+	case <-t.C:
+		return fmt.Errorf("no relay held the log within %v", tailHoldTimeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// tailHoldTimeout bounds the wait for a relay to start streaming from the
+// log.
+const tailHoldTimeout = 30 * time.Second
+
+// tailed checks that the relays of a measurement of a tailed outbox did
+// tail its log (through the timing wrapper) rather than poll its table.
+func tailed(tail bool, t *timings) error {
+	if !tail || t == nil {
+		return nil
+	}
+	if t.tails.Load() == 0 || t.logReads.Load() == 0 {
+		return errors.New("the relay never read the log: it did not tail")
+	}
+	return nil
+}
+
+// newOutbox creates a fresh outbox in s, tailed when tail is set.
+func (b *bencher) newOutbox(ctx context.Context, s storeTarget, tag string, writers int, tail bool) (outboxTarget, error) {
+	if !tail {
+		return s.newOutbox(ctx, tag, writers)
+	}
+	t, ok := s.(tailTarget)
+	if !ok {
+		return nil, unsupported("the store has no log to tail")
+	}
+	return t.newTailOutbox(ctx, tag, writers)
+}
+
+// dropOutbox drops o. For a tailed outbox, a failure is recorded in the
+// report: it may have left a replication slot behind, which retains WAL.
+func (b *bencher) dropOutbox(ctx context.Context, o outboxTarget, tail bool) {
+	err := o.drop(context.WithoutCancel(ctx))
+	if err != nil && tail {
+		b.report.Errors = append(b.report.Errors, "dropping a tailed outbox (check pg_replication_slots for a slot left behind): "+err.Error())
+	}
+}
+
 // prepareRelays builds n txoutbox relays, each with connections of its own
 // to the store and the broker, as relays in processes of their own have.
 func (b *bencher) prepareRelays(ctx context.Context, o outboxTarget, t topicTarget, n int, obs outbox.Observer) (*running, error) {
-	r := &running{failed: make(chan error, 1), timings: &timings{}}
+	r := &running{failed: make(chan error, 1), timings: newTimings()}
 	for i := range n {
 		st, closeStore, err := o.relayStore(ctx)
 		if err != nil {
@@ -397,18 +507,16 @@ func (s *seenSet) count() int { return int(s.n.Load()) }
 // per second for LatencyDuration, with one relay (txoutbox's, or the simple
 // relay) running, and measures from each commit to the broker's
 // acknowledgement of its event.
-func (b *bencher) latency(ctx context.Context, s storeTarget, br brokerTarget, evRate int, simple bool, name string) (LatencyResult, error) {
+func (b *bencher) latency(ctx context.Context, s storeTarget, br brokerTarget, evRate int, relay string, name string) (LatencyResult, error) {
 	c := b.cfg
-	res := LatencyResult{Relay: "txoutbox", Rate: evRate}
-	if simple {
-		res.Relay = "simple"
-	}
+	res := LatencyResult{Relay: relay, Rate: evRate}
+	simple, tail := relay == RelaySimple, relay == RelayTail
 	writers := min(max(evRate/100, 8), 32)
-	o, err := s.newOutbox(ctx, tag("latency"), writers)
+	o, err := b.newOutbox(ctx, s, tag("latency"), writers, tail)
 	if err != nil {
 		return res, err
 	}
-	defer o.drop(context.WithoutCancel(ctx)) //nolint:errcheck // best effort
+	defer b.dropOutbox(ctx, o, tail)
 	t, err := br.newTopic(ctx, tag("latency"))
 	if err != nil {
 		return res, err
@@ -435,6 +543,13 @@ func (b *bencher) latency(ctx context.Context, s storeTarget, br brokerTarget, e
 	}
 	defer run.stop()
 	run.start(ctx)
+	if tail {
+		// The writers start once the relay streams from the slot: the
+		// connection is not what the latency measures.
+		if err := run.holding(ctx); err != nil {
+			return res, err
+		}
+	}
 
 	total := int(float64(evRate) * c.LatencyDuration.Seconds())
 	warm := int(float64(evRate) * c.LatencyWarmup.Seconds())
@@ -493,6 +608,9 @@ func (b *bencher) latency(ctx context.Context, s storeTarget, br brokerTarget, e
 		}
 	}
 	run.stop()
+	if err := tailed(tail, run.timings); err != nil {
+		return res, err
+	}
 	if run.timings != nil {
 		res.Breakdown = run.timings.breakdown()
 	}

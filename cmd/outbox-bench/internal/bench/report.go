@@ -114,6 +114,9 @@ type StoreReport struct {
 	Backfill *Measure `json:"enqueue_backfill_per_sec,omitempty"`
 	// Enqueue is the overhead of enqueueing in a business transaction.
 	Enqueue *EnqueueResult `json:"enqueue,omitempty"`
+	// TailEnqueue is the same on an outbox whose relay tails the log
+	// (PostgreSQL's Config.Tail), that relay running.
+	TailEnqueue *EnqueueResult `json:"tail_enqueue,omitempty"`
 	// Growth is the read and settle cost with and without retained records.
 	Growth *GrowthResult `json:"growth,omitempty"`
 	// Idle is what a relay with nothing to do asks of the store.
@@ -196,6 +199,9 @@ type PairReport struct {
 	// HotDrain is the drain of the same backlog over Settings.HotKeys keys
 	// by one relay.
 	HotDrain *DrainResult `json:"hot_drain,omitempty"`
+	// TailDrain is the drain of the same backlog, written to the log of
+	// an outbox that is tailed (PostgreSQL's Config.Tail), by one relay.
+	TailDrain *DrainResult `json:"tail_drain,omitempty"`
 	// Latency is commit → broker-ack latency at steady rates, for the
 	// txoutbox relay and the simple relay.
 	Latency []LatencyResult   `json:"latency,omitempty"`
@@ -221,7 +227,8 @@ type DrainResult struct {
 
 // LatencyResult is one latency measurement.
 type LatencyResult struct {
-	// Relay is "txoutbox" or "simple".
+	// Relay is "txoutbox" (polling), "tail" (txoutbox tailing the log)
+	// or "simple".
 	Relay string `json:"relay"`
 	// Rate is the rate asked for; Achieved what the writers committed.
 	Rate     int     `json:"rate"`
@@ -268,3 +275,10 @@ func ratio(a, b float64) float64 {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// The relays of a latency measurement (LatencyResult.Relay).
+const (
+	RelayTxoutbox = "txoutbox" // txoutbox's relay, polling the table
+	RelayTail     = "tail"     // txoutbox's relay, tailing the log
+	RelaySimple   = "simple"   // the simple relay
+)

@@ -86,7 +86,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		brokers = append(brokers, br)
 		b.report.Brokers = append(b.report.Brokers, BrokerReport{Component: br.info(ctx)})
 	}
-	b.progress = newProgress(cfg.Progress, cfg.LiveProgress, b.steps(len(stores), len(brokers)))
+	tailers := 0
+	for _, s := range stores {
+		if _, ok := s.(tailTarget); ok {
+			tailers++
+		}
+	}
+	b.progress = newProgress(cfg.Progress, cfg.LiveProgress, b.steps(len(stores), len(brokers), tailers))
 
 	for i, s := range stores {
 		if err := b.storeAlone(ctx, s, &b.report.Stores[i]); err != nil {
@@ -134,8 +140,9 @@ func (b *bencher) settings() Settings {
 	}
 }
 
-// steps counts the steps the progress shows.
-func (b *bencher) steps(stores, brokers int) int {
+// steps counts the steps the progress shows; tailers is how many of the
+// stores have a log to tail.
+func (b *bencher) steps(stores, brokers, tailers int) int {
 	c := b.cfg
 	n := 0
 	count := func(scenario string, k int) {
@@ -154,6 +161,11 @@ func (b *bencher) steps(stores, brokers int) int {
 	count(ScenarioLatency, pairs*len(c.Rates))
 	if c.runs(ScenarioLatency) && c.runs(ScenarioSimple) {
 		n += pairs * len(c.Rates)
+	}
+	if c.runs(ScenarioTail) {
+		count(ScenarioEnqueue, tailers)
+		count(ScenarioDrain, tailers*brokers*c.Rounds)
+		count(ScenarioLatency, tailers*brokers*len(c.Rates))
 	}
 	return n
 }

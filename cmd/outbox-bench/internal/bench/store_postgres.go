@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -113,24 +114,47 @@ func (t *pgRaw) drop(ctx context.Context) error {
 }
 
 func (s *pgStore) newOutbox(ctx context.Context, tag string, writers int) (outboxTarget, error) {
+	return s.open(ctx, tag, writers, false)
+}
+
+// newTailOutbox implements tailTarget: an outbox with pgstore's Config.Tail,
+// its replication slot created by Migrate and dropped with the outbox.
+func (s *pgStore) newTailOutbox(ctx context.Context, tag string, writers int) (outboxTarget, error) {
+	o, err := s.open(ctx, tag, writers, true)
+	if errors.Is(err, outbox.ErrUnsupported) {
+		return nil, unsupported("%v", err)
+	}
+	return o, err
+}
+
+func (s *pgStore) open(ctx context.Context, tag string, writers int, tail bool) (outboxTarget, error) {
 	schema := "outbox_bench_" + tag
 	pool, err := newPGPool(ctx, s.url, writers+2)
 	if err != nil {
 		return nil, err
 	}
-	o := &pgOutbox{s: s, schema: schema, pool: pool}
+	o := &pgOutbox{s: s, schema: schema, pool: pool, tail: tail}
 	fail := func(err error) (outboxTarget, error) {
 		_ = o.drop(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	if o.store, err = pgstore.New(pool, pgstore.Config{Schema: schema, NotifyInterval: s.notify}); err != nil {
-		return fail(err)
-	}
-	if o.every, err = pgstore.New(pool, pgstore.Config{Schema: schema, NotifyInterval: -1}); err != nil {
-		return fail(err)
-	}
-	if o.quiet, err = pgstore.New(pool, pgstore.Config{Schema: schema, DisableNotify: true}); err != nil {
-		return fail(err)
+	if tail {
+		// Every write goes to the WAL: no NOTIFY, so one store serves
+		// every case.
+		if o.store, err = pgstore.New(pool, pgstore.Config{Schema: schema, Tail: true}); err != nil {
+			return fail(err)
+		}
+		o.every, o.quiet = o.store, o.store
+	} else {
+		if o.store, err = pgstore.New(pool, pgstore.Config{Schema: schema, NotifyInterval: s.notify}); err != nil {
+			return fail(err)
+		}
+		if o.every, err = pgstore.New(pool, pgstore.Config{Schema: schema, NotifyInterval: -1}); err != nil {
+			return fail(err)
+		}
+		if o.quiet, err = pgstore.New(pool, pgstore.Config{Schema: schema, DisableNotify: true}); err != nil {
+			return fail(err)
+		}
 	}
 	if err := o.store.Migrate(ctx); err != nil {
 		return fail(err)
@@ -158,6 +182,9 @@ type pgOutbox struct {
 	every  *pgstore.Store // the same outbox, a NOTIFY in every transaction
 	quiet  *pgstore.Store // the same outbox with DisableNotify
 	users  string         // the business table
+	// tail: the outbox has Config.Tail (store, every and quiet are one
+	// store), and a replication slot to drop with it.
+	tail bool
 }
 
 func (o *pgOutbox) relayStore(ctx context.Context) (outbox.Store, func(), error) {
@@ -165,7 +192,7 @@ func (o *pgOutbox) relayStore(ctx context.Context) (outbox.Store, func(), error)
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := pgstore.New(pool, pgstore.Config{Schema: o.schema})
+	st, err := pgstore.New(pool, pgstore.Config{Schema: o.schema, Tail: o.tail})
 	if err != nil {
 		pool.Close()
 		return nil, nil, err
@@ -219,12 +246,32 @@ func (o *pgOutbox) settle(ctx context.Context) error {
 	return err
 }
 
-func (o *pgOutbox) simple() (simpleOutbox, error) { return pgSimple{o}, nil }
+func (o *pgOutbox) simple() (simpleOutbox, error) {
+	if o.tail {
+		return nil, unsupported("a tailed outbox has no rows for the simple relay to claim")
+	}
+	return pgSimple{o}, nil
+}
+
+// dropTailTimeout bounds the wait of DropTail for a relay's walsender to
+// end.
+const dropTailTimeout = 30 * time.Second
 
 func (o *pgOutbox) drop(ctx context.Context) error {
+	var tailErr error
+	if o.tail && o.store != nil {
+		// The slot retains WAL until dropped: drop it before anything else
+		// (the relays have stopped by now).
+		tctx, cancel := context.WithTimeout(ctx, dropTailTimeout)
+		tailErr = o.store.DropTail(tctx)
+		cancel()
+		if tailErr != nil {
+			tailErr = fmt.Errorf("dropping the replication slot %s: %w", o.store.Slot(), tailErr)
+		}
+	}
 	_, err := o.s.admin.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{o.schema}.Sanitize()+" CASCADE")
 	o.pool.Close()
-	return err
+	return errors.Join(tailErr, err)
 }
 
 // pgSimple is the simple relay on a pgstore table.

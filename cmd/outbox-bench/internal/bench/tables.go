@@ -70,6 +70,14 @@ func (r *Report) drainTable() table {
 		if h := p.HotDrain; h != nil {
 			t.rows = append(t.rows, []string{pair, fmt.Sprintf("1 txoutbox relay, %d hot keys (%s × the %s-key drain)", r.Settings.HotKeys, times(h.VsAllKeys), number(float64(r.Settings.Keys))),
 				number(h.PerSec.Median), spread(&h.PerSec), times(h.VsSimple), "–"})
+			pair = ""
+		}
+		if d := p.TailDrain; d != nil {
+			t.rows = append(t.rows, []string{pair, "1 txoutbox relay tailing the WAL (backlog in the slot)", number(d.PerSec.Median), spread(&d.PerSec),
+				times(d.VsSimple), times(d.VsProduce)})
+		}
+		if reason, ok := p.Skipped[ScenarioTail]; ok {
+			t.notes = append(t.notes, fmt.Sprintf("%s: not tailed (%s).", pairName(r, p), reason))
 		}
 		if reason, ok := p.Skipped[ScenarioSimple]; ok {
 			t.notes = append(t.notes, fmt.Sprintf("%s: no simple relay (%s).", pairName(r, p), reason))
@@ -90,8 +98,11 @@ func (r *Report) latencyTable() table {
 		pair := pairName(r, p)
 		for _, l := range p.Latency {
 			relay := "txoutbox"
-			if l.Relay == "simple" {
+			switch l.Relay {
+			case RelaySimple:
 				relay = fmt.Sprintf("simple (%v ms poll)", r.Settings.SimplePollMs)
+			case RelayTail:
+				relay = "txoutbox tailing the WAL"
 			}
 			row := []string{pair, number(float64(l.Rate)), relay, number(l.Achieved), msText(l.P50), msText(l.P99), msText(l.P999), msText(l.Max), times(l.VsSimpleP99)}
 			if l.Lost > 0 {
@@ -120,6 +131,17 @@ func (r *Report) enqueueTable() table {
 			t.rows = append(t.rows, []string{name, c.Name, number(c.TxPerSec.Median), spread(&c.TxPerSec), times(c.Ratio)})
 			name = ""
 		}
+	}
+	for _, s := range r.Stores {
+		if s.TailEnqueue == nil {
+			continue
+		}
+		name := s.Kind + ", tailing the WAL"
+		for _, c := range s.TailEnqueue.Cases {
+			t.rows = append(t.rows, []string{name, c.Name, number(c.TxPerSec.Median), spread(&c.TxPerSec), times(c.Ratio)})
+			name = ""
+		}
+		t.notes = append(t.notes, s.Kind+", tailing the WAL: pgstore's Config.Tail, each message written with pg_logical_emit_message (no row, no NOTIFY), a relay streaming the replication slot; \"alone\" measured with that relay running, as the other cases.")
 	}
 	return t
 }
@@ -193,7 +215,7 @@ func (r *Report) ceilingTable() table {
 }
 
 func (r *Report) targetTable() table {
-	t := table{title: "Targets (issue 15: drain and reads; issue 17: enqueue and latency)", header: []string{"goal", "where", "measured", "target", "met"}}
+	t := table{title: "Targets (issue 15: drain and reads; issue 17: enqueue and latency; issue 18: tailing the WAL)", header: []string{"goal", "where", "measured", "target", "met"}}
 	for _, c := range r.Targets {
 		met := "yes"
 		if !c.Met {

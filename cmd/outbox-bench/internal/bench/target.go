@@ -35,6 +35,17 @@ type storeTarget interface {
 	close() error
 }
 
+// tailTarget is a store whose outboxes can also be tailed: PostgreSQL with
+// logical decoding (pgstore's Config.Tail). The tail scenario measures such
+// outboxes beside the polled ones.
+type tailTarget interface {
+	// newTailOutbox is newOutbox for an outbox whose writers write to the
+	// database's log and whose relays tail it, with what tailing needs
+	// (a replication slot) created for it and dropped with it; an error
+	// matching errUnsupported when the server cannot (wal_level).
+	newTailOutbox(ctx context.Context, tag string, writers int) (outboxTarget, error)
+}
+
 // rawTable is a plain table.
 type rawTable interface {
 	// insert writes msgs with one multi-row INSERT in a transaction of its

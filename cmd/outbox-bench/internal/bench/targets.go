@@ -4,7 +4,8 @@ import (
 	"fmt"
 )
 
-// checkTargets compares a report with the targets of issue 11. Each target
+// checkTargets compares a report with the targets of issues 11, 15, 17 and
+// 18. Each target
 // applies to the pairs or stores it names; those not measured are left out.
 // oneRelayDrain is the drain by one relay, if measured.
 func oneRelayDrain(p PairReport) *DrainResult {
@@ -16,9 +17,22 @@ func oneRelayDrain(p PairReport) *DrainResult {
 	return nil
 }
 
-// latencyTarget is issue 17's p99 commit → ack limit in milliseconds for a
-// store, broker and rate, or 0 where it sets none.
-func latencyTarget(store, broker string, rate int) float64 {
+// latencyTarget is the p99 commit → ack limit in milliseconds for a relay
+// (RelayTxoutbox: issue 17's; RelayTail: issue 18's) on a store, broker and
+// rate, or 0 where none is set.
+func latencyTarget(relay, store, broker string, rate int) float64 {
+	if relay == RelayTail {
+		switch {
+		case store == "postgres" && broker == "kafka" && rate == 1000:
+			return 5
+		case store == "postgres" && broker == "kafka" && rate == 5000:
+			return 10
+		}
+		return 0
+	}
+	if relay != RelayTxoutbox {
+		return 0
+	}
 	switch {
 	case store == "postgres" && broker == "kafka" && rate == 1000:
 		return 10
@@ -66,6 +80,10 @@ func checkTargets(r *Report) []TargetCheck {
 			out = append(out, TargetCheck{Goal: "1 relay drains ≥ 0.6× raw JetStream PublishAsync", Where: where,
 				Value: one.VsProduce, Limit: 0.6, Unit: "×", Met: one.VsProduce >= 0.6})
 		}
+		if t := p.TailDrain; t != nil && t.VsSimple > 0 && sk == "postgres" && bk == "kafka" {
+			out = append(out, TargetCheck{Goal: "1 relay tailing the WAL drains ≥ 3× the simple relay", Where: where,
+				Value: t.VsSimple, Limit: 3, Unit: "×", Met: t.VsSimple >= 3})
+		}
 		if h := p.HotDrain; h != nil && h.VsAllKeys > 0 {
 			out = append(out, TargetCheck{Goal: fmt.Sprintf("%d hot keys drain ≥ 0.5× the %s-key drain", r.Settings.HotKeys, number(float64(r.Settings.Keys))),
 				Where: where, Value: h.VsAllKeys, Limit: 0.5, Unit: "×", Met: h.VsAllKeys >= 0.5})
@@ -87,14 +105,18 @@ func checkTargets(r *Report) []TargetCheck {
 			}
 		}
 		for _, l := range p.Latency {
-			if l.Relay != "txoutbox" || l.Samples == 0 {
+			if l.Samples == 0 {
 				continue
 			}
-			if limit := latencyTarget(sk, bk, l.Rate); limit > 0 {
+			if limit := latencyTarget(l.Relay, sk, bk, l.Rate); limit > 0 {
 				// The writers must reach the offered rate: a latency at a
 				// rate the writers could not offer proves nothing.
 				reached := l.Achieved >= 0.97*float64(l.Rate)
-				out = append(out, TargetCheck{Goal: fmt.Sprintf("p99 commit → ack ≤ %g ms at %s ev/s, writers at the rate", limit, number(float64(l.Rate))),
+				how := ""
+				if l.Relay == RelayTail {
+					how = " tailing the WAL"
+				}
+				out = append(out, TargetCheck{Goal: fmt.Sprintf("p99 commit → ack ≤ %g ms at %s ev/s%s, writers at the rate", limit, number(float64(l.Rate)), how),
 					Where: fmt.Sprintf("%s (%s ev/s achieved)", where, number(l.Achieved)), Value: l.P99, Limit: limit, Unit: "ms", Met: l.P99 <= limit && reached})
 			}
 		}
@@ -108,6 +130,11 @@ func checkTargets(r *Report) []TargetCheck {
 			v := s.Enqueue.Cases[1].Ratio
 			out = append(out, TargetCheck{Goal: "enqueue overhead ≤ 1.3× for one message",
 				Where: s.Kind, Value: v, Limit: 1.3, Unit: "×", Met: v > 0 && v <= 1.3})
+		}
+		if s.TailEnqueue != nil && len(s.TailEnqueue.Cases) > 1 && s.Kind == "postgres" {
+			v := s.TailEnqueue.Cases[1].Ratio
+			out = append(out, TargetCheck{Goal: "enqueue overhead ≤ 1.2× for one message, tailing the WAL",
+				Where: s.Kind, Value: v, Limit: 1.2, Unit: "×", Met: v > 0 && v <= 1.2})
 		}
 		if s.Growth != nil {
 			v := s.Growth.ReadRatio

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +21,15 @@ type Breakdown struct {
 	EmptyReads     int64   `json:"empty_reads"`
 	PublishMs      float64 `json:"publish_ms"`
 	SettleMs       float64 `json:"settle_ms"`
+	// LogReads counts the reads of the log (LogStream.Next) that returned
+	// records, when the relay tailed it; LogReadMs includes the waits for
+	// records to commit. Parks counts the calls that parked records of the
+	// log in the table (failures), ParkMs their mean duration.
+	LogReads          int64   `json:"log_reads,omitempty"`
+	RecordsPerLogRead float64 `json:"records_per_log_read,omitempty"`
+	LogReadMs         float64 `json:"log_read_ms,omitempty"`
+	Parks             int64   `json:"parks,omitempty"`
+	ParkMs            float64 `json:"park_ms,omitempty"`
 }
 
 // timings accumulates the calls of the relays of one measurement.
@@ -28,7 +38,16 @@ type timings struct {
 	publishes, publishNs            atomic.Int64
 	settles, settleNs               atomic.Int64
 	laneCalls                       atomic.Int64 // SyncLanes, TakeLanes, ReleaseLanes
+	// The log, when a relay tails it: streams opened, Next calls, records
+	// and time, Park calls and time.
+	tails                           atomic.Int64
+	logReads, logRecords, logReadNs atomic.Int64
+	parks, parkNs                   atomic.Int64
+	holdOnce                        sync.Once
+	held                            chan struct{} // closed once a relay holds the log
 }
+
+func newTimings() *timings { return &timings{held: make(chan struct{})} }
 
 // calls returns how many store calls the relays made: reads, settles and
 // lane calls.
@@ -48,6 +67,11 @@ func (t *timings) breakdown() *Breakdown {
 		ReadMs: mean(&t.readNs, &t.reads), PublishMs: mean(&t.publishNs, &t.publishes), SettleMs: mean(&t.settleNs, &t.settles)}
 	if full > 0 {
 		b.RecordsPerRead = float64(t.read.Load()) / float64(full)
+	}
+	b.LogReads, b.Parks = t.logReads.Load(), t.parks.Load()
+	b.LogReadMs, b.ParkMs = mean(&t.logReadNs, &t.logReads), mean(&t.parkNs, &t.parks)
+	if b.LogReads > 0 {
+		b.RecordsPerLogRead = float64(t.logRecords.Load()) / float64(b.LogReads)
 	}
 	return b
 }
@@ -102,11 +126,80 @@ type timedListener struct {
 
 func (s timedListener) Listen(ctx context.Context) (<-chan struct{}, error) { return s.l.Listen(ctx) }
 
-// timeStore wraps st so that t learns its calls, keeping its Listener.
+// timedTailer is a timedStore over a store that tails its log
+// (pgstore's Config.Tail): without TailLog the relay would poll the table
+// and never read the log.
+type timedTailer struct {
+	timedStore
+	lt outbox.LogTailer
+}
+
+func (s timedTailer) TailLog(ctx context.Context, p outbox.TailParams) (outbox.LogStream, error) {
+	return tailLog(ctx, s.lt, s.t, p)
+}
+
+// timedListenerTailer is a timedStore over a store with both capabilities,
+// as pgstore has.
+type timedListenerTailer struct {
+	timedListener
+	lt outbox.LogTailer
+}
+
+func (s timedListenerTailer) TailLog(ctx context.Context, p outbox.TailParams) (outbox.LogStream, error) {
+	return tailLog(ctx, s.lt, s.t, p)
+}
+
+// tailLog opens the log of lt and times its stream.
+func tailLog(ctx context.Context, lt outbox.LogTailer, t *timings, p outbox.TailParams) (outbox.LogStream, error) {
+	ls, err := lt.TailLog(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	t.tails.Add(1)
+	if t.held != nil {
+		t.holdOnce.Do(func() { close(t.held) })
+	}
+	return timedStream{LogStream: ls, t: t}, nil
+}
+
+// timedStream times Next and Park of a relay's hold on a log.
+type timedStream struct {
+	outbox.LogStream
+	t *timings
+}
+
+func (s timedStream) Next(ctx context.Context, max int) ([]outbox.LogRecord, error) {
+	start := time.Now()
+	recs, err := s.LogStream.Next(ctx, max)
+	if len(recs) > 0 {
+		s.t.logReadNs.Add(int64(time.Since(start)))
+		s.t.logReads.Add(1)
+		s.t.logRecords.Add(int64(len(recs)))
+	}
+	return recs, err
+}
+
+func (s timedStream) Park(ctx context.Context, recs []outbox.Parked) error {
+	start := time.Now()
+	err := s.LogStream.Park(ctx, recs)
+	s.t.parkNs.Add(int64(time.Since(start)))
+	s.t.parks.Add(1)
+	return err
+}
+
+// timeStore wraps st so that t learns its calls, keeping the capabilities
+// the relay looks for: Listener and LogTailer.
 func timeStore(st outbox.Store, t *timings) outbox.Store {
 	ts := timedStore{Store: st, t: t}
-	if l, ok := st.(outbox.Listener); ok {
+	l, listens := st.(outbox.Listener)
+	lt, tails := st.(outbox.LogTailer)
+	switch {
+	case listens && tails:
+		return timedListenerTailer{timedListener: timedListener{timedStore: ts, l: l}, lt: lt}
+	case listens:
 		return timedListener{timedStore: ts, l: l}
+	case tails:
+		return timedTailer{timedStore: ts, lt: lt}
 	}
 	return ts
 }
