@@ -91,3 +91,66 @@ func TestAttackTailCloseReportsAckedPosition(t *testing.T) {
 		t.Fatalf("B read %s first (m1 %s, m2 %s): A's acknowledgement of m1 was lost when it closed", got[0].Payload, m1.ID, m2.ID)
 	}
 }
+
+// TestAttackTailFullBufferKeepsTheSlot probes the hold of a relay that
+// streams a backlog: while its buffer is full (the broker slower than the
+// log) the receiver stops reading the socket, so it no longer sees the
+// walsender's requests for a reply, and only its own periodic reports keep
+// the walsender from ending the connection after wal_sender_timeout (the
+// lease). Before the fix it reported every statusInterval (1 s) whatever
+// the lease, so with a lease of a second the walsender dropped a relay
+// that renewed its hold all along, and a standby took the log from it.
+//
+// Interleaving: more than maxBuffered records are committed in one
+// transaction; the relay takes the stream with a lease of 1 s (the
+// smallest wal_sender_timeout the stream sets), renews it, and does not
+// call Next until the walsender's timeout has passed three times over.
+// The stream must still hold the slot.
+func TestAttackTailFullBufferKeepsTheSlot(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s := tailStore(t, Config{})
+	msgs := make([]outbox.Message, maxBuffered+10)
+	for i := range msgs {
+		msgs[i] = tailMsg("", "")
+	}
+	tailEnqueue(t, ctx, s, msgs...)
+	lease := time.Second
+	ls, err := s.TailLog(ctx, outbox.TailParams{Owner: "a", Lease: lease})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	st := ls.(*stream)
+	full := func() bool {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return len(st.buf) >= maxBuffered
+	}
+	for !full() {
+		st.Renew()
+		select {
+		case <-st.done:
+			t.Fatal("the stream ended before its buffer filled")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	for range 3 * 4 {
+		st.Renew()
+		time.Sleep(lease / 4)
+	}
+	var pid *int32
+	if err := s.pool.QueryRow(ctx, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1`, s.Slot()).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if pid == nil || int(*pid) != st.pid {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		t.Fatalf("the slot is held by %v, not by the stream's walsender %d, which ended with: %v", pid, st.pid, st.err)
+	}
+	got := nextRecords(t, ctx, st, len(msgs))
+	if got[len(got)-1].Checkpoint == 0 {
+		t.Fatal("the last record has no checkpoint")
+	}
+}

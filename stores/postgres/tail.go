@@ -461,9 +461,17 @@ func (st *stream) receive(ctx context.Context) {
 		}
 		return max(pos, sentFlush)
 	}
+	// While its buffer is full the receiver does not read the walsender's
+	// requests for a reply: only these reports keep it from ending the
+	// connection after wal_sender_timeout (the lease, at least 1 s), so
+	// they come at a quarter of it at least.
+	every := statusInterval
+	if st.lease > 0 {
+		every = min(every, max(st.lease, time.Second)/4)
+	}
 	status := func(force bool) error {
 		pos := flush()
-		if !force && pos == sentFlush && time.Since(lastStatus) < statusInterval {
+		if !force && pos == sentFlush && time.Since(lastStatus) < every {
 			return nil
 		}
 		if !force && pos != sentFlush && time.Since(lastStatus) < ackInterval {
