@@ -81,25 +81,55 @@ func (f storeFixture) storeURL() string {
 // which killConnections finds them.
 func postgresOutbox(t testing.TB) storeFixture {
 	t.Helper()
-	base, schema := pgserver.Schema(t)
+	return pgOutbox(t, pgserver.URL(t), false)
+}
+
+// pgOutbox is postgresOutbox on the server at serverURL (one of the
+// test's own, or the shared one); with tail, in the log-tailing mode
+// (pgstore Config.Tail, the relays' --tail), whose slot and publication
+// are dropped when t ends (migrate creates them).
+func pgOutbox(t testing.TB, serverURL string, tail bool) storeFixture {
+	t.Helper()
+	return pgOutboxWith(t, serverURL, tail, pgstore.Config{})
+}
+
+// pgOutboxWith is pgOutbox with the store's settings in cfg (its Schema
+// and Tail are set here).
+func pgOutboxWith(t testing.TB, serverURL string, tail bool, cfg pgstore.Config) storeFixture {
+	t.Helper()
+	base, schema := pgserver.SchemaAt(t, serverURL)
 	appName := servers.Name(t, "app")
 	storeURL := withQuery(t, base, "application_name", appName)
-	cfg, err := pgxpool.ParseConfig(storeURL)
+	pcfg, err := pgxpool.ParseConfig(storeURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	st, err := pgstore.New(pool, pgstore.Config{Schema: schema})
+	cfg.Schema, cfg.Tail = schema, tail
+	st, err := pgstore.New(pool, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	args := []string{"--store", storeURL, "--schema", schema}
+	if tail {
+		args = append(args, "--tail")
+		// Slots retain WAL: drop it once the relays stopped (cleanups run
+		// last-in first-out, and relays start after this).
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := st.DropTail(ctx); err != nil {
+				t.Errorf("DropTail: %v", err)
+			}
+		})
+	}
 	return storeFixture{
 		kind:  "postgres",
-		args:  []string{"--store", storeURL, "--schema", schema},
+		args:  args,
 		store: st,
 		outbox: conformance.Outbox{Store: st, Begin: func(ctx context.Context) (conformance.WriteTx, error) {
 			tx, err := pool.Begin(ctx)

@@ -1,14 +1,23 @@
 package main
 
 import (
+	"fmt"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	kafkapub "github.com/txoutbox/txoutbox/brokers/kafka"
+	natspub "github.com/txoutbox/txoutbox/brokers/nats"
 	"github.com/txoutbox/txoutbox/conformance"
 	"github.com/txoutbox/txoutbox/conformance/servers"
 	"github.com/txoutbox/txoutbox/conformance/servers/kafkaserver"
+	"github.com/txoutbox/txoutbox/conformance/servers/natsserver"
+	"github.com/txoutbox/txoutbox/conformance/servers/pgserver"
+	pgstore "github.com/txoutbox/txoutbox/stores/postgres"
 )
 
 // pairMaxMessageBytes is the max.message.bytes of the pairs' topics and the
@@ -48,6 +57,68 @@ func TestRelaySuitePairs(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestTailRelaySuitePairs runs the relay suite with PostgreSQL in the
+// log-tailing mode (pgstore Config.Tail: one relay at a time streams from
+// a logical replication slot) into the real brokers: Apache Kafka
+// (kafkaserver.Brokers) and NATS JetStream (natsserver.URL). stores/postgres
+// runs it with the in-memory broker (TestTailRelaySuite).
+func TestTailRelaySuitePairs(t *testing.T) {
+	t.Parallel()
+	for _, b := range []struct {
+		name    string
+		require func(testing.TB)
+		harness func() conformance.PublisherHarness
+	}{
+		{"kafka", func(t testing.TB) { kafkaserver.Brokers(t) }, realKafka},
+		{"nats", func(t testing.TB) { natsserver.URL(t) }, realNATS},
+	} {
+		t.Run("postgres_tail_"+b.name, func(t *testing.T) {
+			t.Parallel()
+			b.require(t) // skip at once without a real broker (fail under OUTBOX_TEST_REQUIRE)
+			conformance.RunRelaySuite(t, conformance.RelayHarness{
+				Store: conformance.StoreHarness{New: func(t *testing.T, opts conformance.OutboxOptions) conformance.Outbox {
+					f := pgOutboxWith(t, pgserver.URL(t), true, pgstore.Config{Limits: opts.Limits, Lanes: opts.Lanes})
+					f.migrate(t)
+					return f.outbox
+				}},
+				Broker:   b.harness(),
+				HoldOpen: 6 * time.Second, // as in pgstore's own run
+			})
+		})
+	}
+}
+
+// realNATS is the broker harness of the real NATS server
+// (natsserver.URL): a publisher over a connection of each test's own and a
+// stream per test.
+func realNATS() conformance.PublisherHarness {
+	return conformance.PublisherHarness{New: func(t *testing.T) conformance.Broker {
+		url := natsserver.URL(t)
+		stream, prefix := natsserver.Stream(t, url)
+		nc, err := nats.Connect(url, nats.Name("txoutbox cli test relay"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := natspub.New(js, natspub.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var topics atomic.Int64
+		return conformance.Broker{
+			Publisher:       pub,
+			Topic:           func(*testing.T) string { return fmt.Sprintf("%s.t%d", prefix, topics.Add(1)) },
+			Consume:         natsConsume(url, stream),
+			MissingTopic:    func(t *testing.T) string { return "nostream." + servers.Name(t, "missing") },
+			MaxMessageBytes: int(nc.MaxPayload()),
+		}
+	}}
 }
 
 // realKafka is the broker harness of the real Kafka cluster: a publisher
