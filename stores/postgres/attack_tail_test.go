@@ -154,3 +154,118 @@ func TestAttackTailFullBufferKeepsTheSlot(t *testing.T) {
 		t.Fatal("the last record has no checkpoint")
 	}
 }
+
+// TestAttackTailIdleConfirmPastOpenTransaction probes at-least-once
+// (promise 2) against the idle stream's confirmation of the server's WAL
+// end: a transaction T1 writes m1 to the WAL and stays open while other
+// transactions commit, so the walsender reads and reports positions past
+// m1. The stream, idle, confirms them; the relay then closes. m1 must
+// still come when T1 commits, to the next holder: the slot skips a
+// transaction by its commit, not by where its messages are.
+func TestAttackTailIdleConfirmPastOpenTransaction(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := tailStore(t, Config{})
+	p := outbox.TailParams{Owner: "a", Lease: 20 * time.Second}
+	a, err := s.TailLog(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t1, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer t1.Rollback(ctx)
+	m1 := tailMsg("k", "m1")
+	if err := s.Enqueue(ctx, t1, m1); err != nil {
+		t.Fatal(err)
+	}
+	// Other transactions commit after m1 is in the WAL, and the stream,
+	// idle, confirms past them.
+	var past string
+	for range 3 {
+		if _, err := s.pool.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS x(i int); INSERT INTO x VALUES (1)`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&past); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		var beyond bool
+		if err := s.pool.QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`, s.Slot(), past).Scan(&beyond); err != nil {
+			t.Fatal(err)
+		}
+		if beyond {
+			break
+		}
+		if _, err := s.pool.Exec(ctx, `SELECT pg_logical_emit_message(true, 'other', 'x')`); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the idle stream never confirmed past the open transaction's message")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := t1.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.Owner = "b"
+	b, err := s.TailLog(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if got := nextRecords(t, ctx, b, 1); got[0].ID != m1.ID {
+		t.Fatalf("B read %s, want m1", got[0].Payload)
+	}
+}
+
+// TestAttackTailSavepointRollbackLeavesNothing probes atomicity (promise
+// 1): a message enqueued in a savepoint that is rolled back must not be
+// published, though it was written to the WAL, while the message of the
+// same transaction enqueued after it is.
+func TestAttackTailSavepointRollbackLeavesNothing(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := tailStore(t, Config{})
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	gone, kept := tailMsg("k", "gone"), tailMsg("k", "kept")
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Enqueue(ctx, sp, gone); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Enqueue(ctx, tx, kept); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := tailMsg("k", "after")
+	tailEnqueue(t, ctx, s, after)
+	st, err := s.TailLog(ctx, outbox.TailParams{Owner: "a", Lease: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	got := nextRecords(t, ctx, st, 2)
+	if got[0].ID != kept.ID || got[1].ID != after.ID {
+		t.Fatalf("read %s then %s, want kept then after", got[0].Payload, got[1].Payload)
+	}
+}
