@@ -109,7 +109,7 @@ func squeeze(s string) string { return strings.Join(strings.Fields(s), " ") }
 // TestStatusSlotLeftBehind: an outbox with a replication slot that no
 // relay streams from shows the slot and the WAL it keeps, and warns that it
 // keeps it until a relay takes it or it is dropped; once dropped, status
-// shows no slot.
+// shows no slot, and status --tail says that it is missing.
 func TestStatusSlotLeftBehind(t *testing.T) {
 	t.Parallel()
 	url, schema := pgserver.Schema(t)
@@ -164,6 +164,12 @@ func TestStatusSlotLeftBehind(t *testing.T) {
 	stdout, _, _ = run(t, env, "", false, "status")
 	if strings.Contains(stdout, tailed.Slot()) {
 		t.Errorf("status after the slot was dropped still shows one:\n%s", stdout)
+	}
+	stdout, stderr, code = run(t, env, "", false, "status", "--tail")
+	for _, want := range []string{"slot " + tailed.Slot() + " (missing)", "warning: the replication slot " + tailed.Slot() + " does not exist", "outbox migrate --tail"} {
+		if code != 0 || !strings.Contains(squeeze(stdout), want) {
+			t.Errorf("status --tail without the slot: exit %d (%s), no %q in\n%s", code, stderr, want, stdout)
+		}
 	}
 	stdout, _, _ = run(t, env, "", false, "status", "--json")
 	if err := json.Unmarshal([]byte(stdout), &report); err != nil || report.Log != nil {

@@ -55,7 +55,10 @@ its confirmed position is behind the end of the WAL in bytes and in seconds
 (the seconds need a role with pg_read_all_stats), and the WAL it keeps. A
 slot that no relay streams from keeps all the WAL written since, until a
 relay takes it or PostgreSQL gives it up at max_slot_wal_keep_size, losing
-the messages in it: status warns about it.
+the messages in it: status warns about it. With --tail (as the relays run),
+status also warns when the slot is missing: writers fail, or, if they found
+it before it was dropped or lost in a failover, write messages that nobody
+reads.
 
 --json prints the same numbers with stable field names; --watch refreshes
 them (one JSON document per line with --json).`,
@@ -97,6 +100,7 @@ them (one JSON document per line with --json).`,
 		},
 	}
 	store.AddFlags(cmd.Flags())
+	store.AddTailFlag(cmd.Flags())
 	app.AddWaitFlag(cmd.Flags(), &wait)
 	cmd.Flags().DurationVar(&watch, "watch", 0, "refresh every interval (e.g. 2s) until interrupted")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON with stable field names")
