@@ -20,7 +20,8 @@ type RelayConfig struct {
 	Owner string
 
 	// BatchSize is the most records read and published at once.
-	// Default 500.
+	// Default 500. A relay tailing a log ([LogTailer]) publishes one batch
+	// at a time, of up to BatchSize×Concurrency records.
 	BatchSize int
 
 	// Concurrency is how many batches one relay keeps in flight. Per-key

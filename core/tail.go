@@ -167,7 +167,10 @@ func (r *Relay) stream(ctx context.Context, s LogStream) error {
 			// Wake up to refresh the parked keys even when the log is quiet.
 			nctx, cancel = context.WithTimeout(ctx, r.cfg.PollInterval)
 		}
-		recs, err := s.Next(nctx, r.cfg.BatchSize)
+		// One batch in flight at a time, as large as the records a polling
+		// relay keeps in flight (Concurrency batches of BatchSize): the log
+		// is one ordered stream, and one call per batch keeps its order.
+		recs, err := s.Next(nctx, r.cfg.BatchSize*r.cfg.Concurrency)
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil && nctx.Err() != nil {

@@ -25,8 +25,9 @@ type Store struct {
 	notify *notifier
 	tail   tailNames
 
-	// slotSeen is set once Enqueue found the replication slot (Config.Tail).
-	slotSeen atomic.Bool
+	// slotSeen is when Enqueue last found the replication slot (unix
+	// nanoseconds; Config.Tail).
+	slotSeen atomic.Int64
 
 	// lanes is the lane count of the table, read once (laneTotal) and
 	// cached; zero until then.

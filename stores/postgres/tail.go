@@ -38,10 +38,14 @@ import (
 // encoding below.
 const tailFormat = 1
 
+// slotRecheck is how long Enqueue trusts that the slot it found exists.
+const slotRecheck = 10 * time.Second
+
 // tailNames are the names of what the tailing mode uses in the database.
 type tailNames struct {
 	slot, publication string // lowercase identifiers, no quoting needed
 	prefix            string // of the logical messages
+	parkLock          int64  // advisory lock: Park shares it, ParkedKeys takes it
 }
 
 func newTailNames(schema, table string) tailNames {
@@ -53,7 +57,8 @@ func newTailNames(schema, table string) tailNames {
 		h.Write([]byte(schema + "." + table))
 		base = fmt.Sprintf("%s_%016x", base[:min(len(base), 46)], h.Sum64())
 	}
-	return tailNames{slot: base, publication: base, prefix: "txoutbox:" + schema + "." + table}
+	return tailNames{slot: base, publication: base, prefix: "txoutbox:" + schema + "." + table,
+		parkLock: lockKey("txoutbox park " + schema + "." + table)}
 }
 
 // Slot returns the name of the logical replication slot that relays read
@@ -161,7 +166,7 @@ func formatUUID(b []byte) string {
 func (s *Store) tailStatement(msgs []outbox.Message, byteaArg func([][]byte) any) (string, []any, error) {
 	contents := make([][]byte, len(msgs))
 	for i := range msgs {
-		c, err := s.encodeOne(&msgs[i])
+		c, err := encodeTail(&msgs[i])
 		if err != nil {
 			return "", nil, err
 		}
@@ -176,17 +181,16 @@ func (s *Store) tailStatement(msgs []outbox.Message, byteaArg func([][]byte) any
 FROM unnest($2::bytea[]) WITH ORDINALITY AS m(c, ord) ORDER BY m.ord`, []any{s.tail.prefix, byteaArg(contents)}, nil
 }
 
-func (s *Store) encodeOne(m *outbox.Message) ([]byte, error) {
-	return encodeTail(m)
-}
-
-// checkSlot makes sure, once per Store, that the slot exists before the
-// first message is written to the WAL: a message written while no slot
-// exists is never decoded, so it would be lost.
+// checkSlot makes sure that the slot exists before the first message is
+// written to the WAL, and again every slotRecheck: a message written while
+// no slot exists is never decoded, so it would be lost. A slot dropped
+// under running writers (by hand, or lost in a failover to a standby,
+// which PostgreSQL 15 and 16 do not copy slots to) thus loses at most the
+// messages of slotRecheck before Enqueue fails with ErrSchemaMissing.
 // It asks through the caller's transaction (ask), not the pool: a writer
 // holding the last connection of a small pool would wait for itself.
 func (s *Store) checkSlot(ask func(query string, args ...any) (bool, error)) error {
-	if s.slotSeen.Load() {
+	if time.Since(time.Unix(0, s.slotSeen.Load())) < slotRecheck {
 		return nil
 	}
 	ok, err := ask(`SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database())`, s.tail.slot)
@@ -197,7 +201,7 @@ func (s *Store) checkSlot(ask func(query string, args ...any) (bool, error)) err
 		return fmt.Errorf("pgstore: enqueue: %w: the replication slot %q that Config.Tail needs does not exist, so messages written now would be lost; create it with `outbox migrate --tail` (or Store.Migrate with Config.Tail set)",
 			outbox.ErrSchemaMissing, s.tail.slot)
 	}
-	s.slotSeen.Store(true)
+	s.slotSeen.Store(time.Now().UnixNano())
 	return nil
 }
 
@@ -341,7 +345,7 @@ func (s *Store) openStream(ctx context.Context, p outbox.TailParams) (*stream, e
 		}
 		err = translate(op, err)
 		if errors.Is(err, outbox.ErrAccessDenied) {
-			err = fmt.Errorf("%w (Config.Tail: the relay's role needs the REPLICATION attribute, and pg_hba.conf a replication entry for it)", err)
+			err = fmt.Errorf("%w (Config.Tail: the relay's role needs the REPLICATION attribute, ALTER ROLE ... REPLICATION; pg_hba.conf matches its connection like any other to the database)", err)
 		}
 		if code, ok := sqlState(err); ok && code == "42704" {
 			err = fmt.Errorf("pgstore: tail: %w: the replication slot %q does not exist; create it with `outbox migrate --tail`: %w", outbox.ErrSchemaMissing, s.tail.slot, err)
@@ -661,7 +665,10 @@ func (st *stream) Close() error {
 
 // Park implements [outbox.LogStream]: one transaction that checks that this
 // stream's walsender still holds the slot, then inserts the records in the
-// order given (the table's Seq follows it).
+// order given (the table's Seq follows it). The slot can change hands
+// between the check and the commit; so Park holds parkLock shared from
+// before the check, and ParkedKeys waits for it: a new holder reads the
+// keys of a Park whose check passed before it took the slot.
 func (st *stream) Park(ctx context.Context, recs []outbox.Parked) error {
 	s := st.s
 	lanes, err := s.laneTotal(ctx)
@@ -695,6 +702,9 @@ func (st *stream) Park(ctx context.Context, recs []outbox.Parked) error {
 		dead[i] = r.Dead
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, s.tail.parkLock); err != nil {
+			return err
+		}
 		var held bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active_pid = $2)`,
 			s.tail.slot, st.pid).Scan(&held); err != nil {
@@ -715,12 +725,21 @@ func (st *stream) Park(ctx context.Context, recs []outbox.Parked) error {
 var errLostSlot = errors.New("this relay no longer holds the replication slot")
 
 // ParkedKeys implements [outbox.LogStream].
+// It first waits for the Parks in flight (see Park), a former holder's
+// among them.
 func (st *stream) ParkedKeys(ctx context.Context, strictOrder bool) ([]string, error) {
-	rows, err := st.s.pool.Query(ctx, st.s.sql.parkedKeys, strictOrder)
-	if err != nil {
-		return nil, translate("tail: reading parked keys", err)
-	}
-	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	var keys []string
+	err := pgx.BeginFunc(ctx, st.s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, st.s.tail.parkLock); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, st.s.sql.parkedKeys, strictOrder)
+		if err != nil {
+			return err
+		}
+		keys, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
 	return keys, translate("tail: reading parked keys", err)
 }
 

@@ -2,8 +2,13 @@ package pgstore
 
 import (
 	"context"
+	"errors"
+	"maps"
+	"strings"
 	"testing"
 	"time"
+
+	outbox "github.com/txoutbox/txoutbox/core"
 
 	"github.com/txoutbox/txoutbox/conformance"
 )
@@ -45,4 +50,63 @@ func TestTailRelaySuite(t *testing.T) {
 		Broker:   conformance.MemoryBroker(),
 		HoldOpen: 6 * time.Second,
 	})
+}
+
+// A message's content survives the WAL: every field, headers, an empty
+// payload and a key with multibyte characters, and a truncated content is
+// an error, not a message.
+func TestTailEncodingRoundTrips(t *testing.T) {
+	msgs := []outbox.Message{
+		{Topic: "orders", Key: "clé-ü", Payload: []byte(`{"id":1}`), Headers: map[string]string{"a": "1", "trace": "x y"}},
+		{Topic: "t", Payload: nil},
+	}
+	if err := outbox.Prepare(msgs, outbox.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		b, err := encodeTail(&m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeTail(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ID != m.ID || got.Topic != m.Topic || got.Key != m.Key || string(got.Payload) != string(m.Payload) ||
+			!got.CreatedAt.Equal(m.CreatedAt) || !maps.Equal(got.Headers, m.Headers) {
+			t.Errorf("decoded %+v, want %+v", got, m)
+		}
+		for n := range len(b) - len(m.Payload) {
+			if _, err := decodeTail(b[:n]); err == nil {
+				t.Errorf("content cut to %d of %d bytes decoded without error", n, len(b))
+			}
+		}
+	}
+}
+
+// A slot dropped under running writers: once Enqueue checks again, it
+// refuses to write messages that nothing would read.
+func TestTailEnqueueRefusesWithoutSlot(t *testing.T) {
+	t.Parallel()
+	s := tailStore(t, Config{})
+	ctx := context.Background()
+	write := func() error {
+		tx, err := s.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		return s.Enqueue(ctx, tx, outbox.Message{Topic: "t", Payload: []byte("x")})
+	}
+	if err := write(); err != nil {
+		t.Fatalf("Enqueue with the slot: %v", err)
+	}
+	if err := s.DropTail(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.slotSeen.Store(0) // the recheck is due
+	err := write()
+	if !errors.Is(err, outbox.ErrSchemaMissing) || !strings.Contains(err.Error(), "outbox migrate --tail") {
+		t.Fatalf("Enqueue without the slot: %v, want ErrSchemaMissing naming outbox migrate --tail", err)
+	}
 }
