@@ -165,7 +165,8 @@ func (b *bencher) pair(ctx context.Context, s storeTarget, br brokerTarget, sr *
 			pr.Latency = append(pr.Latency, res)
 			per := ""
 			if bd := res.Breakdown; bd != nil && relay == RelayTail {
-				per = fmt.Sprintf("; per log read of %.1f: %.2f ms (waits included); publish %.2f ms per batch; %d parks", bd.RecordsPerLogRead, bd.LogReadMs, bd.PublishMs, bd.Parks)
+				per = fmt.Sprintf("; commit → read from the log p50 %s, p99 %s ms; per log read of %.1f: %.2f ms (waits included); publish %.2f ms per batch; %d parks",
+					msText(res.LogReadP50), msText(res.LogReadP99), bd.RecordsPerLogRead, bd.LogReadMs, bd.PublishMs, bd.Parks)
 			} else if bd != nil {
 				per = fmt.Sprintf("; per read of %.1f: read %.2f ms; publish %.2f ms, settle %.2f ms per batch", bd.RecordsPerRead, bd.ReadMs, bd.PublishMs, bd.SettleMs)
 			}
@@ -542,6 +543,14 @@ func (b *bencher) latency(ctx context.Context, s storeTarget, br brokerTarget, e
 		return res, err
 	}
 	defer run.stop()
+	reads := newStamps() // tail: when each record came out of the log
+	if tail {
+		run.timings.onLogRead = func(recs []outbox.LogRecord, at time.Time) {
+			for _, r := range recs {
+				reads.put(r.ID, at, 0)
+			}
+		}
+	}
 	run.start(ctx)
 	if tail {
 		// The writers start once the relay streams from the slot: the
@@ -615,7 +624,7 @@ func (b *bencher) latency(ctx context.Context, s storeTarget, br brokerTarget, e
 		res.Breakdown = run.timings.breakdown()
 	}
 
-	var lat []float64
+	var lat, readLat []float64
 	var last time.Time
 	commits.each(func(id string, committed time.Time, i int) {
 		if committed.After(last) {
@@ -630,8 +639,15 @@ func (b *bencher) latency(ctx context.Context, s storeTarget, br brokerTarget, e
 			return
 		}
 		lat = append(lat, max(0, ms(acked.Sub(committed))))
+		if read, ok := reads.get(id); ok {
+			readLat = append(readLat, max(0, ms(read.Sub(committed))))
+		}
 	})
 	slices.Sort(lat)
+	if len(readLat) > 0 {
+		slices.Sort(readLat)
+		res.LogReadP50, res.LogReadP99 = quantile(readLat, 0.50), quantile(readLat, 0.99)
+	}
 	res.Samples = len(lat)
 	res.Achieved = rate(commits.len(), last.Sub(start))
 	res.P50, res.P99, res.P999 = quantile(lat, 0.50), quantile(lat, 0.99), quantile(lat, 0.999)

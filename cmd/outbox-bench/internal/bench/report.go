@@ -241,6 +241,10 @@ type LatencyResult struct {
 	P99  float64 `json:"p99_ms"`
 	P999 float64 `json:"p999_ms"`
 	Max  float64 `json:"max_ms"`
+	// LogReadP50 and LogReadP99, for the relay tailing the log, are the
+	// part from commit until the relay read the event from the log.
+	LogReadP50 float64 `json:"log_read_p50_ms,omitempty"`
+	LogReadP99 float64 `json:"log_read_p99_ms,omitempty"`
 	// VsSimpleP99 is this p99 over the simple relay's at the same rate.
 	VsSimpleP99 float64 `json:"vs_simple_p99,omitempty"`
 	// Breakdown tells where the txoutbox relay spent its time (nil for the

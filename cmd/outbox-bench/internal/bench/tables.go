@@ -105,6 +105,10 @@ func (r *Report) latencyTable() table {
 				relay = "txoutbox tailing the WAL"
 			}
 			row := []string{pair, number(float64(l.Rate)), relay, number(l.Achieved), msText(l.P50), msText(l.P99), msText(l.P999), msText(l.Max), times(l.VsSimpleP99)}
+			if l.Relay == RelayTail && l.LogReadP99 > 0 {
+				t.notes = append(t.notes, fmt.Sprintf("%s at %s ev/s, tailing the WAL: commit → read from the slot p50 %s ms, p99 %s ms (the rest is the publish and its wait).",
+					pairName(r, p), number(float64(l.Rate)), msText(l.LogReadP50), msText(l.LogReadP99)))
+			}
 			if l.Lost > 0 {
 				row[3] += fmt.Sprintf(" (%d unacked)", l.Lost)
 			}

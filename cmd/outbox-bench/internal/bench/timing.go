@@ -45,6 +45,9 @@ type timings struct {
 	parks, parkNs                   atomic.Int64
 	holdOnce                        sync.Once
 	held                            chan struct{} // closed once a relay holds the log
+	// onLogRead, when set before the relays start, learns the records of
+	// each read of the log and when it returned.
+	onLogRead func(recs []outbox.LogRecord, at time.Time)
 }
 
 func newTimings() *timings { return &timings{held: make(chan struct{})} }
@@ -172,6 +175,9 @@ func (s timedStream) Next(ctx context.Context, max int) ([]outbox.LogRecord, err
 	start := time.Now()
 	recs, err := s.LogStream.Next(ctx, max)
 	if len(recs) > 0 {
+		if s.t.onLogRead != nil {
+			s.t.onLogRead(recs, time.Now())
+		}
 		s.t.logReadNs.Add(int64(time.Since(start)))
 		s.t.logReads.Add(1)
 		s.t.logRecords.Add(int64(len(recs)))

@@ -190,8 +190,8 @@ func TestQuickPostgresTail(t *testing.T) {
 			tail = &p.Latency[i]
 		}
 	}
-	if tail == nil || tail.Samples == 0 || tail.Lost != 0 || tail.VsSimpleP99 <= 0 {
-		t.Errorf("tailed latency = %+v, want samples, nothing lost, and the ratio to the simple relay", tail)
+	if tail == nil || tail.Samples == 0 || tail.Lost != 0 || tail.VsSimpleP99 <= 0 || tail.LogReadP99 <= 0 {
+		t.Errorf("tailed latency = %+v, want samples, nothing lost, the commit → read part and the ratio to the simple relay", tail)
 	}
 	for name := range slots() {
 		if !before[name] {
