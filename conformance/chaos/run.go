@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -58,6 +59,8 @@ var scenarios = []scenario{
 	{name: "3 relays, one killed", run: func(s *session) string { return s.killRelays(3) }},
 	{name: "broker outage", run: (*session).brokerOutage, alone: true},
 	{name: "db connections killed", run: (*session).connectionLoss},
+	{name: "db restarted (fast)", run: func(s *session) string { return s.restartStore(false) }, alone: true},
+	{name: "db restarted (immediate)", run: func(s *session) string { return s.restartStore(true) }, alone: true},
 	{name: "writers fail", run: (*session).writersFail},
 	{name: "poison message", run: (*session).poison},
 	{name: "late commit", run: (*session).lateCommit},
@@ -74,6 +77,10 @@ var scenarios = []scenario{
 // broker. The faults of one scenario then never reach another; its timings
 // (the Recovery of the results) are only shared with the machine.
 func Run(t *testing.T, pair string, newTarget NewTarget, o Options) []Result {
+	scenarios := scenarios
+	if len(o.Only) > 0 {
+		scenarios = slices.DeleteFunc(slices.Clone(scenarios), func(sc scenario) bool { return !slices.Contains(o.Only, sc.name) })
+	}
 	results := make([]Result, len(scenarios))
 	slots := make(chan struct{}, max(o.Parallel, 1))
 	var broker sync.RWMutex // held exclusively by a scenario that stops the broker
@@ -261,6 +268,32 @@ func (s *session) brokerOutage() string {
 		}
 		if err := s.tg.StartBroker(); err != nil {
 			s.t.Fatalf("starting the broker: %v", err)
+		}
+		s.faultEnded()
+	})
+	s.waitAll()
+	return ""
+}
+
+// restartStore runs two relays and, while the writers write, shuts the
+// database down (fast or immediate), keeps it down for o.Restart and
+// starts it again: relays and writers reconnect, and whatever committed
+// before is delivered.
+func (s *session) restartStore(immediate bool) string {
+	if s.tg.StopStore == nil || s.tg.StartStore == nil {
+		return "the target cannot restart its database"
+	}
+	s.startRelays(2)
+	s.during(loadCommit, 1, func(int) {
+		if err := s.tg.StopStore(immediate); err != nil {
+			s.t.Fatalf("stopping the database: %v", err)
+		}
+		select {
+		case <-time.After(s.o.Restart):
+		case <-s.ctx.Done():
+		}
+		if err := s.tg.StartStore(); err != nil {
+			s.t.Fatalf("starting the database: %v", err)
 		}
 		s.faultEnded()
 	})

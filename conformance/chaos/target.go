@@ -34,6 +34,14 @@ type Target struct {
 	StopBroker  func() error
 	StartBroker func() error
 
+	// Database restart, when set: StopStore shuts the database server
+	// down, fast (PostgreSQL's SIGINT: clients disconnected, a checkpoint)
+	// or immediate (SIGQUIT: no checkpoint, recovery from the WAL at the
+	// next start, as after a crash), keeping its data; StartStore starts it
+	// again on the same address.
+	StopStore  func(immediate bool) error
+	StartStore func() error
+
 	// SingleWriter says the store lets one write transaction in at a time
 	// (SQLite): scenarios that keep a write transaction open while other
 	// writers commit skip.
@@ -105,6 +113,12 @@ type Options struct {
 	ConnectionKills int
 	// Timeout bounds each scenario (a deadlock guard, not a speed goal).
 	Timeout time.Duration
+	// Only, when not empty, names the scenarios to run (the others are
+	// left out of the results).
+	Only []string
+	// Restart is how long the database stays down in the restart
+	// scenarios.
+	Restart time.Duration
 	// Parallel is how many scenarios of a pair run at once (0 or 1: one
 	// after the other). Most of a scenario is waiting: for leases to
 	// expire, for paced writers, for an outage or a held transaction.
@@ -114,7 +128,7 @@ type Options struct {
 // Short is the CI version: a few faults, small counts.
 func Short() Options {
 	return Options{Events: 1500, Rate: 1000, Writers: 4, Keys: 100, Kills: 4, Outage: 2 * time.Second,
-		Hold: 2 * time.Second, ConnectionKills: 4, Timeout: 2 * time.Minute, Parallel: 3}
+		Hold: 2 * time.Second, ConnectionKills: 4, Restart: time.Second, Timeout: 2 * time.Minute, Parallel: 3}
 }
 
 // Long is the full version: 20,000 events, 20 kills, a 6-second outage, a
@@ -122,7 +136,7 @@ func Short() Options {
 // times, which scenarios running beside it would stretch).
 func Long() Options {
 	return Options{Events: 20000, Rate: 800, Writers: 8, Keys: 1000, Kills: 20, Outage: 6 * time.Second,
-		Hold: 10 * time.Second, ConnectionKills: 20, Timeout: 10 * time.Minute}
+		Hold: 10 * time.Second, ConnectionKills: 20, Restart: 3 * time.Second, Timeout: 10 * time.Minute}
 }
 
 // relaySpec is the configuration of the scenarios' relays: leases short

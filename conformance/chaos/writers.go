@@ -67,6 +67,13 @@ func (s *session) write(mode loadMode) {
 					end = []txEnd{commit, commit, rollback, panicking, cancelled}[rng.IntN(5)]
 				}
 				err := writeTx(s.ctx, s.tg.Outbox, msgs, end)
+				if err != nil && (msgs[0].ID == "" || end == commit) {
+					// The database is down or restarting: do not spin.
+					select {
+					case <-time.After(10 * time.Millisecond):
+					case <-s.ctx.Done():
+					}
+				}
 				switch {
 				case msgs[0].ID == "":
 					// Begin failed (a killed connection): nothing was written.

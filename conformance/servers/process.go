@@ -253,9 +253,14 @@ func (t *tail) lastLines(n int) string {
 
 // Restartable is a local server of one test that the test can stop and
 // start again (on the same port and data, which start keeps). Its methods
-// end the test on failure, so call them from the test's goroutine.
+// end the test on failure, so call them from the test's goroutine, or
+// through For from a subtest's.
 type Restartable struct {
-	t     testing.TB
+	t testing.TB
+	*restartable
+}
+
+type restartable struct {
 	name  string
 	start func() (*Process, error)
 
@@ -267,10 +272,15 @@ type Restartable struct {
 // port and data every time, and stops it when t ends.
 func StartRestartable(t testing.TB, name string, start func() (*Process, error)) *Restartable {
 	t.Helper()
-	r := &Restartable{t: t, name: name, start: start}
+	r := &Restartable{t: t, restartable: &restartable{name: name, start: start}}
 	r.Start()
 	t.Cleanup(func() { r.Stop(nil) })
 	return r
+}
+
+// For returns the same server, reporting failures to t (a subtest).
+func (r *Restartable) For(t testing.TB) *Restartable {
+	return &Restartable{t: t, restartable: r.restartable}
 }
 
 // Stop shuts the server down with sig (nil: its StopSignal) and waits

@@ -41,6 +41,12 @@ func Start(t testing.TB) *Process {
 	return p
 }
 
+// For returns the same server, reporting failures to t (a subtest, whose
+// goroutine may end on a failure).
+func (p *Process) For(t testing.TB) *Process {
+	return &Process{r: p.r.For(t), url: p.url}
+}
+
 // URL returns the server's URL; it stays the same across restarts.
 func (p *Process) URL() string { return p.url }
 
