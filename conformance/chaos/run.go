@@ -257,43 +257,33 @@ func (s *session) brokerOutage() string {
 	if s.tg.StopBroker == nil || s.tg.StartBroker == nil {
 		return "the target cannot stop and start its broker"
 	}
-	s.startRelays(2)
-	s.during(loadCommit, 1, func(int) {
-		if err := s.tg.StopBroker(); err != nil {
-			s.t.Fatalf("stopping the broker: %v", err)
-		}
-		select {
-		case <-time.After(s.o.Outage):
-		case <-s.ctx.Done():
-		}
-		if err := s.tg.StartBroker(); err != nil {
-			s.t.Fatalf("starting the broker: %v", err)
-		}
-		s.faultEnded()
-	})
-	s.waitAll()
-	return ""
+	return s.outage("the broker", s.tg.StopBroker, s.tg.StartBroker, s.o.Outage)
 }
 
-// restartStore runs two relays and, while the writers write, shuts the
-// database down (fast or immediate), keeps it down for o.Restart and
-// starts it again: relays and writers reconnect, and whatever committed
-// before is delivered.
+// restartStore shuts the database down (fast or immediate) while the
+// writers write and starts it again: relays and writers reconnect, and
+// whatever committed before is delivered.
 func (s *session) restartStore(immediate bool) string {
 	if s.tg.StopStore == nil || s.tg.StartStore == nil {
 		return "the target cannot restart its database"
 	}
+	return s.outage("the database", func() error { return s.tg.StopStore(immediate) }, s.tg.StartStore, s.o.Restart)
+}
+
+// outage runs two relays and, while the writers write, stops what (with
+// stop), keeps it down for d and starts it again.
+func (s *session) outage(what string, stop, start func() error, d time.Duration) string {
 	s.startRelays(2)
 	s.during(loadCommit, 1, func(int) {
-		if err := s.tg.StopStore(immediate); err != nil {
-			s.t.Fatalf("stopping the database: %v", err)
+		if err := stop(); err != nil {
+			s.t.Fatalf("stopping %s: %v", what, err)
 		}
 		select {
-		case <-time.After(s.o.Restart):
+		case <-time.After(d):
 		case <-s.ctx.Done():
 		}
-		if err := s.tg.StartStore(); err != nil {
-			s.t.Fatalf("starting the database: %v", err)
+		if err := start(); err != nil {
+			s.t.Fatalf("starting %s: %v", what, err)
 		}
 		s.faultEnded()
 	})
