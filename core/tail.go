@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -39,8 +40,9 @@ type TailParams struct {
 	Lease time.Duration
 }
 
-// LogStream is a relay's hold on an outbox's log. Its methods are called
-// from one goroutine.
+// LogStream is a relay's hold on an outbox's log. Next is called from one
+// goroutine; the other methods may be called concurrently, with it and
+// with each other.
 type LogStream interface {
 	// Next waits for records committed to the log and returns up to max of
 	// them, in commit order (and in write order within a transaction). It
@@ -63,7 +65,6 @@ type LogStream interface {
 	// Renew says that the relay is alive. A stream not renewed within
 	// TailParams.Lease lets the log go, so that a standby takes it over
 	// from a relay that froze (paused, stuck in a call) while holding it.
-	// Unlike the other methods, it may be called from any goroutine.
 	Renew()
 	// Close gives the log up, so another relay can take it at once.
 	Close() error
@@ -128,16 +129,21 @@ func (r *Relay) tail(ctx context.Context, t LogTailer) {
 	}
 }
 
-// stream publishes from a held log until it breaks or ctx ends. It is the
-// only writer of parked records while it holds the log, so the keys it
-// parked, refreshed from the table between batches, tell exactly which
-// records of the log must queue behind the table.
+// stream publishes from a held log until it breaks or ctx ends.
+//
+// Records are dealt to Concurrency workers by key (keyless ones by ID), so
+// that all records of a key go through one worker, which publishes its
+// batches one at a time in log order: per-key order holds with several
+// batches in flight. A worker is the only writer of parked records of its
+// keys while the relay holds the log, so the keys it parked, refreshed from
+// the table between its batches, tell exactly which records of the log must
+// queue behind the table. The log is acknowledged up to the last
+// transaction whose records every worker finished (delivered or parked).
 func (r *Relay) stream(ctx context.Context, s LogStream) error {
 	parked, err := r.parkedKeys(ctx, s)
 	if err != nil {
 		return err
 	}
-	refreshed := time.Now()
 	// The hold is renewed from a goroutine of its own, like lanes, so that
 	// a long Publish does not let it lapse; only a relay that froze does.
 	renewed := make(chan struct{})
@@ -154,34 +160,189 @@ func (r *Relay) stream(ctx context.Context, s LogStream) error {
 			}
 		}
 	}()
+
+	n := r.cfg.Concurrency
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	acks := &ackTracker{s: s}
+	room := make(chan struct{}, 2*n) // chunks in flight
+	work := make([]chan logPart, n)
+	var wg sync.WaitGroup
+	for w := range n {
+		work[w] = make(chan logPart, 1)
+		mine := make(map[string]bool)
+		for k := range parked {
+			if LaneOf(k, "", n) == w {
+				mine[k] = true
+			}
+		}
+		wg.Go(func() {
+			if err := r.logWorker(sctx, s, w, n, work[w], mine, acks, room); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	defer func() {
+		for _, c := range work {
+			close(c)
+		}
+		wg.Wait()
+	}()
+
 	for {
+		select {
+		case room <- struct{}{}:
+		case <-sctx.Done():
+			return streamErr(ctx, sctx)
+		}
+		// One read takes what Concurrency batches of BatchSize hold: the
+		// records a polling relay keeps in flight.
+		recs, err := s.Next(sctx, r.cfg.BatchSize*n)
+		if err != nil {
+			if sctx.Err() != nil {
+				return streamErr(ctx, sctx)
+			}
+			return err
+		}
+		parts := make([][]LogRecord, n)
+		for _, rec := range recs {
+			w := LaneOf(rec.Key, rec.ID, n)
+			parts[w] = append(parts[w], rec)
+		}
+		chunk := acks.add(recs, n)
+		for w, part := range parts {
+			select {
+			case work[w] <- logPart{chunk: chunk, recs: part}:
+			case <-sctx.Done():
+				return streamErr(ctx, sctx)
+			}
+		}
+	}
+}
+
+// streamErr is why a stream stopped: its worker's error, or ctx's.
+func streamErr(ctx, sctx context.Context) error {
+	if err := context.Cause(sctx); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// logPart is one worker's share of a chunk of the log (possibly empty: the
+// worker still reports it done, so the chunk completes).
+type logPart struct {
+	chunk int64
+	recs  []LogRecord
+}
+
+// logWorker publishes its parts in order until its channel closes or ctx
+// ends. parked holds its keys (those dealt to worker w of n) that wait in
+// the table; it refreshes them from the table every PollInterval while any
+// is parked.
+func (r *Relay) logWorker(ctx context.Context, s LogStream, w, n int, parts <-chan logPart, parked map[string]bool, acks *ackTracker, room chan struct{}) error {
+	refreshed := time.Now()
+	for {
+		var p logPart
+		tick := false
+		var timeout <-chan time.Time
+		var t *time.Timer
+		if len(parked) > 0 {
+			t = time.NewTimer(max(r.cfg.PollInterval-time.Since(refreshed), 0))
+			timeout = t.C
+		}
+		select {
+		case q, ok := <-parts:
+			if !ok {
+				return nil
+			}
+			p = q
+		case <-timeout:
+			tick = true
+		case <-ctx.Done():
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
 		if len(parked) > 0 && time.Since(refreshed) >= r.cfg.PollInterval {
-			if parked, err = r.parkedKeys(ctx, s); err != nil {
+			all, err := r.parkedKeys(ctx, s)
+			if err != nil {
 				return err
+			}
+			clear(parked)
+			for k := range all {
+				if LaneOf(k, "", n) == w {
+					parked[k] = true
+				}
 			}
 			refreshed = time.Now()
 		}
-		nctx := ctx
-		var cancel context.CancelFunc = func() {}
-		if len(parked) > 0 {
-			// Wake up to refresh the parked keys even when the log is quiet.
-			nctx, cancel = context.WithTimeout(ctx, r.cfg.PollInterval)
+		if tick {
+			continue
 		}
-		// One batch in flight at a time, as large as the records a polling
-		// relay keeps in flight (Concurrency batches of BatchSize): the log
-		// is one ordered stream, and one call per batch keeps its order.
-		recs, err := s.Next(nctx, r.cfg.BatchSize*r.cfg.Concurrency)
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil && nctx.Err() != nil {
-				continue // time to refresh
+		if len(p.recs) > 0 {
+			if err := r.publishLog(ctx, s, p.recs, parked); err != nil {
+				return err
 			}
-			return err
 		}
-		if err := r.publishLog(ctx, s, recs, parked); err != nil {
-			return err
+		acks.done(p.chunk, room)
+	}
+}
+
+// ackTracker acknowledges the log in order: a chunk is done when each
+// worker finished its part, and the log is acknowledged up to the last
+// checkpoint of the longest run of done chunks from the oldest.
+type ackTracker struct {
+	s      LogStream
+	mu     sync.Mutex
+	next   int64 // ID of the next chunk
+	chunks []ackChunk
+}
+
+type ackChunk struct {
+	id         int64
+	parts      int    // workers yet to finish
+	checkpoint uint64 // the chunk's last checkpoint, zero when none
+}
+
+func (a *ackTracker) add(recs []LogRecord, parts int) int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.next++
+	c := ackChunk{id: a.next, parts: parts, checkpoint: lastCheckpoint(recs)}
+	a.chunks = append(a.chunks, c)
+	return c.id
+}
+
+func (a *ackTracker) done(id int64, room chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := range a.chunks {
+		if a.chunks[i].id == id {
+			a.chunks[i].parts--
 		}
 	}
+	var pos uint64
+	for len(a.chunks) > 0 && a.chunks[0].parts == 0 {
+		pos = max(pos, a.chunks[0].checkpoint)
+		a.chunks = a.chunks[1:]
+		<-room
+	}
+	if pos != 0 {
+		a.s.Ack(pos)
+	}
+}
+
+// lastCheckpoint is the last non-zero Checkpoint of recs, or zero.
+func lastCheckpoint(recs []LogRecord) uint64 {
+	for i := len(recs) - 1; i >= 0; i-- {
+		if recs[i].Checkpoint != 0 {
+			return recs[i].Checkpoint
+		}
+	}
+	return 0
 }
 
 // parkedKeys reads the keys with records in the table, retrying within
@@ -205,8 +366,8 @@ func (r *Relay) parkedKeys(ctx context.Context, s LogStream) (map[string]bool, e
 	return set, nil
 }
 
-// publishLog publishes one batch of the log, parks what cannot go now, and
-// acknowledges the batch. Records of parked keys are parked behind them
+// publishLog publishes one batch of the log and parks what cannot go now;
+// the caller acknowledges it. Records of parked keys are parked behind them
 // unpublished. A record that fails is parked with its attempt counted and
 // its backoff (or as a dead letter), and the later records of its key are
 // parked behind it. While the broker is unreachable as a whole, the relay
@@ -378,14 +539,5 @@ func (r *Relay) publishLog(ctx context.Context, s LogStream, recs []LogRecord, p
 			PublishDuration: publishDuration, PublishedAt: time.Now(), SettleErr: parkErr,
 		})
 	}
-	if parkErr != nil {
-		return parkErr // not acknowledged: the next holder publishes them again
-	}
-	for i := len(recs) - 1; i >= 0; i-- {
-		if recs[i].Checkpoint != 0 {
-			s.Ack(recs[i].Checkpoint)
-			break
-		}
-	}
-	return nil
+	return parkErr // when set, not acknowledged: the next holder publishes them again
 }
