@@ -36,7 +36,7 @@ func (c *chunkLog) Ack(pos uint64) {
 		}
 	}
 }
-func (c *chunkLog) Park(context.Context, []Parked) error              { return nil }
+func (c *chunkLog) Park(context.Context, []Parked) error               { return nil }
 func (c *chunkLog) ParkedKeys(context.Context, bool) ([]string, error) { return nil, nil }
 func (c *chunkLog) Renew()                                             {}
 func (c *chunkLog) Close() error                                       { return nil }
