@@ -136,9 +136,9 @@ func literalArrays(ids, topics, keys []string, payloads [][]byte, headers []stri
 // here, with the lane count that the store reads once (through its pool,
 // on first use) and caches.
 func (s *Store) enqueueStatement(ctx context.Context, msgs []outbox.Message, literal bool, ask func(string, ...any) (bool, error)) (query string, args []any, err error) {
-	arrays, bytea := arrayArgs(pgxArrays), func(b [][]byte) any { return b }
+	arrays := arrayArgs(pgxArrays)
 	if literal {
-		arrays, bytea = literalArrays, func(b [][]byte) any { return byteaArray(b) }
+		arrays = literalArrays
 	}
 	if err := outbox.Prepare(msgs, s.cfg.Limits); err != nil {
 		return "", nil, err
@@ -150,7 +150,7 @@ func (s *Store) enqueueStatement(ctx context.Context, msgs []outbox.Message, lit
 		if err := s.checkSlot(ask); err != nil {
 			return "", nil, err
 		}
-		return s.tailStatement(msgs, bytea)
+		return s.tailStatement(msgs)
 	}
 	lanes, err := s.laneTotal(ctx)
 	if err != nil {

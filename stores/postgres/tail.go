@@ -38,6 +38,10 @@ import (
 // encoding below.
 const tailFormat = 1
 
+// tailPack is the first byte of a content that packs several messages (one
+// Enqueue call): their count, then each message's length and encoding.
+const tailPack = 2
+
 // slotRecheck is how long Enqueue trusts that the slot it found exists.
 const slotRecheck = 10 * time.Second
 
@@ -160,25 +164,68 @@ func formatUUID(b []byte) string {
 }
 
 // tailStatement returns the statement that writes msgs to the WAL, with its
-// arguments: one call of pg_logical_emit_message for one message, one per
-// element of an array (in slice order) for several. bytea is the array
-// argument as the caller's driver sends it.
-func (s *Store) tailStatement(msgs []outbox.Message, byteaArg func([][]byte) any) (string, []any, error) {
-	contents := make([][]byte, len(msgs))
-	for i := range msgs {
-		c, err := encodeTail(&msgs[i])
+// arguments: one call of pg_logical_emit_message, whose content is the
+// message, or a pack of the messages in slice order.
+func (s *Store) tailStatement(msgs []outbox.Message) (string, []any, error) {
+	var content []byte
+	if len(msgs) == 1 {
+		c, err := encodeTail(&msgs[0])
 		if err != nil {
 			return "", nil, err
 		}
-		contents[i] = c
+		content = c
+	} else {
+		// Several messages travel as one logical message (a pack): the
+		// walsender decodes and sends one record instead of one per
+		// message, which is most of its cost.
+		content = append(content, tailPack)
+		content = binary.AppendUvarint(content, uint64(len(msgs)))
+		for i := range msgs {
+			c, err := encodeTail(&msgs[i])
+			if err != nil {
+				return "", nil, err
+			}
+			content = binary.AppendUvarint(content, uint64(len(c)))
+			content = append(content, c...)
+		}
 	}
-	if len(msgs) == 1 {
-		return `SELECT pg_logical_emit_message(true, $1::text, $2::bytea)`, []any{s.tail.prefix, contents[0]}, nil
+	return `SELECT pg_logical_emit_message(true, $1::text, $2::bytea)`, []any{s.tail.prefix, content}, nil
+}
+
+// decodeContent returns the messages of one logical message's content: a
+// message, or a pack of them.
+func decodeContent(b []byte) ([]outbox.Message, error) {
+	if len(b) == 0 || b[0] != tailPack {
+		m, err := decodeTail(b)
+		if err != nil {
+			return nil, err
+		}
+		return []outbox.Message{m}, nil
 	}
-	// A volatile function in the select list runs after the sort, so the
-	// messages enter the WAL in slice order.
-	return `SELECT pg_logical_emit_message(true, $1::text, m.c)
-FROM unnest($2::bytea[]) WITH ORDINALITY AS m(c, ord) ORDER BY m.ord`, []any{s.tail.prefix, byteaArg(contents)}, nil
+	bad := errors.New("pgstore: a logical message of the outbox has a bad pack")
+	b = b[1:]
+	count, k := binary.Uvarint(b)
+	if k <= 0 || count > uint64(len(b)) {
+		return nil, bad
+	}
+	b = b[k:]
+	msgs := make([]outbox.Message, 0, count)
+	for range count {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return nil, bad
+		}
+		m, err := decodeTail(b[k : k+int(n)])
+		if err != nil {
+			return nil, err
+		}
+		msgs = append(msgs, m)
+		b = b[k+int(n):]
+	}
+	if len(b) != 0 {
+		return nil, bad
+	}
+	return msgs, nil
 }
 
 // checkSlot makes sure that the slot exists before the first message is
@@ -583,12 +630,17 @@ func (st *stream) receive(ctx context.Context) {
 					if !m.Transactional || m.Prefix != prefix {
 						continue
 					}
-					rec, err := decodeTail(m.Content)
+					msgs, err := decodeContent(m.Content)
 					if err != nil {
 						end(err)
 						return
 					}
-					tx = append(tx, outbox.LogRecord{Record: outbox.Record{Message: rec, Seq: int64(m.LSN)}})
+					for i, msg := range msgs {
+						// The messages of a pack share its LSN; the record
+						// spans more bytes than it has messages, so LSN+i
+						// stays unique and ordered.
+						tx = append(tx, outbox.LogRecord{Record: outbox.Record{Message: msg, Seq: int64(m.LSN) + int64(i)}})
+					}
 				case *pglogrepl.CommitMessage:
 					inTx = false
 					endLSN := uint64(m.TransactionEndLSN)

@@ -84,6 +84,39 @@ func TestTailEncodingRoundTrips(t *testing.T) {
 	}
 }
 
+// Several messages of one Enqueue travel as one pack, decoded in order;
+// a pack cut short, or with bytes after its last message, is an error.
+func TestTailPackRoundTrips(t *testing.T) {
+	s := &Store{tail: newTailNames("public", "outbox")}
+	msgs := []outbox.Message{{Topic: "a", Key: "k", Payload: []byte("1")}, {Topic: "b", Payload: []byte("22")}, {Topic: "c", Key: "k"}}
+	if err := outbox.Prepare(msgs, outbox.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	_, args, err := s.tailStatement(msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := args[1].([]byte)
+	got, err := decodeContent(content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(msgs) {
+		t.Fatalf("decoded %d messages, want %d", len(got), len(msgs))
+	}
+	for i := range msgs {
+		if got[i].ID != msgs[i].ID || got[i].Topic != msgs[i].Topic || string(got[i].Payload) != string(msgs[i].Payload) {
+			t.Errorf("message %d: %+v, want %+v", i, got[i], msgs[i])
+		}
+	}
+	if _, err := decodeContent(content[:len(content)-1]); err == nil {
+		t.Error("a pack cut short decoded without error")
+	}
+	if _, err := decodeContent(append(content, 0)); err == nil {
+		t.Error("a pack with a trailing byte decoded without error")
+	}
+}
+
 // A slot dropped under running writers: once Enqueue checks again, it
 // refuses to write messages that nothing would read.
 func TestTailEnqueueRefusesWithoutSlot(t *testing.T) {
@@ -109,4 +142,29 @@ func TestTailEnqueueRefusesWithoutSlot(t *testing.T) {
 	if !errors.Is(err, outbox.ErrSchemaMissing) || !strings.Contains(err.Error(), "outbox migrate --tail") {
 		t.Fatalf("Enqueue without the slot: %v, want ErrSchemaMissing naming outbox migrate --tail", err)
 	}
+}
+
+// The relay suite in the tailing mode with writers on database/sql,
+// enqueueing with EnqueueSQL (one message, or a pack of several, as one
+// []byte argument every driver sends).
+func TestTailRelaySuiteThroughDatabaseSQL(t *testing.T) {
+	t.Parallel()
+	conformance.RunRelaySuite(t, conformance.RelayHarness{
+		Store: conformance.StoreHarness{New: func(t *testing.T, opts conformance.OutboxOptions) conformance.Outbox {
+			s := tailStore(t, Config{Limits: opts.Limits, Lanes: opts.Lanes})
+			db := sqlDB(t, s.pool)
+			return conformance.Outbox{
+				Store: s,
+				Begin: func(ctx context.Context) (conformance.WriteTx, error) {
+					tx, err := db.BeginTx(ctx, nil)
+					if err != nil {
+						return nil, err
+					}
+					return &sqlWriteTx{s: s, tx: tx}, nil
+				},
+			}
+		}},
+		Broker:   conformance.MemoryBroker(),
+		HoldOpen: 6 * time.Second,
+	})
 }
