@@ -64,19 +64,24 @@ func outboxOf(s *Store, pool *pgxpool.Pool) conformance.Outbox {
 // stdlib driver) and enqueue with EnqueueSQL; the relay side is the same.
 func sqlHarness() conformance.StoreHarness {
 	return conformance.StoreHarness{New: func(t *testing.T, opts conformance.OutboxOptions) conformance.Outbox {
-		s, pool := testStore(t, Config{Limits: opts.Limits, Lanes: opts.Lanes})
-		db := sqlDB(t, pool)
-		return conformance.Outbox{
-			Store: s,
-			Begin: func(ctx context.Context) (conformance.WriteTx, error) {
-				tx, err := db.BeginTx(ctx, nil)
-				if err != nil {
-					return nil, err
-				}
-				return &sqlWriteTx{s: s, tx: tx}, nil
-			},
-		}
+		s, _ := testStore(t, Config{Limits: opts.Limits, Lanes: opts.Lanes})
+		return sqlOutboxOf(t, s)
 	}}
+}
+
+// sqlOutboxOf is s with writers on database/sql over s's pool.
+func sqlOutboxOf(t testing.TB, s *Store) conformance.Outbox {
+	db := sqlDB(t, s.pool)
+	return conformance.Outbox{
+		Store: s,
+		Begin: func(ctx context.Context) (conformance.WriteTx, error) {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return nil, err
+			}
+			return &sqlWriteTx{s: s, tx: tx}, nil
+		},
+	}
 }
 
 // sqlWriteTx is an application transaction on database/sql.

@@ -151,18 +151,7 @@ func TestTailRelaySuiteThroughDatabaseSQL(t *testing.T) {
 	t.Parallel()
 	conformance.RunRelaySuite(t, conformance.RelayHarness{
 		Store: conformance.StoreHarness{New: func(t *testing.T, opts conformance.OutboxOptions) conformance.Outbox {
-			s := tailStore(t, Config{Limits: opts.Limits, Lanes: opts.Lanes})
-			db := sqlDB(t, s.pool)
-			return conformance.Outbox{
-				Store: s,
-				Begin: func(ctx context.Context) (conformance.WriteTx, error) {
-					tx, err := db.BeginTx(ctx, nil)
-					if err != nil {
-						return nil, err
-					}
-					return &sqlWriteTx{s: s, tx: tx}, nil
-				},
-			}
+			return sqlOutboxOf(t, tailStore(t, Config{Limits: opts.Limits, Lanes: opts.Lanes}))
 		}},
 		Broker:   conformance.MemoryBroker(),
 		HoldOpen: 6 * time.Second,
