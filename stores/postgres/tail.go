@@ -337,6 +337,16 @@ func isSlotInUse(err error) bool {
 // returns an error matching [outbox.ErrUnsupported].
 func (s *Store) TailLog(ctx context.Context, p outbox.TailParams) (outbox.LogStream, error) {
 	if !s.cfg.Tail {
+		// A slot of this table means writers that tail: a relay that
+		// polls would leave their messages in it, unread. Say so, and
+		// keep saying it (the relay retries with backoff), rather than
+		// poll an empty table in silence.
+		var exists bool
+		err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, s.tail.slot).Scan(&exists)
+		if err == nil && exists {
+			return nil, fmt.Errorf("pgstore: %w: the replication slot %q exists, so writers with Config.Tail write their messages there, and this relay, without Config.Tail, does not read them: set Config.Tail on the relay (outbox relay --tail), or drop the slot once nothing is left in it (outbox migrate --drop-tail)",
+				outbox.ErrInvalidConfig, s.tail.slot)
+		}
 		return nil, fmt.Errorf("pgstore: %w: Config.Tail is off", outbox.ErrUnsupported)
 	}
 	standby := min(time.Second, max(p.Lease/4, 50*time.Millisecond))

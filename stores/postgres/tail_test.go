@@ -157,3 +157,25 @@ func TestTailRelaySuiteThroughDatabaseSQL(t *testing.T) {
 		HoldOpen: 6 * time.Second,
 	})
 }
+
+// A relay without Config.Tail on a table whose slot exists (writers that
+// tail) does not poll in silence: TailLog fails with ErrInvalidConfig,
+// naming the setting, and the relay logs it and tries again.
+func TestTailSlotWithoutTailIsReported(t *testing.T) {
+	t.Parallel()
+	s := tailStore(t, Config{})
+	polling, err := New(s.pool, Config{Schema: s.cfg.Schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = polling.TailLog(context.Background(), outbox.TailParams{Owner: "p"})
+	if !errors.Is(err, outbox.ErrInvalidConfig) || !strings.Contains(err.Error(), "--tail") {
+		t.Fatalf("TailLog without Config.Tail on a table with a slot: %v, want ErrInvalidConfig naming --tail", err)
+	}
+	if err := s.DropTail(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = polling.TailLog(context.Background(), outbox.TailParams{Owner: "p"}); !errors.Is(err, outbox.ErrUnsupported) {
+		t.Fatalf("TailLog without Config.Tail or slot: %v, want ErrUnsupported", err)
+	}
+}
