@@ -5,6 +5,7 @@ package pgstore
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -267,5 +268,99 @@ func TestAttackTailSavepointRollbackLeavesNothing(t *testing.T) {
 	got := nextRecords(t, ctx, st, 2)
 	if got[0].ID != kept.ID || got[1].ID != after.ID {
 		t.Fatalf("read %s then %s, want kept then after", got[0].Payload, got[1].Payload)
+	}
+}
+
+// TestAttackTailZombieParkIsSeenByTheNewHolder probes the fence of Park
+// (LogStream.Park: it writes nothing when the stream no longer holds the
+// log) and, through it, the parked keys a new holder starts from.
+//
+// Park checks that its walsender holds the slot, then inserts, in one
+// transaction, but nothing stops the slot from changing hands between
+// the two statements. Interleaving: relay A parks r1 (of key k); a third
+// session holds an uncommitted row of r1's ID, so A's insert waits on it,
+// after A's check passed. A's walsender is terminated (A froze past its
+// lease) and B takes the slot and reads the parked keys; then the third
+// session rolls back and A's insert commits. Before the fix, A's Park
+// succeeded though A had lost the log, and B's parked keys, read before
+// it committed, did not have k: B published k's records from the log
+// while r1 waited in the table (or, in strict order, a dead letter that
+// B delivered held k's later records until someone replayed it).
+func TestAttackTailZombieParkIsSeenByTheNewHolder(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := tailStore(t, Config{})
+	la, err := s.TailLog(ctx, outbox.TailParams{Owner: "a", Lease: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer la.Close()
+	a := la.(*stream)
+	r1 := tailMsg("k", "r1")
+	r1.CreatedAt = time.Now()
+
+	x, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Rollback(ctx)
+	if _, err := x.Exec(ctx, `INSERT INTO `+s.Table()+` (id, lane, topic, payload, created_at) VALUES ($1, 0, 't', '', now())`, r1.ID); err != nil {
+		t.Fatal(err)
+	}
+	parked := make(chan error, 1)
+	go func() { parked <- a.Park(ctx, []outbox.Parked{{Record: outbox.Record{Message: r1}, Delay: time.Hour}}) }()
+	waitForLockWait(t, ctx, s.pool, "ON CONFLICT (id) DO NOTHING", parked)
+
+	if _, err := s.pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, a.pid); err != nil {
+		t.Fatal(err)
+	}
+	lb, err := s.TailLog(ctx, outbox.TailParams{Owner: "b", Lease: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Close()
+	type keysErr struct {
+		keys []string
+		err  error
+	}
+	read := make(chan keysErr, 1)
+	go func() {
+		keys, err := lb.ParkedKeys(ctx, false)
+		read <- keysErr{keys, err}
+	}()
+	// B's read either returns now or waits for A's Park: let it do
+	// whichever it does before A's insert can go on.
+	var got *keysErr
+	for got == nil {
+		select {
+		case k := <-read:
+			got = &k
+		case <-time.After(10 * time.Millisecond):
+		}
+		if got != nil {
+			break
+		}
+		var n int
+		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+	}
+	if err := x.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	perr := <-parked
+	if got == nil {
+		k := <-read
+		got = &k
+	}
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if perr == nil && !slices.Contains(got.keys, "k") {
+		t.Fatalf("A parked r1 after it lost the slot, and B, holding it, read the parked keys %v without k", got.keys)
 	}
 }
