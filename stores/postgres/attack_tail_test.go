@@ -5,11 +5,15 @@ package pgstore
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	outbox "github.com/txoutbox/txoutbox/core"
+	"github.com/txoutbox/txoutbox/core/memory"
 )
 
 // tailEnqueue commits msgs in one transaction of the tailing store s.
@@ -362,5 +366,100 @@ func TestAttackTailZombieParkIsSeenByTheNewHolder(t *testing.T) {
 	}
 	if perr == nil && !slices.Contains(got.keys, "k") {
 		t.Fatalf("A parked r1 after it lost the slot, and B, holding it, read the parked keys %v without k", got.keys)
+	}
+}
+
+// tailCount returns how many rows of key k the table has pending (dead =
+// false) or dead (dead = true).
+func tailCount(t *testing.T, ctx context.Context, s *Store, k string, dead bool) int {
+	t.Helper()
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM `+s.Table()+` WHERE key = $1 AND delivered_at IS NULL AND (dead_at IS NOT NULL) = $2`, k, dead).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// tailUntil polls cond until it holds, failing t when ctx ends first.
+func tailUntil(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("gave up waiting for %s", what)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// TestAttackTailStrictReplayWhileStreaming probes StrictOrder across the
+// log and the table: the poison record r1 of key k is dead-lettered from
+// the log, r2 and r3 of k, committed after it, are parked behind it (r3
+// after r2 was parked, so it comes from the log into a key the stream
+// already holds back), nothing of k is published; once r1 is replayed,
+// k's records reach the broker in commit order, r4, committed after the
+// replay, last.
+func TestAttackTailStrictReplayWhileStreaming(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := tailStore(t, Config{})
+	pub := memory.NewPublisher(memory.PublisherConfig{})
+	var poison atomic.Bool
+	poison.Store(true)
+	pub.SetReject(func(m outbox.Message) error {
+		if string(m.Payload) == "r1" && poison.Load() {
+			return outbox.Permanent(errors.New("poison"))
+		}
+		return nil
+	})
+	r, err := outbox.NewRelay(s, pub, outbox.RelayConfig{
+		Owner: "a", StrictOrder: true, PollInterval: 20 * time.Millisecond, MinPollInterval: time.Millisecond,
+		Lease: 4 * time.Second, MinRetryDelay: time.Millisecond, MaxRetryDelay: 5 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelError + 1})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	defer func() { stop(); <-done }()
+
+	r1, r2, r3, r4 := tailMsg("k", "r1"), tailMsg("k", "r2"), tailMsg("k", "r3"), tailMsg("k", "r4")
+	other := tailMsg("j", "other")
+	tailEnqueue(t, ctx, s, r1)
+	tailEnqueue(t, ctx, s, r2)
+	tailUntil(t, ctx, "r1 dead and r2 parked behind it", func() bool {
+		return tailCount(t, ctx, s, "k", true) == 1 && tailCount(t, ctx, s, "k", false) == 1
+	})
+	tailEnqueue(t, ctx, s, r3)
+	tailEnqueue(t, ctx, s, other)
+	tailUntil(t, ctx, "r3 parked and the other key published", func() bool {
+		return tailCount(t, ctx, s, "k", false) == 2 && pub.Len() >= 1
+	})
+	for _, m := range pub.Messages() {
+		if m.Key == "k" {
+			t.Fatalf("%s of k was published while r1 is a dead letter", m.Payload)
+		}
+	}
+	poison.Store(false)
+	if n, err := s.ReplayDead(ctx, outbox.SelectDead{IDs: []string{r1.ID}}); err != nil || n != 1 {
+		t.Fatalf("ReplayDead: %d, %v", n, err)
+	}
+	tailEnqueue(t, ctx, s, r4)
+	if err := pub.WaitFor(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	seen := map[string]bool{}
+	for _, m := range pub.Messages() {
+		if m.Key == "k" && !seen[m.ID] {
+			seen[m.ID] = true
+			order = append(order, string(m.Payload))
+		}
+	}
+	if !slices.Equal(order, []string{"r1", "r2", "r3", "r4"}) {
+		t.Fatalf("k's first deliveries %v, want r1 r2 r3 r4", order)
 	}
 }
