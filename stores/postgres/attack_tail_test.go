@@ -559,3 +559,49 @@ func TestAttackTailServerRestartMidStream(t *testing.T) {
 		t.Logf("after a crash of the server: %s", rep)
 	}
 }
+
+// TestAttackTailFrozenParkDoesNotStallTheLog probes the liveness of the
+// Park fence: a relay that froze (SIGSTOP, a VM paused) in the middle of
+// Park's transaction leaves its session idle in that transaction, holding
+// the lock that ParkedKeys waits for, for as long as it stays frozen (its
+// kernel still answers TCP keepalives). Every relay that takes the log
+// then waits in ParkedKeys, gives up after ReadTimeout, and tries again:
+// nobody streams. The frozen session must be ended by the server within
+// about the lease, so that the next holder reads the parked keys.
+//
+// The test plays the frozen relay: a session that opened Park's
+// transaction as Park does (parkBegin) and sends nothing more. Before the
+// fix, ParkedKeys waited until its context ended.
+func TestAttackTailFrozenParkDoesNotStallTheLog(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := tailStore(t, Config{})
+	la, err := s.TailLog(ctx, outbox.TailParams{Owner: "a", Lease: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := la.(*stream)
+	frozen, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer frozen.Rollback(context.Background())
+	if err := a.parkBegin(ctx, frozen); err != nil {
+		t.Fatal(err)
+	}
+	if err := la.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lb, err := s.TailLog(ctx, outbox.TailParams{Owner: "b", Lease: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Close()
+	// Thirty times the lease: the frozen session must be gone long before.
+	kctx, kcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer kcancel()
+	if _, err := lb.ParkedKeys(kctx, false); err != nil {
+		t.Fatalf("ParkedKeys of the new holder, behind a relay frozen in Park: %v", err)
+	}
+}

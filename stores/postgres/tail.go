@@ -764,7 +764,7 @@ func (st *stream) Park(ctx context.Context, recs []outbox.Parked) error {
 		dead[i] = r.Dead
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, s.tail.parkLock); err != nil {
+		if err := st.parkBegin(ctx, tx); err != nil {
 			return err
 		}
 		var held bool
@@ -782,6 +782,18 @@ func (st *stream) Park(ctx context.Context, recs []outbox.Parked) error {
 		return fmt.Errorf("pgstore: tail: park: %w", err)
 	}
 	return translate("tail: park", err)
+}
+
+// parkBegin opens Park's transaction: it takes parkLock shared, and has
+// the server end the session if it stays idle in the transaction for the
+// lease (at least 1 s), as it would end the walsender: a relay frozen
+// mid-Park would else hold parkLock, and so stall every next holder's
+// ParkedKeys, for as long as it stays frozen.
+func (st *stream) parkBegin(ctx context.Context, tx pgx.Tx) error {
+	idle := strconv.FormatInt(max(st.lease.Milliseconds(), 1000), 10)
+	_, err := tx.Exec(ctx, `SELECT set_config('idle_in_transaction_session_timeout', $2, true), pg_advisory_xact_lock_shared($1)`,
+		st.s.tail.parkLock, idle)
+	return err
 }
 
 var errLostSlot = errors.New("this relay no longer holds the replication slot")
