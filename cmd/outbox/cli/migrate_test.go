@@ -157,6 +157,11 @@ func TestMigrateTail(t *testing.T) {
 	if want := "no replication slot " + slot + ": nothing to drop"; code != 0 || !strings.Contains(stdout, want) {
 		t.Errorf("migrate --drop-tail again: exit %d, %q (%s); want %q", code, stdout, stderr, want)
 	}
+	// A tailing relay without its slot says what to run, at once.
+	_, stderr, code = run(t, env, "", false, "relay", "--tail", "--broker", "nats://127.0.0.1:1")
+	if want := "--tail: the replication slot " + slot + " does not exist"; code != app.ExitError || !strings.Contains(stderr, want) || !strings.Contains(stderr, "outbox migrate --tail") {
+		t.Errorf("relay --tail without its slot: exit %d, %q; want exit %d and %q with the migrate command", code, stderr, app.ExitError, want)
+	}
 }
 
 // TestTailNeedsPostgres: --tail (and --drop-tail) with a store other than

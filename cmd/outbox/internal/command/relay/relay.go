@@ -117,6 +117,25 @@ func run(ctx context.Context, a *app.App, o options) error {
 		return err
 	}
 	defer st.Close()
+	if st.Slot != "" && !o.migrate {
+		// Without its slot a tailing relay would only log, over and over,
+		// that it cannot stream.
+		var exists bool
+		err := a.Retry(ctx, "look up replication slot "+st.Slot, -1, func(ctx context.Context) error {
+			var err error
+			exists, err = st.SlotExists(ctx)
+			return err
+		})
+		switch {
+		case ctx.Err() != nil:
+			return nil // stopped before the store answered
+		case err != nil:
+			return err
+		case !exists:
+			return fmt.Errorf("%s: the replication slot %s does not exist in %s, so nothing can be tailed: create it with `outbox migrate --tail` (with the same store flags), or start the relay with --migrate",
+				a.Source("tail"), st.Slot, st.Display)
+		}
+	}
 	// Kafka's Dial does not wait for the brokers, and NATS's Connect keeps
 	// trying in the background; should either report the broker
 	// unreachable all the same, retry (a relay never exits for an outage).
