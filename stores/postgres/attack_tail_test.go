@@ -8,10 +8,12 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/conformance/ledger"
@@ -604,4 +606,61 @@ func TestAttackTailFrozenParkDoesNotStallTheLog(t *testing.T) {
 	if _, err := lb.ParkedKeys(kctx, false); err != nil {
 		t.Fatalf("ParkedKeys of the new holder, behind a relay frozen in Park: %v", err)
 	}
+}
+
+// TestAttackTailSlotOfAnotherDatabase probes at-least-once across the
+// databases of one cluster: replication slots are the cluster's, not a
+// database's, and the slot's name comes from the schema and table only,
+// so the outbox "s.outbox" of two databases (tenants, staging beside
+// production) name the same slot. The second database's Migrate must not
+// take the first's slot for its own, and its DropTail (leaving the
+// tailing mode, cleaning up) must not drop it: the first database's
+// messages in the slot would be lost.
+func TestAttackTailSlotOfAnotherDatabase(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s1 := tailStore(t, Config{})
+	m := tailMsg("k", "kept")
+	tailEnqueue(t, ctx, s1, m)
+
+	db := "txoutbox_other_" + strings.ReplaceAll(outbox.NewID()[24:], "-", "")
+	if _, err := s1.pool.Exec(ctx, `CREATE DATABASE `+db); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = s1.pool.Exec(context.Background(), `DROP DATABASE IF EXISTS `+db+` WITH (FORCE)`)
+	})
+	cfg := s1.pool.Config().Copy()
+	cfg.ConnConfig.Database = db
+	pool2, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool2.Close()
+	if _, err := pool2.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{s1.cfg.Schema}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := New(pool2, Config{Schema: s1.cfg.Schema, Tail: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	migrateErr := s2.Migrate(ctx)
+	dropErr := s2.DropTail(ctx)
+	var n int
+	if err := s1.pool.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()`, s1.Slot()).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("the other database's Migrate (%v) and DropTail (%v) dropped this database's slot, and its messages", migrateErr, dropErr)
+	}
+	st, err := s1.TailLog(ctx, outbox.TailParams{Owner: "a", Lease: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if got := nextRecords(t, ctx, st, 1); got[0].ID != m.ID {
+		t.Fatalf("read %s, want the message committed before", got[0].Payload)
+	}
+	t.Logf("the other database's Migrate: %v; DropTail: %v", migrateErr, dropErr)
 }

@@ -274,10 +274,19 @@ func (s *Store) migrateTail(ctx context.Context) error {
 			return tailPrivilege(translate("migrate: creating the publication "+s.tail.publication, err))
 		}
 	}
-	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, s.tail.slot).Scan(&exists); err != nil {
+	// Slots are the cluster's, and the name comes from the schema and
+	// table only: the same outbox in another database names the same slot,
+	// which is not this database's to use (or to drop).
+	var slotDB *string
+	var thisDB string
+	if err := s.pool.QueryRow(ctx, `SELECT (SELECT database FROM pg_replication_slots WHERE slot_name = $1), current_database()`, s.tail.slot).Scan(&slotDB, &thisDB); err != nil {
 		return translate("migrate: looking up the replication slot", err)
 	}
-	if !exists {
+	if slotDB != nil && *slotDB != thisDB {
+		return fmt.Errorf("pgstore: migrate: %w: the replication slot %q that Config.Tail needs belongs to database %q (slots are the cluster's, named after the schema and table only): give this database's outbox another schema or table name",
+			outbox.ErrInvalidConfig, s.tail.slot, *slotDB)
+	}
+	if slotDB == nil {
 		_, err := s.pool.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, s.tail.slot)
 		if err != nil && !isDuplicateObject(err) {
 			return tailPrivilege(translate("migrate: creating the replication slot "+s.tail.slot, err))
@@ -301,7 +310,7 @@ func tailPrivilege(err error) error {
 // the slot it waits, until ctx ends, for the relay to stop.
 func (s *Store) DropTail(ctx context.Context) error {
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		_, err := s.pool.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, s.tail.slot)
+		_, err := s.pool.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()`, s.tail.slot)
 		if err == nil {
 			break
 		}
@@ -342,7 +351,7 @@ func (s *Store) TailLog(ctx context.Context, p outbox.TailParams) (outbox.LogStr
 		// keep saying it (the relay retries with backoff), rather than
 		// poll an empty table in silence.
 		var exists bool
-		err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, s.tail.slot).Scan(&exists)
+		err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database())`, s.tail.slot).Scan(&exists)
 		if err == nil && exists {
 			return nil, fmt.Errorf("pgstore: %w: the replication slot %q exists, so writers with Config.Tail write their messages there, and this relay, without Config.Tail, does not read them: set Config.Tail on the relay (outbox relay --tail), or drop the slot once nothing is left in it (outbox migrate --drop-tail)",
 				outbox.ErrInvalidConfig, s.tail.slot)
@@ -355,7 +364,7 @@ func (s *Store) TailLog(ctx context.Context, p outbox.TailParams) (outbox.LogStr
 		// pool) before it connects for replication: a connection costs the
 		// server a process.
 		var active bool
-		err := s.pool.QueryRow(ctx, `SELECT coalesce((SELECT active FROM pg_replication_slots WHERE slot_name = $1), false)`, s.tail.slot).Scan(&active)
+		err := s.pool.QueryRow(ctx, `SELECT coalesce((SELECT active FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()), false)`, s.tail.slot).Scan(&active)
 		if err != nil {
 			return nil, translate("tail: looking up the replication slot", err)
 		}
