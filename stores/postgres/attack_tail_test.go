@@ -664,3 +664,76 @@ func TestAttackTailSlotOfAnotherDatabase(t *testing.T) {
 	}
 	t.Logf("the other database's Migrate: %v; DropTail: %v", migrateErr, dropErr)
 }
+
+// gatePublisher blocks the first call that has a message with payload
+// "slow" until open is closed.
+type gatePublisher struct {
+	*memory.Publisher
+	once    atomic.Bool
+	blocked chan struct{}
+	open    chan struct{}
+}
+
+func (p *gatePublisher) Publish(ctx context.Context, msgs []outbox.Message) []error {
+	for _, m := range msgs {
+		if string(m.Payload) == "slow" && p.once.CompareAndSwap(false, true) {
+			close(p.blocked)
+			<-p.open
+		}
+	}
+	return p.Publisher.Publish(ctx, msgs)
+}
+
+// TestAttackTailPublishLongerThanTheLease probes a relay whose Publish
+// call outlasts its lease while a standby waits: the hold is renewed from
+// a goroutine of its own, so the holder keeps the log (it is slow, not
+// frozen), and no record is published twice or out of its key's order.
+// Two relays run; the call that carries "slow" blocks for three leases;
+// messages of the same key are committed behind it meanwhile.
+func TestAttackTailPublishLongerThanTheLease(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := tailStore(t, Config{})
+	pub := &gatePublisher{Publisher: memory.NewPublisher(memory.PublisherConfig{}), blocked: make(chan struct{}), open: make(chan struct{})}
+	lease := time.Second
+	for _, owner := range []string{"a", "b"} {
+		r, err := outbox.NewRelay(s, pub, outbox.RelayConfig{
+			Owner: owner, PollInterval: 20 * time.Millisecond, MinPollInterval: time.Millisecond, Lease: lease,
+			PublishTimeout: time.Minute,
+			Logger:         slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelError + 1})),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- r.Run(rctx) }()
+		defer func() { stop(); <-done }()
+	}
+	led := ledger.New()
+	slow := tailMsg("k", "slow")
+	tailEnqueue(t, ctx, s, slow)
+	led.Committed(slow)
+	select {
+	case <-pub.blocked:
+	case <-ctx.Done():
+		t.Fatal("the slow message was never published")
+	}
+	for i := range 20 {
+		m := tailMsg("k", string(rune('a'+i)))
+		tailEnqueue(t, ctx, s, m)
+		led.Committed(m)
+	}
+	time.Sleep(3 * lease) // the call outlasts the lease; nothing is asserted about time
+	close(pub.open)
+	if err := pub.WaitFor(ctx, 21); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range pub.Messages() {
+		led.Receive(ledger.Received{ID: m.ID, Topic: m.Topic, Key: m.Key, Payload: m.Payload})
+	}
+	if rep := led.Report(); !rep.Clean() || rep.Duplicates != 0 {
+		t.Fatalf("a publish longer than the lease: %s", rep)
+	}
+}
