@@ -3,9 +3,11 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 )
 
 // Adversarial interleavings of the log-tailing relay (tail.go), against a
@@ -15,6 +17,9 @@ import (
 type fakeLog struct {
 	parked []Parked
 	acked  uint64
+
+	parkFails int   // Park fails this many times first
+	parkErr   error // with this error
 }
 
 func (f *fakeLog) Next(ctx context.Context, max int) ([]LogRecord, error) {
@@ -23,6 +28,10 @@ func (f *fakeLog) Next(ctx context.Context, max int) ([]LogRecord, error) {
 }
 func (f *fakeLog) Ack(pos uint64) { f.acked = max(f.acked, pos) }
 func (f *fakeLog) Park(_ context.Context, recs []Parked) error {
+	if f.parkFails > 0 {
+		f.parkFails--
+		return f.parkErr
+	}
 	f.parked = append(f.parked, recs...)
 	return nil
 }
@@ -58,7 +67,7 @@ func (p *scriptedPublisher) Publish(_ context.Context, msgs []Message) []error {
 func tailTestRelay(t *testing.T, pub Publisher, strict bool) *Relay {
 	t.Helper()
 	r, err := NewRelay(struct{ Store }{}, pub, RelayConfig{
-		Owner: "a", StrictOrder: strict,
+		Owner: "a", StrictOrder: strict, PublishTimeout: 10 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -108,5 +117,39 @@ func TestAttackTailDeadLetterParksFollowerAndItsKey(t *testing.T) {
 	}
 	if len(s.parked) != 3 || s.parked[2].ID != "r" {
 		t.Fatalf("parked %+v, want r parked behind q", s.parked)
+	}
+}
+
+// TestAttackTailParkOutlastingPublishTimeoutKeepsTheBatch probes bounded
+// duplicates (promise 4: a duplicate only follows a crash, a lost
+// acknowledgement or an expired lease) when the store is slower than
+// PublishTimeout: a batch in which the broker took r1 and rejected r2
+// (key k, a retry) must park r2 before it is acknowledged. Before the
+// fix, a Park that failed for PublishTimeout ended the stream with the
+// batch unacknowledged, so the next holder (this relay again, once the
+// store answered) published r1 a second time, though the relay held the
+// log all along; now the relay parks again while the stream holds the
+// log, and gives up only when Park says the log is lost (ErrLostLog).
+func TestAttackTailParkOutlastingPublishTimeoutKeepsTheBatch(t *testing.T) {
+	ctx := context.Background()
+	pub := &scriptedPublisher{fail: func(m Message) error {
+		if m.ID == "r2" {
+			return errors.New("rejected")
+		}
+		return nil
+	}}
+	r := tailTestRelay(t, pub, false)
+	s := &fakeLog{parkFails: 3, parkErr: fmt.Errorf("park: %w", ErrReadTimeout)}
+	if err := r.publishLog(ctx, s, []LogRecord{logRec("r1", "j", 0), logRec("r2", "k", 10)}, map[string]bool{}); err != nil {
+		t.Fatalf("publishLog gave the batch up while the stream holds the log: %v", err)
+	}
+	if len(s.parked) != 1 || s.parked[0].ID != "r2" {
+		t.Fatalf("parked %+v, want r2", s.parked)
+	}
+
+	// A Park that says the log is lost ends the stream at once.
+	s = &fakeLog{parkFails: 1 << 30, parkErr: fmt.Errorf("park: %w", ErrLostLog)}
+	if err := r.publishLog(ctx, s, []LogRecord{logRec("r3", "k", 20)}, map[string]bool{"k": true}); !errors.Is(err, ErrLostLog) {
+		t.Fatalf("publishLog with the log lost: %v, want ErrLostLog", err)
 	}
 }

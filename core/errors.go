@@ -86,6 +86,9 @@ var (
 	ErrReadTimeout = errors.New("outbox: read timed out")
 	// ErrRelayRunning: Run was called on a relay that is already running.
 	ErrRelayRunning = errors.New("outbox: relay is already running")
+	// ErrLostLog: a [LogStream] no longer holds its log (another relay may
+	// hold it now); its Park wrote nothing.
+	ErrLostLog = errors.New("outbox: the relay no longer holds the log")
 )
 
 // ValidationError describes why one message of an Enqueue call was rejected.

@@ -522,15 +522,28 @@ func (r *Relay) publishLog(ctx context.Context, s LogStream, recs []LogRecord, p
 		toPark = append(toPark, p)
 	}
 	var parkErr error
-	if len(toPark) > 0 {
+	for len(toPark) > 0 {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
 		parkErr = retryUntil(pctx, func(c context.Context) error { return s.Park(c, toPark) })
 		cancel()
+		if parkErr != nil && !errors.Is(parkErr, ErrLostLog) && ctx.Err() == nil {
+			// The store is slow or down, and the stream still holds the
+			// log: park again rather than give the batch up, which the
+			// next holder would publish again, broker-accepted records and
+			// all (duplicates without a crash).
+			r.log.Error("outbox: could not park records in the table; trying again while the relay holds the log",
+				slog.Int("records", len(toPark)), slog.Any("error", parkErr))
+			r.storeDown.failure(parkErr)
+			if r.storeDown.wait(ctx) == nil {
+				continue
+			}
+		}
 		if parkErr != nil {
 			parkErr = fmt.Errorf("parking %d records in the table: %w", len(toPark), parkErr)
 		} else {
 			r.Notify() // the lanes relay takes them from here
 		}
+		break
 	}
 	r.report(rs, outcomes, failed, firstErr, parkErr)
 	if obs := r.cfg.Observer; obs != nil {

@@ -805,7 +805,9 @@ func (st *stream) parkBegin(ctx context.Context, tx pgx.Tx) error {
 	return err
 }
 
-var errLostSlot = errors.New("this relay no longer holds the replication slot")
+// errLostSlot matches outbox.ErrLostLog: the relay gives a batch up on it,
+// not on other failures of Park.
+var errLostSlot = fmt.Errorf("%w: another walsender holds the replication slot, or none", outbox.ErrLostLog)
 
 // ParkedKeys implements [outbox.LogStream].
 // It first waits for the Parks in flight (see Park), a former holder's
