@@ -55,8 +55,9 @@ type LogStream interface {
 	// them. It does not block.
 	Ack(pos uint64)
 	// Park writes recs to the store's table in the order given, fenced by
-	// the hold: it writes nothing and fails when the stream no longer holds
-	// the log.
+	// the hold: it writes nothing and fails, with an error matching
+	// [ErrLostLog], when the stream no longer holds the log. The relay
+	// parks again after other failures, as long as it runs.
 	Park(ctx context.Context, recs []Parked) error
 	// ParkedKeys returns the keys that have pending records in the table
 	// and, with strictOrder, the keys of dead letters: a record of such a
