@@ -50,6 +50,7 @@ type tailNames struct {
 	slot, publication string // lowercase identifiers, no quoting needed
 	prefix            string // of the logical messages
 	parkLock          int64  // advisory lock: Park shares it, ParkedKeys takes it
+	position          string // "schema"."<table>_tail": the position saved by the holder
 }
 
 func newTailNames(schema, table string) tailNames {
@@ -62,7 +63,8 @@ func newTailNames(schema, table string) tailNames {
 		base = fmt.Sprintf("%s_%016x", base[:min(len(base), 46)], h.Sum64())
 	}
 	return tailNames{slot: base, publication: base, prefix: "txoutbox:" + schema + "." + table,
-		parkLock: lockKey("txoutbox park " + schema + "." + table)}
+		parkLock: lockKey("txoutbox park " + schema + "." + table),
+		position: pgx.Identifier{schema, table + "_tail"}.Sanitize()}
 }
 
 // Slot returns the name of the logical replication slot that relays read
@@ -240,12 +242,13 @@ func (s *Store) checkSlot(ask func(query string, args ...any) (bool, error)) err
 	if time.Since(time.Unix(0, s.slotSeen.Load())) < slotRecheck {
 		return nil
 	}
-	ok, err := ask(`SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database())`, s.tail.slot)
+	ok, err := ask(`SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()
+	AND wal_status IS DISTINCT FROM 'lost')`, s.tail.slot)
 	if err != nil {
 		return translate("enqueue: looking up the replication slot", err)
 	}
 	if !ok {
-		return fmt.Errorf("pgstore: enqueue: %w: the replication slot %q that Config.Tail needs does not exist, so messages written now would be lost; create it with `outbox migrate --tail` (or Store.Migrate with Config.Tail set)",
+		return fmt.Errorf("pgstore: enqueue: %w: the replication slot %q that Config.Tail needs does not exist (or PostgreSQL invalidated it: max_slot_wal_keep_size), so messages written now would be lost; create it with `outbox migrate --tail` (or Store.Migrate with Config.Tail set)",
 			outbox.ErrSchemaMissing, s.tail.slot)
 	}
 	s.slotSeen.Store(time.Now().UnixNano())
@@ -263,6 +266,16 @@ func (s *Store) migrateTail(ctx context.Context) error {
 	if level != "logical" {
 		return fmt.Errorf("pgstore: migrate: %w: Config.Tail needs wal_level = logical, and the server has %s: set wal_level = logical in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL",
 			outbox.ErrUnsupported, level)
+	}
+	// The position the holder saves (see stream.save), in the schema of
+	// the table, so that it is dropped with it.
+	_, err := s.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s.tail.position+` (
+	slot     text        PRIMARY KEY,
+	position pg_lsn      NOT NULL,
+	saved_at timestamptz NOT NULL DEFAULT now()
+)`)
+	if err != nil {
+		return translate("migrate: creating "+s.tail.position, err)
 	}
 	var exists bool
 	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, s.tail.publication).Scan(&exists); err != nil {
@@ -326,7 +339,14 @@ func (s *Store) DropTail(ctx context.Context) error {
 		t.Stop()
 	}
 	_, err := s.pool.Exec(ctx, `DROP PUBLICATION IF EXISTS `+pgx.Identifier{s.tail.publication}.Sanitize())
-	return translate("dropping the publication "+s.tail.publication, err)
+	if err != nil {
+		return translate("dropping the publication "+s.tail.publication, err)
+	}
+	_, err = s.pool.Exec(ctx, `DELETE FROM `+s.tail.position+` WHERE slot = $1`, s.tail.slot)
+	if code, ok := sqlState(err); ok && (code == codeUndefinedTable || code == codeInvalidSchema) {
+		err = nil // never migrated with Config.Tail
+	}
+	return translate("forgetting the position of "+s.tail.slot, err)
 }
 
 func isDuplicateObject(err error) bool {
@@ -429,7 +449,11 @@ func (s *Store) openStream(ctx context.Context, p outbox.TailParams) (*stream, e
 	if err != nil {
 		return fail("tail: reading the walsender's pid", err)
 	}
-	err = pglogrepl.StartReplication(ctx, conn, s.tail.slot, 0, pglogrepl.StartReplicationOptions{
+	start, err := s.startPosition(ctx)
+	if err != nil {
+		return fail("tail: reading the slot's position", err)
+	}
+	err = pglogrepl.StartReplication(ctx, conn, s.tail.slot, start, pglogrepl.StartReplicationOptions{
 		Mode: pglogrepl.LogicalReplication,
 		PluginArgs: []string{
 			"proto_version '1'",
@@ -450,10 +474,91 @@ func (s *Store) openStream(ctx context.Context, p outbox.TailParams) (*stream, e
 		cancel: cancel,
 		done:   make(chan struct{}),
 		lease:  p.Lease,
+		start:  start,
+		saved:  make(chan struct{}),
 	}
+	st.acked.Store(uint64(start))
+	st.pushed = uint64(start)
 	st.Renew()
 	go st.receive(sctx)
+	go st.save(sctx)
 	return st, nil
+}
+
+// startPosition is where a new holder starts: the later of the slot's
+// confirmed position and the position the holders saved. Before
+// PostgreSQL 17 the slot's position is written to disk only at a
+// checkpoint when the slot changed otherwise, so a restart of PostgreSQL,
+// even a fast one, takes it back to what was saved then, minutes earlier:
+// everything the relays confirmed since would be published again. The
+// holder's own saves (stream.save) bound that to saveInterval. Starting
+// later than the slot's position makes PostgreSQL skip the transactions
+// that committed before it, exactly as it does for its own position.
+func (s *Store) startPosition(ctx context.Context) (pglogrepl.LSN, error) {
+	var confirmed, saved pglogrepl.LSN
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(confirmed_flush_lsn, '0/0'::pg_lsn) FROM pg_replication_slots
+WHERE slot_name = $1 AND database = current_database()`, s.tail.slot).Scan(&confirmed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil // START_REPLICATION says the slot is missing
+	}
+	if err != nil {
+		return 0, err
+	}
+	err = s.pool.QueryRow(ctx, `SELECT position FROM `+s.tail.position+` WHERE slot = $1`, s.tail.slot).Scan(&saved)
+	if code, ok := sqlState(err); errors.Is(err, pgx.ErrNoRows) || ok && code == codeUndefinedTable {
+		err = nil
+	}
+	return max(confirmed, saved), err
+}
+
+// How often the holder saves the position it reported: while records flow,
+// and, when the position moves only past other transactions, less often.
+const (
+	saveInterval     = 100 * time.Millisecond
+	idleSaveInterval = 10 * time.Second
+)
+
+// save writes the position the stream reported to the position table, at
+// most every saveInterval while the relay acknowledges records and every
+// idleSaveInterval otherwise, and once more when the stream ends (within a
+// second). The position only moves forward (GREATEST), so a former holder
+// saving late changes nothing: what it reported, it had delivered.
+func (st *stream) save(ctx context.Context) {
+	defer close(st.saved)
+	var lastSaved, lastAcked uint64
+	var lastIdle time.Time
+	write := func(ctx context.Context, pos uint64) {
+		_, err := st.s.pool.Exec(ctx, `INSERT INTO `+st.s.tail.position+` (slot, position) VALUES ($1, $2::pg_lsn)
+ON CONFLICT (slot) DO UPDATE SET position = GREATEST(`+st.s.tail.position+`.position, excluded.position), saved_at = now()`,
+			st.s.tail.slot, pglogrepl.LSN(pos).String())
+		if err == nil {
+			lastSaved = pos
+		}
+	}
+	t := time.NewTicker(saveInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			<-st.done // the receiver's last report
+			if pos := st.reported.Load(); pos > lastSaved {
+				fctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				write(fctx, pos)
+				cancel()
+			}
+			return
+		case <-t.C:
+		}
+		pos, acked := st.reported.Load(), st.acked.Load()
+		if pos <= lastSaved {
+			continue
+		}
+		if acked == lastAcked && time.Since(lastIdle) < idleSaveInterval {
+			continue // only other transactions went by
+		}
+		write(ctx, pos)
+		lastAcked, lastIdle = acked, time.Now()
+	}
 }
 
 func truncate(s string, n int) string {
@@ -485,6 +590,10 @@ type stream struct {
 
 	lease   time.Duration
 	renewed atomic.Int64 // unix nanoseconds of the last Renew
+
+	start    pglogrepl.LSN // where the stream started: nothing below is reported
+	reported atomic.Uint64 // the last position reported to the server
+	saved    chan struct{} // closed when save has returned
 }
 
 // Buffering: the receiver stops reading the socket past maxBuffered
@@ -505,7 +614,7 @@ func (st *stream) receive(ctx context.Context) {
 		tx         []outbox.LogRecord
 		inTx       bool
 		serverEnd  pglogrepl.LSN // what the walsender has decoded and sent
-		sentFlush  pglogrepl.LSN
+		sentFlush  = st.start // never report below where the stream started
 		lastStatus time.Time
 		prefix     = st.s.tail.prefix
 	)
@@ -552,6 +661,7 @@ func (st *stream) receive(ctx context.Context) {
 			return err
 		}
 		sentFlush, lastStatus = pos, time.Now()
+		st.reported.Store(uint64(pos))
 		return nil
 	}
 	// A relay that gives the log up (Close) reports what it acknowledged
@@ -731,7 +841,9 @@ func (st *stream) Close() error {
 	<-st.done
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return st.conn.Close(ctx)
+	err := st.conn.Close(ctx) // the slot is free for a standby now
+	<-st.saved
+	return err
 }
 
 // Park implements [outbox.LogStream]: one transaction that checks that this
