@@ -17,7 +17,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/conformance/ledger"
-	"github.com/txoutbox/txoutbox/conformance/servers/pgserver"
 	outbox "github.com/txoutbox/txoutbox/core"
 	"github.com/txoutbox/txoutbox/core/memory"
 )
@@ -479,26 +478,11 @@ func TestAttackTailStrictReplayWhileStreaming(t *testing.T) {
 // duplicates are allowed (the server crashed).
 func TestAttackTailServerRestartMidStream(t *testing.T) {
 	t.Parallel()
-	srv := pgserver.Start(t)
-	if srv == nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	pool, err := pgxpool.New(ctx, srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := pool.Exec(ctx, `CREATE SCHEMA restart`); err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(pool, Config{Schema: "restart", Tail: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
+	srv, pool, s := ownTailServer(t, ctx, "restart")
+	if srv == nil {
+		return
 	}
 	pub := memory.NewPublisher(memory.PublisherConfig{})
 	r, err := outbox.NewRelay(s, pub, outbox.RelayConfig{

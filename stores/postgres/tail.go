@@ -614,7 +614,7 @@ func (st *stream) receive(ctx context.Context) {
 		tx         []outbox.LogRecord
 		inTx       bool
 		serverEnd  pglogrepl.LSN // what the walsender has decoded and sent
-		sentFlush  = st.start // never report below where the stream started
+		sentFlush  = st.start    // never report below where the stream started
 		lastStatus time.Time
 		prefix     = st.s.tail.prefix
 	)

@@ -23,23 +23,11 @@ import (
 // and a new relay publish none of it again.
 func TestTailRestartResendsNothingDelivered(t *testing.T) {
 	t.Parallel()
-	srv := pgserver.Start(t)
-	if srv == nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	pool, err := pgxpool.New(ctx, srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	s, err := New(pool, Config{Tail: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
+	srv, pool, s := ownTailServer(t, ctx, "public")
+	if srv == nil {
+		return
 	}
 	pub := memory.NewPublisher(memory.PublisherConfig{})
 	run := func() (stop func()) {
@@ -89,4 +77,31 @@ func TestTailRestartResendsNothingDelivered(t *testing.T) {
 	if again := pub.Len() - n - 1; again != 0 {
 		t.Fatalf("after a fast restart, %d of the %d messages delivered before it were published again", again, n)
 	}
+}
+
+// ownTailServer starts a PostgreSQL server of t's own (one it may restart)
+// and returns it with a pool on it and a migrated tailing store in schema;
+// a nil server means there is none to start (t was skipped).
+func ownTailServer(t *testing.T, ctx context.Context, schema string) (*pgserver.Process, *pgxpool.Pool, *Store) {
+	t.Helper()
+	srv := pgserver.Start(t)
+	if srv == nil {
+		return nil, nil, nil
+	}
+	pool, err := pgxpool.New(ctx, srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := pool.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+schema); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(pool, Config{Schema: schema, Tail: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return srv, pool, s
 }
