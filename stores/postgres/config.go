@@ -16,7 +16,8 @@ type Config struct {
 
 	// Table is the name of the outbox table. Default "outbox". The store
 	// also owns "<Table>_lanes" (one row per lane: who holds it, until
-	// when, at which epoch), "<Table>_relays" (the live relays),
+	// when, at which epoch), "<Table>_relays" (the live relays), with
+	// Tail "<Table>_tail" (the position the relays saved),
 	// "<Table>_migrations" (the applied schema versions) and indexes and
 	// constraints named "<Table>_...", all in Schema.
 	Table string
