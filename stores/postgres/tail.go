@@ -593,19 +593,20 @@ type stream struct {
 
 	start    pglogrepl.LSN // where the stream started: nothing below is reported
 	reported atomic.Uint64 // the last position reported to the server
+	waiting  atomic.Bool   // the receiver waits for the server's next message
 	saved    chan struct{} // closed when save has returned
 }
 
 // Buffering: the receiver stops reading the socket past maxBuffered
-// records (PostgreSQL then waits), and reports its position at least every
-// statusInterval, and at once when the server asks.
+// records (PostgreSQL then waits). It reports its position as soon as the
+// relay acknowledged more (Ack wakes it), at least every statusInterval,
+// and at once when the server asks.
 const (
 	maxBuffered    = 20_000
 	statusInterval = time.Second
 	// wakeInterval bounds how long the receiver waits for a message before
 	// it checks the relay's renewals and reports its position if due.
 	wakeInterval = 250 * time.Millisecond
-	ackInterval  = 100 * time.Millisecond
 )
 
 func (st *stream) receive(ctx context.Context) {
@@ -648,12 +649,11 @@ func (st *stream) receive(ctx context.Context) {
 	if st.lease > 0 {
 		every = min(every, max(st.lease, time.Second)/4)
 	}
+	var lastAcked uint64 // st.acked when status last looked
 	status := func(force bool) error {
+		lastAcked = st.acked.Load()
 		pos := flush()
 		if !force && pos == sentFlush && time.Since(lastStatus) < every {
-			return nil
-		}
-		if !force && pos != sentFlush && time.Since(lastStatus) < ackInterval {
 			return nil
 		}
 		err := pglogrepl.SendStandbyStatusUpdate(ctx, st.conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: pos})
@@ -707,7 +707,21 @@ func (st *stream) receive(ctx context.Context) {
 		// A timeout leaves the connection usable; Close sets the deadline
 		// to now to wake this loop.
 		_ = st.conn.Conn().SetReadDeadline(time.Now().Add(wakeInterval))
+		// Ack wakes a waiting receiver (the deadline set to now), so that a
+		// position is reported when the relay acknowledged it, not up to
+		// wakeInterval later: a relay killed then would leave that much to
+		// be published again. Either Ack sees waiting, or this sees its ack.
+		st.waiting.Store(true)
+		if st.acked.Load() != lastAcked {
+			st.waiting.Store(false)
+			if err := status(false); err != nil {
+				end(translate("tail: reporting the position", err))
+				return
+			}
+			continue
+		}
 		msg, err := st.conn.ReceiveMessage(context.Background())
+		st.waiting.Store(false)
 		if err != nil {
 			if pgconn.Timeout(err) && ctx.Err() == nil {
 				if err := status(false); err != nil {
@@ -827,9 +841,15 @@ func (st *stream) Renew() { st.renewed.Store(time.Now().UnixNano()) }
 func (st *stream) Ack(pos uint64) {
 	for {
 		old := st.acked.Load()
-		if pos <= old || st.acked.CompareAndSwap(old, pos) {
+		if pos <= old {
 			return
 		}
+		if st.acked.CompareAndSwap(old, pos) {
+			break
+		}
+	}
+	if st.waiting.Load() {
+		_ = st.conn.Conn().SetReadDeadline(time.Now())
 	}
 }
 
