@@ -167,10 +167,10 @@ func (r *Relay) stream(ctx context.Context, s LogStream) error {
 	defer cancel(nil)
 	acks := &ackTracker{s: s}
 	room := make(chan struct{}, 2*n) // chunks in flight
-	work := make([]chan logPart, n)
+	queues := make([]*logQueue, n)
 	var wg sync.WaitGroup
 	for w := range n {
-		work[w] = make(chan logPart, 1)
+		queues[w] = &logQueue{wake: make(chan struct{}, 1)}
 		mine := make(map[string]bool)
 		for k := range parked {
 			if LaneOf(k, "", n) == w {
@@ -178,14 +178,14 @@ func (r *Relay) stream(ctx context.Context, s LogStream) error {
 			}
 		}
 		wg.Go(func() {
-			if err := r.logWorker(sctx, s, w, n, work[w], mine, acks, room); err != nil {
+			if err := r.logWorker(sctx, s, w, n, queues[w], mine, acks, room); err != nil {
 				cancel(err)
 			}
 		})
 	}
 	defer func() {
-		for _, c := range work {
-			close(c)
+		for _, q := range queues {
+			q.close()
 		}
 		wg.Wait()
 	}()
@@ -212,11 +212,11 @@ func (r *Relay) stream(ctx context.Context, s LogStream) error {
 		}
 		chunk := acks.add(recs, n)
 		for w, part := range parts {
-			select {
-			case work[w] <- logPart{chunk: chunk, recs: part}:
-			case <-sctx.Done():
-				return streamErr(ctx, sctx)
+			if len(part) == 0 {
+				acks.done(chunk, room) // nothing for this worker
+				continue
 			}
+			queues[w].push(logPart{chunk: chunk, recs: part})
 		}
 	}
 }
@@ -236,34 +236,53 @@ type logPart struct {
 	recs  []LogRecord
 }
 
-// logWorker publishes its parts in order until its channel closes or ctx
-// ends. parked holds its keys (those dealt to worker w of n) that wait in
-// the table; it refreshes them from the table every PollInterval while any
-// is parked.
-func (r *Relay) logWorker(ctx context.Context, s LogStream, w, n int, parts <-chan logPart, parked map[string]bool, acks *ackTracker, room chan struct{}) error {
+// logQueue holds the parts dealt to one worker, oldest first.
+type logQueue struct {
+	mu     sync.Mutex
+	parts  []logPart
+	closed bool
+	wake   chan struct{}
+}
+
+func (q *logQueue) push(p logPart) {
+	q.mu.Lock()
+	q.parts = append(q.parts, p)
+	q.mu.Unlock()
+	signal(q.wake)
+}
+
+func (q *logQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	signal(q.wake)
+}
+
+// take removes the oldest parts, as many as fit in limit records (at least
+// one), and reports whether the queue is closed.
+func (q *logQueue) take(limit int) ([]logPart, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n, total := 0, 0
+	for n < len(q.parts) && (n == 0 || total+len(q.parts[n].recs) <= limit) {
+		total += len(q.parts[n].recs)
+		n++
+	}
+	taken := q.parts[:n:n]
+	q.parts = q.parts[n:]
+	return taken, q.closed
+}
+
+// logWorker publishes the parts dealt to it, in order, until its queue
+// closes or ctx ends. When it comes back from a publication it takes
+// every part queued meanwhile as one batch (up to BatchSize×Concurrency
+// records), so a record waits for at most the publication in progress,
+// not for one per part before it. parked holds its keys (those dealt to
+// worker w of n) that wait in the table; it refreshes them from the table
+// every PollInterval while any is parked.
+func (r *Relay) logWorker(ctx context.Context, s LogStream, w, n int, q *logQueue, parked map[string]bool, acks *ackTracker, room chan struct{}) error {
 	refreshed := time.Now()
 	for {
-		var p logPart
-		tick := false
-		var timeout <-chan time.Time
-		var t *time.Timer
-		if len(parked) > 0 {
-			t = time.NewTimer(max(r.cfg.PollInterval-time.Since(refreshed), 0))
-			timeout = t.C
-		}
-		select {
-		case q, ok := <-parts:
-			if !ok {
-				return nil
-			}
-			p = q
-		case <-timeout:
-			tick = true
-		case <-ctx.Done():
-		}
-		if t != nil {
-			t.Stop()
-		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -280,15 +299,40 @@ func (r *Relay) logWorker(ctx context.Context, s LogStream, w, n int, parts <-ch
 			}
 			refreshed = time.Now()
 		}
-		if tick {
+		parts, closed := q.take(r.cfg.BatchSize * n)
+		if len(parts) == 0 {
+			if closed {
+				return nil
+			}
+			var timeout <-chan time.Time
+			var t *time.Timer
+			if len(parked) > 0 {
+				t = time.NewTimer(max(r.cfg.PollInterval-time.Since(refreshed), 0))
+				timeout = t.C
+			}
+			select {
+			case <-q.wake:
+			case <-timeout:
+			case <-ctx.Done():
+			}
+			if t != nil {
+				t.Stop()
+			}
 			continue
 		}
-		if len(p.recs) > 0 {
-			if err := r.publishLog(ctx, s, p.recs, parked); err != nil {
-				return err
+		recs := parts[0].recs
+		if len(parts) > 1 {
+			recs = nil
+			for _, p := range parts {
+				recs = append(recs, p.recs...)
 			}
 		}
-		acks.done(p.chunk, room)
+		if err := r.publishLog(ctx, s, recs, parked); err != nil {
+			return err
+		}
+		for _, p := range parts {
+			acks.done(p.chunk, room)
+		}
 	}
 }
 
