@@ -607,6 +607,12 @@ const (
 	// wakeInterval bounds how long the receiver waits for a message before
 	// it checks the relay's renewals and reports its position if due.
 	wakeInterval = 250 * time.Millisecond
+	// ackInterval spaces the reports of a moving position: each costs the
+	// walsender a message to process, and one per batch of one record,
+	// at thousands of transactions a second, made the writers' own
+	// transactions measurably dearer (the enqueue overhead). A relay
+	// killed leaves at most this much of acknowledged records unreported.
+	ackInterval = 10 * time.Millisecond
 )
 
 func (st *stream) receive(ctx context.Context) {
@@ -649,18 +655,24 @@ func (st *stream) receive(ctx context.Context) {
 	if st.lease > 0 {
 		every = min(every, max(st.lease, time.Second)/4)
 	}
-	var lastAcked uint64 // st.acked when status last looked
+	var lastAcked uint64 // st.acked when status last looked at it, or reported it
 	status := func(force bool) error {
-		lastAcked = st.acked.Load()
+		acked := st.acked.Load()
 		pos := flush()
-		if !force && pos == sentFlush && time.Since(lastStatus) < every {
-			return nil
+		if !force {
+			if pos == sentFlush && time.Since(lastStatus) < every {
+				lastAcked = acked
+				return nil
+			}
+			if pos != sentFlush && time.Since(lastStatus) < ackInterval {
+				return nil // pending: the loop wakes up when ackInterval is over
+			}
 		}
 		err := pglogrepl.SendStandbyStatusUpdate(ctx, st.conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: pos})
 		if err != nil {
 			return err
 		}
-		sentFlush, lastStatus = pos, time.Now()
+		sentFlush, lastStatus, lastAcked = pos, time.Now(), acked
 		st.reported.Store(uint64(pos))
 		return nil
 	}
@@ -706,13 +718,18 @@ func (st *stream) receive(ctx context.Context) {
 		// thousands of messages a second costs more than the decoding.
 		// A timeout leaves the connection usable; Close sets the deadline
 		// to now to wake this loop.
-		_ = st.conn.Conn().SetReadDeadline(time.Now().Add(wakeInterval))
 		// Ack wakes a waiting receiver (the deadline set to now), so that a
-		// position is reported when the relay acknowledged it, not up to
-		// wakeInterval later: a relay killed then would leave that much to
-		// be published again. Either Ack sees waiting, or this sees its ack.
+		// position is reported within ackInterval of the relay's
+		// acknowledgement, not up to wakeInterval later: a relay killed
+		// then would leave that much to be published again. Either Ack
+		// sees waiting, or this sees its ack.
+		deadline := time.Now().Add(wakeInterval)
+		if due := lastStatus.Add(ackInterval); st.acked.Load() != lastAcked && due.Before(deadline) {
+			deadline = due // an acknowledgement waits for ackInterval to pass
+		}
+		_ = st.conn.Conn().SetReadDeadline(deadline)
 		st.waiting.Store(true)
-		if st.acked.Load() != lastAcked {
+		if st.acked.Load() != lastAcked && time.Since(lastStatus) >= ackInterval {
 			st.waiting.Store(false)
 			if err := status(false); err != nil {
 				end(translate("tail: reporting the position", err))
