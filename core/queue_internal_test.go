@@ -57,3 +57,30 @@ func TestSettledForgetsWhatItDoesNotRequeue(t *testing.T) {
 		})
 	}
 }
+
+// A key with a batch in flight counts in the read-ahead, and reads keep
+// reading it, until clog records queue behind the batch: then the key is
+// clogged, left out of both, so that other keys are read. Leaving out every
+// busy key (as a fix of the head-of-line case did at first) made reads of
+// a drain over many keys, nearly all busy, come back empty or slow: two
+// MariaDB relays drained at half the rate of one (29.5k against 60k
+// events/s), SQLite into NATS at 0.67× (34k against 51k).
+func TestBusyKeyCountsUntilClogged(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	q := newQueue()
+	q.clog = 2
+	q.lanes[1] = &laneHold{epoch: 1, until: now.Add(time.Hour)}
+	rec := func(id string) Record { return Record{Message: Message{ID: id, Key: "k"}, Lane: 1} }
+	q.add([]Record{rec("a")}, map[int]int64{1: 1})
+	if batch, _ := q.next(1, now); len(batch) != 1 {
+		t.Fatalf("batch of %d; want a", len(batch))
+	}
+	q.add([]Record{rec("b")}, map[int]int64{1: 1})
+	if n, held := q.ready(now), q.heldBack(now, 10); n != 1 || len(held) != 0 {
+		t.Fatalf("busy key with 1 record queued: ready %d, held back %v; want 1 and none", n, held)
+	}
+	q.add([]Record{rec("c")}, map[int]int64{1: 1})
+	if n, held := q.ready(now), q.heldBack(now, 10); n != 0 || len(held) != 1 || held[0] != "k" {
+		t.Fatalf("busy key with 2 records queued (clog 2): ready %d, held back %v; want 0 and k", n, held)
+	}
+}

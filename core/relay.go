@@ -135,6 +135,7 @@ func (r *Relay) Run(ctx context.Context) error {
 
 		tookAbove: make(map[int]int64),
 	}
+	rn.q.clog = r.cfg.BatchSize
 	var wg, workers sync.WaitGroup
 	if l, ok := r.store.(Listener); ok {
 		wg.Go(func() { r.listen(ctx, l) })
