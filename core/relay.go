@@ -435,7 +435,7 @@ func (r *Relay) process(ctx context.Context, recs []Record, epochs []Lane, holds
 				if topicWaits == nil {
 					topicWaits = make(map[string]time.Duration)
 				}
-				topicWaits[rec.Topic] = r.topicDown.failure(rec.Topic, err, time.Now())
+				topicWaits[rec.Topic] = r.topicDown.failure(rec.Topic, err, time.Now(), probing(probes, rec.Topic))
 			}
 		}
 		if rec.Key != "" && held[rec.Key] {

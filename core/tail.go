@@ -494,7 +494,7 @@ func (r *Relay) publishLog(ctx context.Context, s LogStream, recs []LogRecord, p
 				}
 				again = append(again, i)
 			case errors.Is(err, ErrTopicUnavailable):
-				wait := r.topicDown.failure(rec.Topic, err, time.Now())
+				wait := r.topicDown.failure(rec.Topic, err, time.Now(), probing(probes, rec.Topic))
 				park[i], delay[i] = true, wait
 				outcomes[i] = Outcome{Status: Released, Err: err, RetryIn: wait}
 				status = Retried // parked like a retry, but uncounted
