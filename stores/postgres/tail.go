@@ -3,7 +3,6 @@ package pgstore
 import (
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -17,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	outbox "github.com/txoutbox/txoutbox/core"
 )
@@ -77,8 +77,8 @@ func (s *Store) Slot() string { return s.tail.slot }
 // since 1970, then topic, key and each header name and value, each as a
 // length (uvarint) and its bytes, and the payload to the end.
 func encodeTail(m *outbox.Message) ([]byte, error) {
-	id, err := hex.DecodeString(strings.ReplaceAll(m.ID, "-", ""))
-	if err != nil || len(id) != 16 {
+	var id pgtype.UUID
+	if err := id.Scan(m.ID); err != nil {
 		return nil, fmt.Errorf("pgstore: message ID %q is not a UUID", m.ID)
 	}
 	n := 1 + 16 + 8 + 3*binary.MaxVarintLen32 + len(m.Topic) + len(m.Key) + len(m.Payload)
@@ -87,7 +87,7 @@ func encodeTail(m *outbox.Message) ([]byte, error) {
 	}
 	b := make([]byte, 0, n)
 	b = append(b, tailFormat)
-	b = append(b, id...)
+	b = append(b, id.Bytes[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(m.CreatedAt.UnixMicro()))
 	str := func(s string) {
 		b = binary.AppendUvarint(b, uint64(len(s)))
@@ -112,7 +112,7 @@ func decodeTail(b []byte) (outbox.Message, error) {
 	if len(b) < 25 || b[0] != tailFormat {
 		return bad("header (not written by this version of pgstore?)")
 	}
-	m.ID = formatUUID(b[1:17])
+	m.ID = pgtype.UUID{Bytes: [16]byte(b[1:17]), Valid: true}.String()
 	m.CreatedAt = time.UnixMicro(int64(binary.BigEndian.Uint64(b[17:25]))).UTC()
 	b = b[25:]
 	str := func() (string, bool) {
@@ -149,20 +149,6 @@ func decodeTail(b []byte) (outbox.Message, error) {
 	}
 	m.Payload = append(make([]byte, 0, len(b)), b...) // b is the connection's buffer, reused
 	return m, nil
-}
-
-func formatUUID(b []byte) string {
-	var buf [36]byte
-	hex.Encode(buf[0:8], b[0:4])
-	buf[8] = '-'
-	hex.Encode(buf[9:13], b[4:6])
-	buf[13] = '-'
-	hex.Encode(buf[14:18], b[6:8])
-	buf[18] = '-'
-	hex.Encode(buf[19:23], b[8:10])
-	buf[23] = '-'
-	hex.Encode(buf[24:], b[10:16])
-	return string(buf[:])
 }
 
 // tailStatement returns the statement that writes msgs to the WAL, with its
