@@ -110,6 +110,30 @@ var laneTests = []storeTest{
 		if err != nil || !equalStrings(recordIDs(held), recordIDs(all[30:35])) {
 			t.Fatalf("Read(SkipIDs of the first 30, Limit 5) = %v, %v; want records 31 to 35", recordIDs(held), err)
 		}
+		// The relay gives the held records' Seqs beside their IDs, which a
+		// store with unique Seqs may test instead: held as one run, and as
+		// every other record (runs of one, what a relay holds when other
+		// relays' lanes lie between its records).
+		var run, everyOther []int64
+		var everyOtherIDs []string
+		var rest []outbox.Record
+		for i, r := range all[:30] {
+			run = append(run, r.Seq)
+			if i%2 == 0 {
+				everyOther = append(everyOther, r.Seq)
+				everyOtherIDs = append(everyOtherIDs, r.ID)
+			} else {
+				rest = append(rest, r)
+			}
+		}
+		held, err = ob.Store.Read(ctx, outbox.ReadParams{Lanes: allLanes(4), SkipIDs: recordIDs(all[:30]), SkipSeqs: outbox.SeqRanges(run), Limit: 5})
+		if err != nil || !equalStrings(recordIDs(held), recordIDs(all[30:35])) {
+			t.Fatalf("Read(SkipIDs and SkipSeqs of the first 30, Limit 5) = %v, %v; want records 31 to 35", recordIDs(held), err)
+		}
+		held, err = ob.Store.Read(ctx, outbox.ReadParams{Lanes: allLanes(4), SkipIDs: everyOtherIDs, SkipSeqs: outbox.SeqRanges(everyOther), Limit: 5})
+		if err != nil || !equalStrings(recordIDs(held), recordIDs(rest[:5])) {
+			t.Fatalf("Read(SkipIDs and SkipSeqs of every other record, Limit 5) = %v, %v; want records 2, 4, 6, 8, 10", recordIDs(held), err)
+		}
 		again, err := ob.Store.Read(ctx, outbox.ReadParams{Lanes: allLanes(4), Limit: 100})
 		if err != nil || !equalStrings(recordIDs(again), recordIDs(all)) {
 			t.Fatalf("a second Read returned %d records, %v; Read must change nothing", len(again), err)

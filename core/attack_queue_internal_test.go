@@ -97,7 +97,7 @@ func (m *queueModel) startRead() {
 	if len(lanes) == 0 {
 		return
 	}
-	m.snap = m.read(lanes, m.q.knownIDs(), m.q.heldBack(m.now, maxSkipKeys), 1+m.rng.IntN(6))
+	m.snap = m.read(lanes, heldIDs(m.q), m.q.heldBack(m.now, maxSkipKeys), 1+m.rng.IntN(6))
 	m.snapEp = epochs
 	m.reading = true
 	m.q.reading = true
@@ -352,7 +352,7 @@ func TestQueueBookkeepingUnderRandomInterleavings(t *testing.T) {
 				for step := range 400 {
 					n := m.rng.IntN(100)
 					if trace {
-						t.Logf("step %d op %d flight=%v known=%v", step, n, m.flight, m.q.knownIDs())
+						t.Logf("step %d op %d flight=%v known=%v", step, n, m.flight, heldIDs(m.q))
 					}
 					switch {
 					case n < 17:
@@ -432,7 +432,7 @@ func TestQueueBookkeepingUnderRandomInterleavings(t *testing.T) {
 					}
 					if !behindDead {
 						t.Fatalf("%s (key %q, lane %d) is still pending with the relay holding every lane and nothing in flight; held: %v",
-							r.ID, r.Key, r.Lane, m.q.knownIDs())
+							r.ID, r.Key, r.Lane, heldIDs(m.q))
 					}
 				}
 			})
@@ -471,7 +471,7 @@ func TestStaleBatchDuringReadKeepsKeyOrder(t *testing.T) {
 
 			// A read of epoch 5 starts, leaving a out; it returns b.
 			_, readEpochs := q.readable(now)
-			if skip := q.knownIDs(); !slices.Contains(skip, "a") {
+			if skip := heldIDs(q); !slices.Contains(skip, "a") {
 				t.Fatalf("the read does not leave out a (in flight): %v", skip)
 			}
 			q.reading = true

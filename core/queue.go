@@ -17,9 +17,9 @@ import (
 type queue struct {
 	lanes  map[int]*laneHold
 	keys   map[string]*keyQueue
-	order  []*keyQueue         // keys with records, in the order they appeared
-	known  map[string]struct{} // IDs read and not yet settled (queued or in flight)
-	queued int                 // records in keys' queues (not in flight)
+	order  []*keyQueue      // keys with records, in the order they appeared
+	known  map[string]int64 // IDs read and not yet settled (queued or in flight), with their Seqs
+	queued int              // records in keys' queues (not in flight)
 	// clog is how many records queued behind a key's batch in flight make
 	// the key clogged (see ready); zero means never. The relay sets it to
 	// BatchSize.
@@ -72,7 +72,7 @@ func newQueue() *queue {
 	return &queue{
 		lanes:         make(map[int]*laneHold),
 		keys:          make(map[string]*keyQueue),
-		known:         make(map[string]struct{}),
+		known:         make(map[string]int64),
 		settledDuring: make(map[string]struct{}),
 		deadDuring:    make(map[string]struct{}),
 	}
@@ -124,7 +124,7 @@ func (q *queue) add(recs []Record, epochs map[int]int64) int {
 			kq.notBefore = rec.NotBefore // a retry scheduled by a former holder of the lane
 		}
 		kq.recs = append(kq.recs, rec)
-		q.known[rec.ID] = struct{}{}
+		q.known[rec.ID] = rec.Seq
 		q.queued++
 		added++
 		q.list(kq)
@@ -357,14 +357,16 @@ func (q *queue) readable(now time.Time) ([]int, map[int]int64) {
 	return ids, epochs
 }
 
-// knownIDs lists the records read and not settled, for the next read to
-// leave out.
-func (q *queue) knownIDs() []string {
+// skipped lists the records read and not settled, for the next read to leave
+// out: their IDs, and their Seqs as ranges of consecutive values.
+func (q *queue) skipped() ([]string, []SeqRange) {
 	ids := make([]string, 0, len(q.known))
-	for id := range q.known {
+	seqs := make([]int64, 0, len(q.known))
+	for id, seq := range q.known {
 		ids = append(ids, id)
+		seqs = append(seqs, seq)
 	}
-	return ids
+	return ids, SeqRanges(seqs)
 }
 
 // held lists the lanes the relay holds, for SyncLanes.

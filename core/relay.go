@@ -184,8 +184,9 @@ func (rn *run) readLoop(ctx context.Context) {
 		lanes, epochs := rn.q.readable(now)
 		full := rn.q.ready(now) >= ahead
 		var skipIDs, skipKeys []string
+		var skipSeqs []SeqRange
 		if len(lanes) > 0 && !full {
-			skipIDs = rn.q.knownIDs()
+			skipIDs, skipSeqs = rn.q.skipped()
 			skipKeys = rn.q.heldBack(now, maxSkipKeys)
 			rn.q.reading = true
 		}
@@ -205,7 +206,7 @@ func (rn *run) readLoop(ctx context.Context) {
 		lastRead = time.Now()
 		recs, err := rn.read(ctx, ReadParams{
 			Lanes: lanes, Limit: r.cfg.BatchSize,
-			SkipIDs: skipIDs, SkipKeys: skipKeys, StrictOrder: r.cfg.StrictOrder,
+			SkipIDs: skipIDs, SkipSeqs: skipSeqs, SkipKeys: skipKeys, StrictOrder: r.cfg.StrictOrder,
 		})
 		rn.mu.Lock()
 		added := rn.q.add(recs, epochs)

@@ -84,7 +84,7 @@ type Store interface {
 	// and a nil error mean there is nothing to do now.
 	//
 	// The relay reads from the head of its lanes every time (AfterSeq 0),
-	// leaving out what it already holds with SkipIDs: a record whose
+	// leaving out what it already holds (SkipIDs, SkipSeqs): a record whose
 	// transaction committed late, below records already read, is then
 	// found by the very next read, before any record its key writes after
 	// it. A cursor (reading above the last Seq seen) would skip it until
@@ -200,6 +200,14 @@ type ReadParams struct {
 	// SkipIDs leaves out these records (the ones the relay holds, queued
 	// or in flight).
 	SkipIDs []string
+	// SkipSeqs holds the Seqs of the records of SkipIDs, as ascending,
+	// disjoint ranges of consecutive values ([SeqRanges]): every Seq in a
+	// range is one of theirs. A store whose Seqs are unique may leave the
+	// records out by these instead of by ID: a Seq is in the index that
+	// orders the read, so a record is left out without fetching its row,
+	// and a long range can be passed over whole. A store whose Seqs may
+	// repeat (two records, one Seq) must use SkipIDs.
+	SkipSeqs []SeqRange
 	// Limit is the most records to return. Positive.
 	Limit int
 	// SkipKeys leaves out the records of these keys (keys whose earlier
@@ -208,6 +216,53 @@ type ReadParams struct {
 	// StrictOrder leaves out records that have a dead letter of their key
 	// before them, until it is replayed or purged.
 	StrictOrder bool
+}
+
+// SeqRange is the range of Seqs from From to To, both included.
+type SeqRange struct{ From, To int64 }
+
+// SeqRanges returns seqs as ascending, disjoint ranges, each of
+// consecutive values, the fewest that hold them all and nothing else. It
+// sorts seqs.
+func SeqRanges(seqs []int64) []SeqRange {
+	slices.Sort(seqs)
+	var out []SeqRange
+	for _, s := range seqs {
+		if n := len(out); n > 0 && s <= out[n-1].To+1 {
+			out[n-1].To = max(out[n-1].To, s)
+			continue
+		}
+		out = append(out, SeqRange{s, s})
+	}
+	return out
+}
+
+// LongRuns splits ranges (as from [SeqRanges]) for a store's Read: the
+// ranges of at least minLen Seqs, at most maxRuns of them (the longest),
+// in ascending order, which the store can pass over in its index, and the
+// Seqs of the others, which it tests on each row it reads.
+func LongRuns(ranges []SeqRange, minLen, maxRuns int) (runs []SeqRange, rest []int64) {
+	rest = []int64{}
+	for _, r := range ranges {
+		if r.To-r.From+1 >= int64(minLen) {
+			runs = append(runs, r)
+			continue
+		}
+		for seq := r.From; seq <= r.To; seq++ {
+			rest = append(rest, seq)
+		}
+	}
+	if len(runs) > maxRuns {
+		slices.SortStableFunc(runs, func(a, b SeqRange) int { return cmp.Compare(b.To-b.From, a.To-a.From) })
+		for _, r := range runs[maxRuns:] {
+			for seq := r.From; seq <= r.To; seq++ {
+				rest = append(rest, seq)
+			}
+		}
+		runs = runs[:maxRuns]
+		slices.SortFunc(runs, func(a, b SeqRange) int { return cmp.Compare(a.From, b.From) })
+	}
+	return runs, rest
 }
 
 // SettleParams are the arguments of [Store.Settle].

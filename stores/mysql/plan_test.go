@@ -150,18 +150,47 @@ func TestReadPlanWithStaleStatistics(t *testing.T) {
 		if err != nil || len(held) != 3000 {
 			t.Fatalf("%s: read %d records to hold, want 3000: %v", tc.name, len(held), err)
 		}
-		skipped := make(map[string]bool, len(held))
-		for _, r := range held {
-			skipped[r.ID] = true
+		// Held as the relay gives them (IDs and Seqs), as IDs alone (what
+		// other callers give), and every other one of them by Seq (what a
+		// relay holds when another relay's lanes lie between its records).
+		var heldSeqs, everyOther []int64
+		for i, r := range held {
+			heldSeqs = append(heldSeqs, r.Seq)
+			if i%2 == 0 {
+				everyOther = append(everyOther, r.Seq)
+			}
 		}
-		for _, skipIDs := range [][]string{nil, recordIDs(held)} {
+		for _, skip := range []struct {
+			name string
+			ids  []string
+			seqs []outbox.SeqRange
+		}{
+			{"nothing skipped", nil, nil},
+			{"3,000 IDs skipped", recordIDs(held), nil},
+			{"3,000 Seqs skipped", recordIDs(held), outbox.SeqRanges(heldSeqs)},
+			{"1,500 scattered Seqs skipped", nil, outbox.SeqRanges(everyOther)},
+		} {
+			skipped := make(map[int64]bool)
+			for _, r := range skip.seqs {
+				for seq := r.From; seq <= r.To; seq++ {
+					skipped[seq] = true
+				}
+			}
+			if skip.seqs == nil {
+				for _, r := range held[:len(skip.ids)] {
+					skipped[r.Seq] = true
+				}
+			}
 			for _, strict := range []bool{false, true} {
-				p := outbox.ReadParams{Lanes: tc.lanes, Limit: 500, StrictOrder: strict, SkipKeys: []string{"key-1", "key-2"}, SkipIDs: skipIDs}
-				name := fmt.Sprintf("%s, strict=%v, %d IDs skipped", tc.name, strict, len(skipIDs))
+				p := outbox.ReadParams{Lanes: tc.lanes, Limit: 500, StrictOrder: strict, SkipKeys: []string{"key-1", "key-2"}, SkipIDs: skip.ids, SkipSeqs: skip.seqs}
+				name := fmt.Sprintf("%s, strict=%v, %s", tc.name, strict, skip.name)
 				query, args := s.readQuery(p)
 				plan := explainJSON(t, ctx, db, query, args...)
 				t.Logf("%s: EXPLAIN FORMAT=JSON\n%s", name, abridgeIDs(plan.text))
-				checkReadPlan(t, plan, strict, len(skipIDs) > 0)
+				checkReadPlan(t, plan, strict, len(skipped) > 0)
+				if skip.seqs != nil && !strings.Contains(planOuter(plan).indexCondition, "seq") {
+					t.Errorf("%s: the skipped Seqs are not tested in the index: %+v", name, planOuter(plan))
+				}
 
 				recs, err := s.Read(ctx, p)
 				if err != nil {
@@ -172,14 +201,39 @@ func TestReadPlanWithStaleStatistics(t *testing.T) {
 				}
 				for i, r := range recs {
 					if !slices.Contains(tc.lanes, r.Lane) || r.Lane != outbox.LaneOf(r.Key, r.ID, outbox.DefaultLanes) ||
-						r.Key == "key-1" || r.Key == "key-2" || (i > 0 && r.Seq <= recs[i-1].Seq) ||
-						(len(skipIDs) > 0 && skipped[r.ID]) {
+						r.Key == "key-1" || r.Key == "key-2" || (i > 0 && r.Seq <= recs[i-1].Seq) || skipped[r.Seq] {
 						t.Fatalf("%s: record %d is %+v", name, i, r)
+					}
+				}
+				if skip.name == "1,500 scattered Seqs skipped" && !strict {
+					// Every other held record is read: the ones not skipped.
+					var want []int64
+					for i := 1; i < len(held) && len(want) < 10; i += 2 {
+						if k := held[i].Key; k != "key-1" && k != "key-2" {
+							want = append(want, held[i].Seq)
+						}
+					}
+					var got []int64
+					for _, r := range recs[:len(want)] {
+						got = append(got, r.Seq)
+					}
+					if !slices.Equal(got, want) {
+						t.Errorf("%s: read Seqs %v first, want %v (the held records not skipped)", name, got, want)
 					}
 				}
 			}
 		}
 	}
+}
+
+// planOuter returns the outbox's table of a Read plan.
+func planOuter(p plan) planTable {
+	for _, pt := range p.tables {
+		if pt.name == "o" {
+			return pt
+		}
+	}
+	return planTable{}
 }
 
 // abridgeIDs shortens the lists of quoted IDs in an EXPLAIN output to
@@ -322,7 +376,13 @@ type planTable struct {
 func explainJSON(t testing.TB, ctx context.Context, db *sql.DB, query string, args ...any) plan {
 	t.Helper()
 	var text string
-	if err := db.QueryRowContext(ctx, "EXPLAIN FORMAT=JSON "+query, args...).Scan(&text); err != nil {
+	// A statement run with SET STATEMENT ... FOR is explained under it.
+	prefix := ""
+	if strings.HasPrefix(query, "SET STATEMENT ") {
+		i := strings.Index(query, " FOR ") + len(" FOR ")
+		prefix, query = query[:i], query[i:]
+	}
+	if err := db.QueryRowContext(ctx, prefix+"EXPLAIN FORMAT=JSON "+query, args...).Scan(&text); err != nil {
 		t.Fatalf("EXPLAIN %s: %v", query, err)
 	}
 	var doc any

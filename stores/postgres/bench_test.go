@@ -184,13 +184,15 @@ func noFlushPool(b *testing.B) *pgxpool.Pool {
 }
 
 // BenchmarkReadSkipIDs measures a Read of 500 records as the relay sends
-// it, from the head of its lanes, with no skipped IDs and with the 3,000
+// it, from the head of its lanes, with nothing skipped and with the 3,000
 // records at the head skipped (the records it holds, queued or in flight),
-// for a relay holding every lane and one holding a quarter of them. The
-// backlog is 20,000 pending records over 1,000 keys, with fresh statistics.
-// A skipped record still costs a heap fetch (pending_idx holds only seq),
-// so the skip is expected to cost about what reading those records would;
-// the buffers that one execution touches are logged (EXPLAIN ANALYZE).
+// by ID alone and by ID and Seq (what the relay gives), for a relay
+// holding every lane and one holding a quarter of them. The backlog is
+// 20,000 pending records over 1,000 keys, with fresh statistics. A record
+// skipped by ID still costs a heap fetch (pending_idx holds only seq), so
+// that skip costs about what reading those records would; a run of
+// skipped Seqs is passed over in the index. The buffers that one
+// execution touches are logged (EXPLAIN ANALYZE).
 //
 //	go test -run '^$' -bench ReadSkipIDs -benchtime 2s -count 3 .
 func BenchmarkReadSkipIDs(b *testing.B) {
@@ -200,18 +202,26 @@ func BenchmarkReadSkipIDs(b *testing.B) {
 	analyze(b, ctx, pool, s)
 	all := allLanes(b, ctx, s)
 	for _, lanes := range [][]int{all, all[:len(all)/4]} {
-		rows, err := pool.Query(ctx, "SELECT id::text FROM "+s.Table()+" WHERE lane = ANY($1::integer[]) ORDER BY seq LIMIT 3000", lanes)
-		if err != nil {
-			b.Fatal(err)
+		recs, err := s.Read(ctx, outbox.ReadParams{Lanes: lanes, Limit: 3000})
+		if err != nil || len(recs) != 3000 {
+			b.Fatalf("read %d records: %v", len(recs), err)
 		}
-		head, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			b.Fatal(err)
+		ids, seqs := make([]string, len(recs)), make([]int64, len(recs))
+		for i, r := range recs {
+			ids[i], seqs[i] = r.ID, r.Seq
 		}
-		for _, skip := range []int{0, 3000} {
-			b.Run(fmt.Sprintf("lanes=%d/skip=%d", len(lanes), skip), func(b *testing.B) {
-				p := outbox.ReadParams{Lanes: lanes, Limit: 500, SkipIDs: head[:skip]}
-				logReadBuffers(b, ctx, pool, s, p)
+		for _, c := range []struct {
+			name string
+			p    outbox.ReadParams
+		}{
+			{"skip=0", outbox.ReadParams{}},
+			{"skip=3000-ids", outbox.ReadParams{SkipIDs: ids}},
+			{"skip=3000-seqs", outbox.ReadParams{SkipIDs: ids, SkipSeqs: outbox.SeqRanges(seqs)}},
+		} {
+			b.Run(fmt.Sprintf("lanes=%d/%s", len(lanes), c.name), func(b *testing.B) {
+				p := c.p
+				p.Lanes, p.Limit = lanes, 500
+				b.Logf("Read of %d lanes, %s:\n%s", len(lanes), c.name, strings.Join(analyzeRead(b, ctx, pool, s, p), "\n"))
 				b.ResetTimer()
 				for range b.N {
 					recs, err := s.Read(ctx, p)
@@ -227,38 +237,34 @@ func BenchmarkReadSkipIDs(b *testing.B) {
 	}
 }
 
-// logReadBuffers logs the rows that Read's scan of pending_idx fetches and
-// removes, and the buffers it touches, for p (EXPLAIN ANALYZE, BUFFERS of
-// its statement after the plan guard).
-func logReadBuffers(b *testing.B, ctx context.Context, pool *pgxpool.Pool, s *Store, p outbox.ReadParams) {
-	b.Helper()
+// analyzeRead returns the plan of Read's statement for p as it ran once
+// (EXPLAIN ANALYZE, BUFFERS, after the plan guard), without its filters
+// (the lanes and the skipped records, spelled out).
+func analyzeRead(tb testing.TB, ctx context.Context, pool *pgxpool.Pool, s *Store, p outbox.ReadParams) []string {
+	tb.Helper()
 	tx, err := pool.Begin(ctx)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
 	if _, err := tx.Exec(ctx, s.sql.planGuard); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	lanes := make([]int32, len(p.Lanes))
-	for i, l := range p.Lanes {
-		lanes[i] = int32(l)
-	}
-	rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) "+s.sql.read[readVariant(false, false)],
-		lanes, int64(0), p.Limit, p.SkipIDs)
+	query, args := s.readStatement(p)
+	rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) "+query, args...)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	var kept []string
 	for _, l := range lines {
 		if strings.HasPrefix(strings.TrimSpace(l), "Filter: ") {
-			continue // the lanes and the 3,000 IDs, spelled out
+			continue
 		}
 		kept = append(kept, l)
 	}
-	b.Logf("Read of %d lanes, %d skipped IDs:\n%s", len(p.Lanes), len(p.SkipIDs), strings.Join(kept, "\n"))
+	return kept
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	outbox "github.com/txoutbox/txoutbox/core"
@@ -70,11 +72,17 @@ func literal(a any) string {
 	case []string:
 		return "'" + textArray(v) + "'"
 	case []int64:
-		s := make([]int32, len(v))
+		s := make([]string, len(v))
 		for i, e := range v {
-			s[i] = int32(e)
+			s[i] = strconv.FormatInt(e, 10)
 		}
-		return "'" + intArray(s) + "'"
+		return "'{" + strings.Join(s, ",") + "}'"
+	case []pgtype.UUID:
+		s := make([]string, len(v))
+		for i, e := range v {
+			s[i] = e.String()
+		}
+		return "'{" + strings.Join(s, ",") + "}'"
 	case string:
 		return "'" + v + "'"
 	}
@@ -109,15 +117,37 @@ func TestReadPlanUnderStaleStatistics(t *testing.T) {
 
 	// The IDs of the first 3,000 records: what a relay holding every lane
 	// would skip at the head of the backlog.
-	rows, err := pool.Query(ctx, "SELECT id::text FROM "+s.Table()+" ORDER BY seq LIMIT 3000")
+	rows, err := pool.Query(ctx, "SELECT id::text, seq FROM "+s.Table()+" ORDER BY seq LIMIT 3000")
 	if err != nil {
 		t.Fatal(err)
 	}
-	head, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	type held struct {
+		ID  string
+		Seq int64
+	}
+	heads, err := pgx.CollectRows(rows, pgx.RowToStructByPos[held])
 	if err != nil {
 		t.Fatal(err)
 	}
-	skipIDs := map[string][]string{"no skipped IDs": {}, "3000 skipped IDs": head}
+	var head []string
+	var headSeqs, everyOther []int64
+	for i, h := range heads {
+		head = append(head, h.ID)
+		headSeqs = append(headSeqs, h.Seq)
+		if i%2 == 0 {
+			everyOther = append(everyOther, h.Seq)
+		}
+	}
+	// Held as IDs alone (what other callers give), as the relay gives
+	// them (IDs and Seqs: one run), and every other one of them by Seq
+	// (runs of one: what a relay holds when another relay's lanes lie
+	// between its records).
+	skips := map[string]outbox.ReadParams{
+		"nothing skipped":             {},
+		"3000 skipped IDs":            {SkipIDs: head},
+		"3000 skipped Seqs":           {SkipIDs: head, SkipSeqs: outbox.SeqRanges(slices.Clone(headSeqs))},
+		"1500 scattered skipped Seqs": {SkipSeqs: outbox.SeqRanges(everyOther)},
+	}
 
 	all := allLanes(t, ctx, s)
 	lanes := map[string][]int32{"all lanes": toInt32(all), "a quarter of the lanes": toInt32(all[:len(all)/4])}
@@ -125,23 +155,25 @@ func TestReadPlanUnderStaleStatistics(t *testing.T) {
 	deadKey := s.names.table + "_dead_key_idx"
 	check := func(stats string) {
 		for name, ls := range lanes {
-			for ids, skipped := range skipIDs {
+			for ids, p := range skips {
 				for _, skip := range []bool{false, true} {
 					for _, strict := range []bool{false, true} {
-						args := []any{ls, int64(0), 500, skipped}
+						p.Lanes, p.Limit, p.StrictOrder, p.SkipKeys = toInts(ls), 500, strict, nil
 						if skip {
-							args = append(args, []string{"key-1", "key-2"})
+							p.SkipKeys = []string{"key-1", "key-2"}
 						}
+						query, args := s.readStatement(p)
 						for _, generic := range []bool{false, true} {
 							what := fmt.Sprintf("%s statistics, %s, %s, skip keys %v, strict %v, generic %v", stats, name, ids, skip, strict, generic)
-							plan := explain(t, ctx, pool, s, s.sql.planGuard, generic, s.sql.read[readVariant(skip, strict)], args...)
-							if len(skipped) > 0 && !generic {
-								// The custom plan spells the 3,000 IDs out.
+							plan := explain(t, ctx, pool, s, s.sql.planGuard, generic, query, args...)
+							if !generic {
+								// The custom plan spells the skipped IDs and Seqs out.
 								t.Logf("Read plan (%s):\n%s", what, elide(plan))
 							} else {
 								t.Logf("Read plan (%s):\n%s", what, plan)
 							}
-							checkReadPlan(t, what, plan, pending, deadKey, strict, len(skipped) > 0 || generic)
+							_, _, single := readRanges(0, p.SkipSeqs) // a run is passed over, not filtered
+							checkReadPlan(t, what, plan, pending, deadKey, strict, (len(p.SkipIDs) > 0 && len(p.SkipSeqs) == 0) || generic, len(single) > 0 || generic)
 						}
 					}
 				}
@@ -156,16 +188,21 @@ func TestReadPlanUnderStaleStatistics(t *testing.T) {
 		for i, l := range ls {
 			ints[i] = int(l)
 		}
-		recs, err := s.Read(ctx, outbox.ReadParams{Lanes: ints, Limit: 500, StrictOrder: true, SkipKeys: []string{"key-3"}, SkipIDs: head})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(recs) != 500 {
-			t.Fatalf("Read of %s returned %d records; want a full batch of 500", name, len(recs))
-		}
-		for i, r := range recs {
-			if !slices.Contains(ints, r.Lane) || r.Key == "key-3" || slices.Contains(head, r.ID) || (i > 0 && r.Seq <= recs[i-1].Seq) {
-				t.Fatalf("Read of %s returned record %d of lane %d, key %s, seq %d", name, i, r.Lane, r.Key, r.Seq)
+		for ids, p := range skips {
+			p.Lanes, p.Limit, p.StrictOrder, p.SkipKeys = ints, 500, true, []string{"key-3"}
+			recs, err := s.Read(ctx, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != 500 {
+				t.Fatalf("Read of %s, %s returned %d records; want a full batch of 500", name, ids, len(recs))
+			}
+			for i, r := range recs {
+				if !slices.Contains(ints, r.Lane) || r.Key == "key-3" || slices.Contains(p.SkipIDs, r.ID) ||
+					(len(p.SkipSeqs) > 0 && slices.ContainsFunc(p.SkipSeqs, func(g outbox.SeqRange) bool { return g.From <= r.Seq && r.Seq <= g.To })) ||
+					(i > 0 && r.Seq <= recs[i-1].Seq) {
+					t.Fatalf("Read of %s, %s returned record %d of lane %d, key %s, seq %d", name, ids, i, r.Lane, r.Key, r.Seq)
+				}
 			}
 		}
 	}
@@ -175,21 +212,24 @@ func TestReadPlanUnderStaleStatistics(t *testing.T) {
 	// table and a sort (logged, not asserted: it varies).
 	analyze(t, ctx, pool, s)
 	t.Logf("Read plan without the guard, fresh statistics, 1 lane, skipped keys:\n%s",
-		explain(t, ctx, pool, s, "", false, s.sql.read[readVariant(true, false)], []int32{0}, int64(0), 500, []string{}, []string{"key-1", "key-2"}))
+		explainRead(t, ctx, pool, s, "", outbox.ReadParams{Lanes: []int{0}, Limit: 500, SkipKeys: []string{"key-1", "key-2"}}))
 	check("fresh")
 }
 
-// checkReadPlan checks the shape of a plan of Read; with skipIDs, that the
-// skipped IDs are a filter of the scan (a custom plan drops the test of an
-// empty list).
-func checkReadPlan(t *testing.T, what, plan, pending, deadKey string, strict, skipIDs bool) {
+// checkReadPlan checks the shape of a plan of Read; with skipIDs and
+// skipSeqs, that the skipped IDs and Seqs are filters of the scan (a custom
+// plan drops the test of an empty list).
+func checkReadPlan(t *testing.T, what, plan, pending, deadKey string, strict, skipIDs, skipSeqs bool) {
 	t.Helper()
 	first, _, _ := strings.Cut(plan, "\n")
 	if !strings.HasPrefix(first, "Limit") {
 		t.Errorf("%s: the plan does not start with a Limit", what)
 	}
-	if !strings.Contains(plan, "Index Scan using "+pending+" on ") || !strings.Contains(plan, "Index Cond: (seq > ") {
-		t.Errorf("%s: the plan does not scan %s from the Seq to read after", what, pending)
+	if !strings.Contains(plan, "Function Scan on g") {
+		t.Errorf("%s: the plan does not take the ranges of Seq in turn", what)
+	}
+	if !strings.Contains(plan, "Index Scan using "+pending+" on ") || !strings.Contains(plan, "Index Cond: ((seq > g.lo) AND (seq < g.hi))") {
+		t.Errorf("%s: the plan does not scan %s over each range of Seq", what, pending)
 	}
 	if !strings.Contains(plan, "Filter: ") || !strings.Contains(plan, "lane = ANY") {
 		t.Errorf("%s: the lane is not a filter of the scan", what)
@@ -197,13 +237,20 @@ func checkReadPlan(t *testing.T, what, plan, pending, deadKey string, strict, sk
 	if skipIDs && !strings.Contains(plan, "id <> ALL") {
 		t.Errorf("%s: the skipped IDs are not a filter of the scan", what)
 	}
+	if skipSeqs && !strings.Contains(plan, "seq <> ALL") {
+		t.Errorf("%s: the skipped Seqs are not a filter of the scan", what)
+	}
 	for _, bad := range []string{"Sort", "Seq Scan", "Bitmap", "Materialize", "Hash", "Merge", "Gather"} {
 		if strings.Contains(plan, bad) {
 			t.Errorf("%s: the plan has a %s", what, bad)
 		}
 	}
-	joins := strings.Count(plan, "Join") + strings.Count(plan, "SubPlan") + strings.Count(plan, "Nested Loop")
+	// One Nested Loop takes the ranges in turn; strict order adds its
+	// anti join.
+	joins := strings.Count(plan, "Join") + strings.Count(plan, "SubPlan") + strings.Count(plan, "Nested Loop") - 1
 	switch {
+	case strings.Count(plan, "Nested Loop") < 1:
+		t.Errorf("%s: the plan has no Nested Loop over the ranges of Seq", what)
 	case !strict && joins > 0:
 		t.Errorf("%s: the plan joins or runs a subplan per row", what)
 	case strict && (!strings.Contains(plan, "Nested Loop Anti Join") || !strings.Contains(plan, "Scan using "+deadKey) ||
@@ -366,6 +413,69 @@ func staleStatistics(t *testing.T, ctx context.Context, pool *pgxpool.Pool, s *S
 	} {
 		if _, err := pool.Exec(ctx, stmt); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+func toInts(ls []int32) []int {
+	out := make([]int, len(ls))
+	for i, l := range ls {
+		out[i] = int(l)
+	}
+	return out
+}
+
+// explainRead returns the plan of Read's statement for p, after guard.
+func explainRead(t *testing.T, ctx context.Context, pool *pgxpool.Pool, s *Store, guard string, p outbox.ReadParams) string {
+	t.Helper()
+	query, args := s.readStatement(p)
+	return explain(t, ctx, pool, s, guard, false, query, args...)
+}
+
+// A run of records the relay holds is passed over in the index: the scan
+// neither fetches nor filters them, where held records given by ID alone
+// are each fetched from the heap and dropped by the filter.
+func TestReadPassesOverHeldRuns(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	s, pool := testStore(t, Config{})
+	fill(t, ctx, pool, s, 10_000, 100, 64, false)
+	lanes := allLanes(t, ctx, s)
+	held, err := s.Read(ctx, outbox.ReadParams{Lanes: lanes, Limit: 3000})
+	if err != nil || len(held) != 3000 {
+		t.Fatalf("read %d records to hold: %v", len(held), err)
+	}
+	ids, seqs := make([]string, len(held)), make([]int64, len(held))
+	for i, r := range held {
+		ids[i], seqs[i] = r.ID, r.Seq
+	}
+	removed := func(p outbox.ReadParams) int {
+		plan := analyzeRead(t, ctx, pool, s, p)
+		t.Logf("%d IDs, %d ranges of Seq skipped:\n%s", len(p.SkipIDs), len(p.SkipSeqs), strings.Join(plan, "\n"))
+		n := 0
+		for _, l := range plan {
+			if _, v, ok := strings.Cut(l, "Rows Removed by Filter: "); ok {
+				k, err := strconv.Atoi(strings.TrimSpace(v))
+				if err != nil {
+					t.Fatalf("%q: %v", l, err)
+				}
+				n += k
+			}
+		}
+		return n
+	}
+	byID := outbox.ReadParams{Lanes: lanes, Limit: 500, SkipIDs: ids}
+	bySeq := outbox.ReadParams{Lanes: lanes, Limit: 500, SkipIDs: ids, SkipSeqs: outbox.SeqRanges(seqs)}
+	if n := removed(byID); n < len(held) {
+		t.Errorf("skipped by ID, the scan dropped %d rows; want the %d held (each fetched and filtered)", n, len(held))
+	}
+	if n := removed(bySeq); n != 0 {
+		t.Errorf("skipped by Seq, the scan dropped %d rows; want 0 (the held run passed over in the index)", n)
+	}
+	for _, p := range []outbox.ReadParams{byID, bySeq} {
+		recs, err := s.Read(ctx, p)
+		if err != nil || len(recs) != 500 || recs[0].Seq <= held[len(held)-1].Seq {
+			t.Fatalf("Read skipping the held records = %d records, %v; want 500 after Seq %d", len(recs), err, held[len(held)-1].Seq)
 		}
 	}
 }

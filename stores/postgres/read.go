@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -19,10 +20,13 @@ import (
 //
 // It reads only (no lock, no write), with one SELECT that walks the partial
 // index of pending records in Seq order and stops after p.Limit records
-// that pass its filters: the lane, the skipped IDs, the skipped keys, and
-// with p.StrictOrder no dead letter of the key before the record. Skipped
-// records are tested on the heap row, like the lane: each one at the head
-// of the lanes costs a heap fetch. It is sent in
+// that pass its filters: the lane, the skipped records, the skipped keys,
+// and with p.StrictOrder no dead letter of the key before the record. The
+// records to skip are taken from p.SkipSeqs when given (Seqs come from a
+// sequence: unique), else from p.SkipIDs. A long run of skipped Seqs is
+// passed over in the index (see readRanges); other skipped records are
+// tested on the heap row, like the lane: each one at the head of the lanes
+// costs a heap fetch. It is sent in
 // one round trip after a statement that disables sorts, sequential and
 // bitmap scans for the rest of its implicit transaction, so that its plan
 // does not depend on the table's statistics (see readSQL).
@@ -30,29 +34,14 @@ func (s *Store) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record,
 	if p.Limit <= 0 {
 		return nil, fmt.Errorf("%w: pgstore: Read needs a positive limit", outbox.ErrInvalidConfig)
 	}
-	lanes := make([]int32, 0, len(p.Lanes))
-	for _, l := range p.Lanes {
-		if l >= 0 && l < outbox.MaxLanes {
-			lanes = append(lanes, int32(l))
-		}
-	}
-	if len(lanes) == 0 {
+	query, args := s.readStatement(p)
+	if query == "" {
 		return nil, ctx.Err()
-	}
-	var skip []string
-	for _, k := range p.SkipKeys {
-		if k != "" { // records without a key are never skipped
-			skip = append(skip, k)
-		}
-	}
-	args := []any{lanes, max(p.AfterSeq, 0), p.Limit, uuidBytes(p.SkipIDs)}
-	if len(skip) > 0 {
-		args = append(args, skip)
 	}
 	b := &pgx.Batch{}
 	b.Queue(s.sql.planGuard)
 	var recs []outbox.Record
-	b.Queue(s.sql.read[readVariant(len(skip) > 0, p.StrictOrder)], args...).Query(func(rows pgx.Rows) error {
+	b.Queue(query, args...).Query(func(rows pgx.Rows) error {
 		var err error
 		recs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (outbox.Record, error) {
 			return scanRecord(row)
@@ -63,6 +52,69 @@ func (s *Store) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record,
 		return nil, translate("read", err)
 	}
 	return recs, nil
+}
+
+// readStatement returns Read's statement for p and its arguments, or an
+// empty statement when p names no lane.
+func (s *Store) readStatement(p outbox.ReadParams) (string, []any) {
+	lanes := make([]int32, 0, len(p.Lanes))
+	for _, l := range p.Lanes {
+		if l >= 0 && l < outbox.MaxLanes {
+			lanes = append(lanes, int32(l))
+		}
+	}
+	if len(lanes) == 0 {
+		return "", nil
+	}
+	var skip []string
+	for _, k := range p.SkipKeys {
+		if k != "" { // records without a key are never skipped
+			skip = append(skip, k)
+		}
+	}
+	ids := []pgtype.UUID{}
+	lo, hi, seqs := readRanges(max(p.AfterSeq, 0), p.SkipSeqs)
+	if len(p.SkipSeqs) == 0 {
+		ids = uuidBytes(p.SkipIDs)
+	}
+	args := []any{lanes, lo, p.Limit, ids, hi, seqs}
+	if len(skip) > 0 {
+		args = append(args, skip)
+	}
+	return s.sql.read[readVariant(len(skip) > 0, p.StrictOrder)], args
+}
+
+// Read passes over a run of at least minGap consecutive skipped Seqs
+// (reading the Seqs on either side of it as two ranges), over at most
+// maxGaps runs, the longest, per call; the other skipped Seqs are tested
+// on the rows. A range costs a descent of pending_idx, a skipped row a
+// heap fetch.
+const (
+	minGap  = 8
+	maxGaps = 64
+)
+
+// readRanges returns the ranges of Seq that Read reads, after is the
+// Seq to read after, as their lower and upper bounds (both excluded), and
+// the skipped Seqs to test on the rows: the runs of skip are passed over
+// when long enough (see minGap).
+func readRanges(after int64, skip []outbox.SeqRange) (lo, hi, single []int64) {
+	var later []outbox.SeqRange
+	for _, r := range skip {
+		if r.To > after { // the others are not read at all
+			later = append(later, r)
+		}
+	}
+	runs, single := outbox.LongRuns(later, minGap, maxGaps)
+	from := after
+	for _, r := range runs {
+		if r.From > from+1 {
+			lo, hi = append(lo, from), append(hi, r.From)
+		}
+		from = max(from, r.To)
+	}
+	lo, hi = append(lo, from), append(hi, math.MaxInt64)
+	return lo, hi, single
 }
 
 // scanRecord reads the recordColumns of a row, and then extra.

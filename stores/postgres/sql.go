@@ -440,35 +440,43 @@ WHERE p.delivered_at IS NULL AND p.dead_at IS NULL AND p.key <> ''`),
 	return st
 }
 
-// readSQL is Read's statement: $1 lanes, $2 the Seq to read after, $3 the
-// limit, $4 the IDs to skip (possibly empty), and $5 the keys to skip when
-// skip is set. Run after planGuard, its plan is a Limit over an Index Scan
-// of pending_idx from $2 in Seq order, the lane, the skipped IDs (and
-// skipped keys) tested on each row, with strict order one probe of
-// dead_key_idx per record (a Nested Loop Anti Join): never a sort of the
-// backlog. A skipped record is still fetched from the heap to be tested
-// (pending_idx holds only seq), so a read costs one heap fetch per skipped
-// record at the head of the lanes as well as one per record returned.
+// readSQL is Read's statement: $1 lanes, $2 and $5 the bounds (both
+// excluded) of the ranges of Seq to read, in ascending order, $3 the limit,
+// $4 the IDs and $6 the Seqs to skip (possibly empty), and $7 the keys to
+// skip when skip is set. Run after planGuard, its plan is a Limit over a
+// Nested Loop that takes the ranges in order and, for each, a Limit over
+// an Index Scan of pending_idx from the range's start in Seq order, the
+// lane, the skipped IDs and Seqs (and skipped keys) tested on each row,
+// with strict order one probe of dead_key_idx per record (a Nested Loop
+// Anti Join): never a sort of the backlog. The loop yields the ranges'
+// records in Seq order and stops at the limit. A record skipped by a
+// filter is still fetched from the heap to be tested (pending_idx holds
+// only seq); one that lies between two ranges is never visited, which is
+// how Read passes over the long runs of records the relay holds.
 func readSQL(skip, strict bool) string {
 	q := `
-SELECT ` + recordColumns + `
-FROM {table} o
-WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
-	AND o.lane = ANY($1::integer[]) AND o.seq > $2::bigint
-	AND o.id <> ALL($4::uuid[])`
+SELECT x.* FROM unnest($2::bigint[], $5::bigint[]) AS g(lo, hi)
+CROSS JOIN LATERAL (
+	SELECT ` + recordColumns + `
+	FROM {table} o
+	WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+		AND o.lane = ANY($1::integer[]) AND o.seq > g.lo AND o.seq < g.hi
+		AND o.id <> ALL($4::uuid[]) AND o.seq <> ALL($6::bigint[])`
 	if skip {
 		q += `
-	AND o.key <> ALL($5::text[])`
+		AND o.key <> ALL($7::text[])`
 	}
 	if strict {
 		q += `
-	AND NOT EXISTS (
-		SELECT FROM {table} d
-		WHERE d.key = o.key AND d.key <> '' AND d.seq < o.seq
-			AND d.dead_at IS NOT NULL AND d.delivered_at IS NULL)`
+		AND NOT EXISTS (
+			SELECT FROM {table} d
+			WHERE d.key = o.key AND d.key <> '' AND d.seq < o.seq
+				AND d.dead_at IS NOT NULL AND d.delivered_at IS NULL)`
 	}
 	return q + `
-ORDER BY o.seq
+	ORDER BY o.seq
+	LIMIT $3::integer
+) x
 LIMIT $3::integer`
 }
 

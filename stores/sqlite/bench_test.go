@@ -207,9 +207,9 @@ func benchCases() []benchCase {
 }
 
 // BenchmarkReadSkipIDs measures a Read of 500 records as the relay sends
-// it, from the head of its lanes, with no skipped IDs and with the 3,000
+// it, from the head of its lanes, with nothing skipped and with the 3,000
 // records at the head skipped (the records it holds, queued or in
-// flight), for a relay holding every lane and one holding a quarter of
+// flight) by ID alone and by ID and Seq (what the relay gives), for a relay holding every lane and one holding a quarter of
 // them, over a backlog of 20,000 records (1,000 keys).
 //
 //	go test -run '^$' -bench ReadSkipIDs -benchtime 2s -count 3
@@ -225,9 +225,21 @@ func BenchmarkReadSkipIDs(b *testing.B) {
 		if err != nil || len(head) != 3000 {
 			b.Fatalf("read %d: %v", len(head), err)
 		}
-		for _, skip := range []int{0, 3000} {
-			b.Run(fmt.Sprintf("lanes=%d/skip=%d", len(lanes), skip), func(b *testing.B) {
-				p := outbox.ReadParams{Lanes: lanes, Limit: 500, SkipIDs: ids(head[:skip])}
+		seqs := make([]int64, len(head))
+		for i, r := range head {
+			seqs[i] = r.Seq
+		}
+		for _, c := range []struct {
+			name string
+			p    outbox.ReadParams
+		}{
+			{"skip=0", outbox.ReadParams{}},
+			{"skip=3000-ids", outbox.ReadParams{SkipIDs: ids(head)}},
+			{"skip=3000-seqs", outbox.ReadParams{SkipIDs: ids(head), SkipSeqs: outbox.SeqRanges(seqs)}},
+		} {
+			b.Run(fmt.Sprintf("lanes=%d/%s", len(lanes), c.name), func(b *testing.B) {
+				p := c.p
+				p.Lanes, p.Limit = lanes, 500
 				for range b.N {
 					recs, err := store.Read(ctx, p)
 					if err != nil || len(recs) != 500 {

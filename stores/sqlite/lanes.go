@@ -212,7 +212,14 @@ func (s *Store) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record,
 			return nil, err
 		}
 	}
-	if len(p.SkipIDs) > 0 {
+	skipSeqs := "[]"
+	if len(p.SkipSeqs) > 0 {
+		// Seqs are rowids here, unique, and in the pending index: the
+		// test needs no row look-up, which an ID's does.
+		if skipSeqs, err = toJSON(expandSeqs(p.SkipSeqs)); err != nil {
+			return nil, err
+		}
+	} else if len(p.SkipIDs) > 0 {
 		if skipIDs, err = toJSON(p.SkipIDs); err != nil {
 			return nil, err
 		}
@@ -225,7 +232,7 @@ func (s *Store) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record,
 	if err != nil {
 		return nil, translate("Read", err)
 	}
-	rows, err := st.QueryContext(ctx, lanes, p.AfterSeq, skip, p.Limit, skipIDs)
+	rows, err := st.QueryContext(ctx, lanes, p.AfterSeq, skip, p.Limit, skipIDs, skipSeqs)
 	if err != nil {
 		return nil, translate("Read", err)
 	}
@@ -342,4 +349,15 @@ func lanePairs(lanes []outbox.Lane) (string, error) {
 		return "", fmt.Errorf("sqlitestore: encoding lanes: %w", err)
 	}
 	return string(b), nil
+}
+
+// expandSeqs lists every Seq of ranges.
+func expandSeqs(ranges []outbox.SeqRange) []int64 {
+	var seqs []int64
+	for _, r := range ranges {
+		for seq := r.From; seq <= r.To; seq++ {
+			seqs = append(seqs, seq)
+		}
+	}
+	return seqs
 }

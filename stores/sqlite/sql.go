@@ -226,14 +226,14 @@ WHERE p.delivered_at IS NULL AND p.dead_at IS NULL`
 }
 
 // readSQL reads up to ?4 pending records of the lanes ?1 (a JSON array)
-// with a Seq above ?2, leaving out the IDs of ?5 and the keys of ?3 (JSON
-// arrays); %s adds the StrictOrder condition.
+// with a Seq above ?2, leaving out the IDs of ?5, the Seqs of ?6 and the
+// keys of ?3 (JSON arrays); %s adds the StrictOrder condition.
 //
 // It walks the pending index from ?2 in Seq order, so it sorts nothing and
-// stops at the limit; the lane filter reads the index entry alone, and only
-// the records of the lanes read cost a row look-up: those returned, and
-// those left out by ID or key (the relay skips the IDs it holds, at the
-// head of its lanes). Each list is read into a temporary index once per
+// stops at the limit; the lane and Seq filters read the index entry alone
+// (the Seq is the rowid), and only the records of the lanes read cost a
+// row look-up: those returned, and those left out by ID or key (the relay
+// skips the Seqs it holds, at the head of its lanes). Each list is read into a temporary index once per
 // statement, not per row. INDEXED BY fixes the plan whatever the table statistics
 // say: with statistics gathered on an empty table, SQLite would otherwise
 // be free to walk the whole table by rowid.
@@ -242,6 +242,7 @@ SELECT o.seq, o.id, o.topic, o.key, o.lane, o.payload, o.headers, o.created_at, 
 FROM {table} AS o INDEXED BY {table_pending}
 WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.seq > ?2
   AND o.lane IN (SELECT value FROM json_each(?1))
+  AND o.seq NOT IN (SELECT value FROM json_each(?6))
   AND o.id NOT IN (SELECT value FROM json_each(?5))
   AND (o.key = '' OR o.key NOT IN (SELECT value FROM json_each(?3)))%s
 ORDER BY o.seq LIMIT ?4`
