@@ -214,12 +214,15 @@ func (s *Store) Read(ctx context.Context, p outbox.ReadParams) ([]outbox.Record,
 	}
 	skipSeqs := "[]"
 	if len(p.SkipSeqs) > 0 {
-		// Seqs are rowids here, unique, and in the pending index: the
-		// test needs no row look-up, which an ID's does.
+		// Seqs are in the pending index: a record whose Seq is not
+		// held needs no row look-up for the test. A rowid can be given
+		// again after a delete, so a held Seq is confirmed by ID (see
+		// readSQL).
 		if skipSeqs, err = toJSON(expandSeqs(p.SkipSeqs)); err != nil {
 			return nil, err
 		}
-	} else if len(p.SkipIDs) > 0 {
+	}
+	if len(p.SkipIDs) > 0 {
 		if skipIDs, err = toJSON(p.SkipIDs); err != nil {
 			return nil, err
 		}
