@@ -202,11 +202,13 @@ type ReadParams struct {
 	SkipIDs []string
 	// SkipSeqs holds the Seqs of the records of SkipIDs, as ascending,
 	// disjoint ranges of consecutive values ([SeqRanges]): every Seq in a
-	// range is one of theirs. A store whose Seqs are unique may leave the
-	// records out by these instead of by ID: a Seq is in the index that
-	// orders the read, so a record is left out without fetching its row,
-	// and a long range can be passed over whole. A store whose Seqs may
-	// repeat (two records, one Seq) must use SkipIDs.
+	// range is one of theirs. A store whose Seqs are never given twice may
+	// leave the records out by these instead of by ID: a Seq is in the
+	// index that orders the read, so a record is left out without fetching
+	// its row, and a long range can be passed over whole. A store whose
+	// Seqs may repeat (two records, one Seq; or a deleted record's Seq
+	// given to a later one, whose record a stale list would drop) must
+	// decide by SkipIDs.
 	SkipSeqs []SeqRange
 	// Limit is the most records to return. Positive.
 	Limit int
